@@ -10,6 +10,7 @@ test or a benchmark in another process can drive a server over HTTP too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -322,7 +323,7 @@ def _make_handler(app: SandboxServer) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # the request log replaces stderr chatter
 
         def _handle(self) -> None:
@@ -335,10 +336,8 @@ def _make_handler(app: SandboxServer) -> type[BaseHTTPRequestHandler]:
                 resp = app.dispatch(req)
             except _Dropped:
                 self.close_connection = True
-                try:
+                with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 return
             self.send_response(resp.status)
             self.send_header("Content-Type", resp.content_type)

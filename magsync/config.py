@@ -1,0 +1,561 @@
+"""Configuration: YAML into frozen dataclasses, validated once and completely.
+
+Every problem is collected with its path (``emarsys.batch_size: must be between 1 and
+1000``) and reported together, before any network call. ``${VAR}`` is read from the
+environment. Secrets are wrapped in ``Secret`` so that ``repr``, logs and error messages
+never show them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from magsync.errors import ConfigError
+from magsync.timeutil import parse_duration
+
+DEFAULT_STATE_PATH = "~/.local/state/magsync/state.db"
+CONVERTERS = ("text", "date", "gender", "country", "choice")
+FIELD_TYPES = ("shorttext", "longtext", "largetext", "numeric", "date", "url")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PATH = re.compile(
+    r"^(?:[a-z_][a-z0-9_]*"
+    r"|custom_attributes\.[A-Za-z0-9_]+"
+    r"|extension_attributes\.[A-Za-z0-9_]+"
+    r"|addresses\.default_(?:billing|shipping)\.[a-z_][a-z0-9_]*)$"
+)
+
+
+class Secret:
+    """A credential that never prints itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that needs it (auth)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+FieldRef = int | str  # an Emarsys field id, or its name
+
+
+@dataclass(frozen=True)
+class MagentoAuth:
+    method: str = "oauth1"
+    consumer_key: Secret | None = None
+    consumer_secret: Secret | None = None
+    access_token: Secret | None = None
+    access_token_secret: Secret | None = None
+    token: Secret | None = None
+
+
+@dataclass(frozen=True)
+class MagentoConfig:
+    base_url: str
+    auth: MagentoAuth
+    store_code: str = "all"
+    page_size: int = 200
+    website_ids: tuple[int, ...] | None = None
+    subscribers: str = "emarsys-module"
+    timeout: float = 30.0
+    concurrency: int = 2
+
+    @property
+    def rest_url(self) -> str:
+        """``{base_url}/rest/{store_code}/V1``."""
+        return f"{self.base_url.rstrip('/')}/rest/{self.store_code}/V1"
+
+
+@dataclass(frozen=True)
+class EmarsysAuth:
+    method: str = "wsse"
+    username: Secret | None = None
+    secret: Secret | None = None
+    client_id: Secret | None = None
+    client_secret: Secret | None = None
+    token_url: str = "https://auth.emarsys.net/oauth2/token"
+
+
+@dataclass(frozen=True)
+class KeyFields:
+    customer_id: FieldRef = "Magento Customer ID"
+    subscriber_id: FieldRef = "Magento Subscriber ID"
+
+
+@dataclass(frozen=True)
+class EmarsysConfig:
+    auth: EmarsysAuth
+    api_url: str = "https://api.emarsys.net/api/v2"
+    batch_size: int = 1000
+    requests_per_minute: int = 600
+    concurrency: int = 4
+    timeout: float = 60.0
+    key_fields: KeyFields = field(default_factory=KeyFields)
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    """One mapping entry: a Magento attribute path to an Emarsys field."""
+
+    path: str
+    field: FieldRef
+    convert: str = "text"
+    type: str | None = None
+
+
+@dataclass(frozen=True)
+class CustomersConfig:
+    enabled: bool = True
+    list: str = "Magento customers"
+    fields: tuple[FieldMapping, ...] = ()
+
+
+@dataclass(frozen=True)
+class SubscribersConfig:
+    enabled: bool = True
+    list: str = "Magento subscribers"
+
+
+@dataclass(frozen=True)
+class ContactsConfig:
+    customers: CustomersConfig = field(default_factory=CustomersConfig)
+    subscribers: SubscribersConfig = field(default_factory=SubscribersConfig)
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    mode: str = "realtime-failsafe"
+    background_runtime: str = "02:30"
+    lookback: timedelta = timedelta(hours=24)
+    overlap: timedelta = timedelta(minutes=10)
+    on_empty: str = "skip"
+    max_attempts: int = 10
+    subscriber_scan_minutes: int = 60
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    path: Path = field(default_factory=lambda: Path(DEFAULT_STATE_PATH).expanduser())
+
+
+@dataclass(frozen=True)
+class Config:
+    magento: MagentoConfig
+    emarsys: EmarsysConfig
+    contacts: ContactsConfig = field(default_factory=ContactsConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    source: Path | None = None
+    warnings: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+                ) -> Config:
+    """Read, interpolate and validate a config file; raise ``ConfigError`` listing all
+    problems."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist",
+                          hint="pass --config PATH, set $MAGSYNC_CONFIG, or create "
+                               "./magsync.yaml (see examples/magsync.yaml)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror}",
+                          hint="check the file's permissions") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{p}: invalid YAML{where}: {exc.problem}",
+                          hint="fix the YAML syntax (indentation, quotes, colons)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+    cfg = parse_config(raw, env=os.environ if env is None else env, source=p)
+    return cfg
+
+
+def parse_config(raw: Any, *, env: Mapping[str, str], source: Path | None = None) -> Config:
+    """Validate a parsed YAML document into a ``Config``."""
+    r = _Reader(env)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source or 'config'}: the top level must be a mapping of sections")
+    r.known(raw, "", ("magento", "emarsys", "contacts", "sync", "state"))
+    magento = _magento(r, r.section(raw, "magento", required=True))
+    emarsys = _emarsys(r, r.section(raw, "emarsys", required=True))
+    contacts = _contacts(r, r.section(raw, "contacts"))
+    sync = _sync(r, r.section(raw, "sync"))
+    state = _state(r, r.section(raw, "state"), env)
+    if r.problems:
+        where = f"{source}: " if source else ""
+        raise ConfigError(f"{where}the configuration has {len(r.problems)} problem"
+                          f"{'s' if len(r.problems) != 1 else ''}:", r.problems)
+    warnings = []
+    if source is not None and r.inline_secrets and _readable_by_others(source):
+        warnings.append(f"{source} holds secrets inline and is readable by other users; "
+                        f"run: chmod 600 {source} (or use ${{VAR}} references)")
+    return Config(magento=magento, emarsys=emarsys, contacts=contacts, sync=sync,
+                  state=state, source=source, warnings=tuple(warnings))
+
+
+def _readable_by_others(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH))
+    except OSError:
+        return False
+
+
+class _Reader:
+    """Reads values out of the raw YAML, collecting every problem with its path."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+        self.inline_secrets = False
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    def known(self, raw: dict[str, Any], path: str, allowed: tuple[str, ...]) -> None:
+        for key in raw:
+            if key not in allowed:
+                where = f"{path}.{key}" if path else str(key)
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else \
+                    f" (allowed: {', '.join(allowed)})"
+                self.problem(where, f"unknown key{hint}")
+
+    def section(self, raw: dict[str, Any], key: str, *, required: bool = False,
+                path: str = "") -> dict[str, Any]:
+        where = f"{path}.{key}" if path else key
+        value = raw.get(key)
+        if value is None:
+            if required:
+                self.problem(where, "missing section")
+            return {}
+        if not isinstance(value, dict):
+            self.problem(where, f"must be a mapping, not {_kind(value)}")
+            return {}
+        return value
+
+    def interpolate(self, value: str, path: str) -> str | None:
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in self.env:
+                raise KeyError(name)
+            return self.env[name]
+        try:
+            return _ENV.sub(sub, value)
+        except KeyError as exc:
+            self.problem(path, f"environment variable {exc.args[0]} is not set")
+            return None
+
+    def string(self, raw: dict[str, Any], key: str, path: str, default: str | None = None,
+               *, required: bool = False, choices: tuple[str, ...] | None = None
+               ) -> str | None:
+        where = f"{path}.{key}"
+        value = raw.get(key)
+        if value is None:
+            if required:
+                self.problem(where, "is required")
+            return default
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            self.problem(where, f"must be a string, not {_kind(value)}")
+            return default
+        text = self.interpolate(str(value), where)
+        if text is None:
+            return default
+        if choices and text not in choices:
+            self.problem(where, f"must be one of {', '.join(choices)} (got {text!r})")
+            return default
+        return text
+
+    def secret(self, raw: dict[str, Any], key: str, path: str, *, required: bool
+               ) -> Secret | None:
+        value = raw.get(key)
+        if isinstance(value, str) and value and not _ENV.search(value):
+            self.inline_secrets = True
+        text = self.string(raw, key, path, required=required)
+        if required and text == "" and raw.get(key) is not None:
+            self.problem(f"{path}.{key}", "is empty")
+        return Secret(text) if text else None
+
+    def integer(self, raw: dict[str, Any], key: str, path: str, default: int,
+                lo: int, hi: int) -> int:
+        where = f"{path}.{key}"
+        value = raw.get(key, default)
+        if isinstance(value, str):
+            value = self.interpolate(value, where)
+            try:
+                value = int(value) if value is not None else default
+            except ValueError:
+                self.problem(where, f"must be a whole number between {lo} and {hi}")
+                return default
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.problem(where, f"must be a whole number between {lo} and {hi}")
+            return default
+        if not lo <= value <= hi:
+            self.problem(where, f"must be between {lo} and {hi} (got {value})")
+            return default
+        return value
+
+    def number(self, raw: dict[str, Any], key: str, path: str, default: float,
+               lo: float, hi: float) -> float:
+        where = f"{path}.{key}"
+        value = raw.get(key, default)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            self.problem(where, f"must be a number of seconds between {lo:g} and {hi:g}")
+            return default
+        if not lo <= value <= hi:
+            self.problem(where, f"must be between {lo:g} and {hi:g} (got {value})")
+            return default
+        return float(value)
+
+    def boolean(self, raw: dict[str, Any], key: str, path: str, default: bool) -> bool:
+        value = raw.get(key, default)
+        if not isinstance(value, bool):
+            self.problem(f"{path}.{key}", f"must be true or false, not {_kind(value)}")
+            return default
+        return value
+
+    def duration(self, raw: dict[str, Any], key: str, path: str, default: timedelta
+                 ) -> timedelta:
+        value = raw.get(key)
+        if value is None:
+            return default
+        try:
+            return parse_duration(value)
+        except ValueError:
+            self.problem(f"{path}.{key}", f"{value!r} is not a duration "
+                                          "(use e.g. 30s, 10m, 24h, 7d)")
+            return default
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _magento(r: _Reader, raw: dict[str, Any]) -> MagentoConfig:
+    p = "magento"
+    r.known(raw, p, ("base_url", "store_code", "auth", "page_size", "website_ids",
+                     "subscribers", "timeout", "concurrency"))
+    base_url = r.string(raw, "base_url", p, required=True) or ""
+    if base_url and not re.match(r"^https?://[^/\s]+", base_url):
+        r.problem(f"{p}.base_url", f"must be an http(s) URL (got {base_url!r})")
+    auth_raw = r.section(raw, "auth", path=p)
+    ap = f"{p}.auth"
+    method = r.string(auth_raw, "method", ap, "oauth1", choices=("oauth1", "bearer"))
+    if method == "bearer":
+        r.known(auth_raw, ap, ("method", "token"))
+        auth = MagentoAuth(method="bearer", token=r.secret(auth_raw, "token", ap, required=True))
+    else:
+        r.known(auth_raw, ap, ("method", "consumer_key", "consumer_secret", "access_token",
+                               "access_token_secret"))
+        auth = MagentoAuth(
+            method="oauth1",
+            consumer_key=r.secret(auth_raw, "consumer_key", ap, required=True),
+            consumer_secret=r.secret(auth_raw, "consumer_secret", ap, required=True),
+            access_token=r.secret(auth_raw, "access_token", ap, required=True),
+            access_token_secret=r.secret(auth_raw, "access_token_secret", ap, required=True))
+    website_ids: tuple[int, ...] | None = None
+    if raw.get("website_ids") is not None:
+        ids = raw["website_ids"]
+        if not isinstance(ids, list) or not ids or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+            r.problem(f"{p}.website_ids", "must be a non-empty list of website ids, e.g. [1]")
+        else:
+            website_ids = tuple(ids)
+    return MagentoConfig(
+        base_url=base_url.rstrip("/"), auth=auth,
+        store_code=r.string(raw, "store_code", p, "all") or "all",
+        page_size=r.integer(raw, "page_size", p, 200, 1, 300),
+        website_ids=website_ids,
+        subscribers=r.string(raw, "subscribers", p, "emarsys-module",
+                             choices=("emarsys-module", "none")) or "emarsys-module",
+        timeout=r.number(raw, "timeout", p, 30.0, 1, 600),
+        concurrency=r.integer(raw, "concurrency", p, 2, 1, 16))
+
+
+def _emarsys(r: _Reader, raw: dict[str, Any]) -> EmarsysConfig:
+    p = "emarsys"
+    r.known(raw, p, ("api_url", "auth", "batch_size", "requests_per_minute", "concurrency",
+                     "timeout", "key_fields"))
+    api_url = r.string(raw, "api_url", p, "https://api.emarsys.net/api/v2") or ""
+    if not re.match(r"^https?://[^/\s]+", api_url):
+        r.problem(f"{p}.api_url", f"must be an http(s) URL (got {api_url!r})")
+    auth_raw = r.section(raw, "auth", path=p)
+    ap = f"{p}.auth"
+    method = r.string(auth_raw, "method", ap, "wsse", choices=("wsse", "oauth2"))
+    if method == "oauth2":
+        r.known(auth_raw, ap, ("method", "client_id", "client_secret", "token_url"))
+        auth = EmarsysAuth(
+            method="oauth2",
+            client_id=r.secret(auth_raw, "client_id", ap, required=True),
+            client_secret=r.secret(auth_raw, "client_secret", ap, required=True),
+            token_url=r.string(auth_raw, "token_url", ap, EmarsysAuth.token_url)
+            or EmarsysAuth.token_url)
+    else:
+        r.known(auth_raw, ap, ("method", "username", "secret"))
+        auth = EmarsysAuth(method="wsse",
+                           username=r.secret(auth_raw, "username", ap, required=True),
+                           secret=r.secret(auth_raw, "secret", ap, required=True))
+    kf_raw = r.section(raw, "key_fields", path=p)
+    kp = f"{p}.key_fields"
+    r.known(kf_raw, kp, ("customer_id", "subscriber_id"))
+    key_fields = KeyFields(
+        customer_id=_field_ref(r, kf_raw.get("customer_id", KeyFields.customer_id),
+                               f"{kp}.customer_id"),
+        subscriber_id=_field_ref(r, kf_raw.get("subscriber_id", KeyFields.subscriber_id),
+                                 f"{kp}.subscriber_id"))
+    if key_fields.customer_id == key_fields.subscriber_id:
+        r.problem(kp, "customer_id and subscriber_id must be two different Emarsys fields")
+    return EmarsysConfig(
+        auth=auth, api_url=api_url.rstrip("/"),
+        batch_size=r.integer(raw, "batch_size", p, 1000, 1, 1000),
+        requests_per_minute=r.integer(raw, "requests_per_minute", p, 600, 1, 100000),
+        concurrency=r.integer(raw, "concurrency", p, 4, 1, 32),
+        timeout=r.number(raw, "timeout", p, 60.0, 1, 600),
+        key_fields=key_fields)
+
+
+def _field_ref(r: _Reader, value: Any, path: str) -> FieldRef:
+    if isinstance(value, bool) or value is None:
+        r.problem(path, "must be an Emarsys field id or name")
+        return ""
+    if isinstance(value, int):
+        if value < 0:
+            r.problem(path, "a field id must not be negative")
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            r.problem(path, "must not be empty")
+        return int(text) if text.isdigit() else text
+    r.problem(path, f"must be an Emarsys field id or name, not {_kind(value)}")
+    return ""
+
+
+def _contacts(r: _Reader, raw: dict[str, Any]) -> ContactsConfig:
+    p = "contacts"
+    r.known(raw, p, ("customers", "subscribers"))
+    c_raw = r.section(raw, "customers", path=p)
+    cp = f"{p}.customers"
+    r.known(c_raw, cp, ("enabled", "list", "fields"))
+    s_raw = r.section(raw, "subscribers", path=p)
+    sp = f"{p}.subscribers"
+    r.known(s_raw, sp, ("enabled", "list"))
+    customers = CustomersConfig(
+        enabled=r.boolean(c_raw, "enabled", cp, True),
+        list=r.string(c_raw, "list", cp, CustomersConfig.list) or CustomersConfig.list,
+        fields=_fields(r, c_raw.get("fields"), f"{cp}.fields"))
+    subscribers = SubscribersConfig(
+        enabled=r.boolean(s_raw, "enabled", sp, True),
+        list=r.string(s_raw, "list", sp, SubscribersConfig.list) or SubscribersConfig.list)
+    return ContactsConfig(customers=customers, subscribers=subscribers)
+
+
+def _fields(r: _Reader, raw: Any, path: str) -> tuple[FieldMapping, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        r.problem(path, f"must be a mapping of Magento attribute -> Emarsys field, "
+                        f"not {_kind(raw)}")
+        return ()
+    out: list[FieldMapping] = []
+    seen: dict[str, str] = {}
+    for attr, spec in raw.items():
+        where = f"{path}.{attr}"
+        if not isinstance(attr, str) or not _PATH.match(attr):
+            r.problem(where, "unknown attribute path (use an attribute such as email, "
+                             "custom_attributes.CODE, extension_attributes.CODE or "
+                             "addresses.default_billing.ATTR)")
+            continue
+        convert, ftype = "text", None
+        if isinstance(spec, dict):
+            r.known(spec, where, ("field", "convert", "type"))
+            if "field" not in spec:
+                r.problem(f"{where}.field", "is required")
+                continue
+            ref = _field_ref(r, spec["field"], f"{where}.field")
+            convert = r.string(spec, "convert", where, "text", choices=CONVERTERS) or "text"
+            ftype = r.string(spec, "type", where, None, choices=FIELD_TYPES)
+        else:
+            ref = _field_ref(r, spec, where)
+        key = str(ref).lower()
+        if key in seen:
+            r.problem(where, f"Emarsys field {ref!r} is already mapped from {seen[key]}")
+        seen[key] = attr
+        out.append(FieldMapping(path=attr, field=ref, convert=convert, type=ftype))
+    return tuple(out)
+
+
+def _sync(r: _Reader, raw: dict[str, Any]) -> SyncConfig:
+    p = "sync"
+    r.known(raw, p, ("mode", "background_runtime", "lookback", "overlap", "on_empty",
+                     "max_attempts", "subscriber_scan_minutes"))
+    runtime = r.string(raw, "background_runtime", p, "02:30") or "02:30"
+    m = re.match(r"^([01]?\d|2[0-3]):([0-5]\d)$", runtime)
+    if not m:
+        r.problem(f"{p}.background_runtime", f"must be HH:MM in 24-hour time (got {runtime!r})")
+        runtime = "02:30"
+    else:
+        runtime = f"{int(m.group(1)):02d}:{m.group(2)}"
+    lookback = r.duration(raw, "lookback", p, SyncConfig.lookback)
+    overlap = r.duration(raw, "overlap", p, SyncConfig.overlap)
+    if lookback <= timedelta(0):
+        r.problem(f"{p}.lookback", "must be longer than zero")
+    return SyncConfig(
+        mode=r.string(raw, "mode", p, "realtime-failsafe",
+                      choices=("realtime-failsafe", "background-only")) or "realtime-failsafe",
+        background_runtime=runtime, lookback=lookback, overlap=overlap,
+        on_empty=r.string(raw, "on_empty", p, "skip", choices=("skip", "clear")) or "skip",
+        max_attempts=r.integer(raw, "max_attempts", p, 10, 1, 1000),
+        subscriber_scan_minutes=r.integer(raw, "subscriber_scan_minutes", p, 60, 0, 10080))
+
+
+def _state(r: _Reader, raw: dict[str, Any], env: Mapping[str, str]) -> StateConfig:
+    r.known(raw, "state", ("path",))
+    text = env.get("MAGSYNC_STATE") or r.string(raw, "path", "state", DEFAULT_STATE_PATH)
+    return StateConfig(path=Path(text or DEFAULT_STATE_PATH).expanduser())
+
+
+def iter_secrets(cfg: Config) -> list[str]:
+    """Every secret value in the config, for redaction in error messages."""
+    values: list[str] = []
+    for holder in (cfg.magento.auth, cfg.emarsys.auth):
+        for v in vars(holder).values():
+            if isinstance(v, Secret) and v.reveal():
+                values.append(v.reveal())
+    return values
+
