@@ -1,0 +1,432 @@
+"""The sandbox Emarsys account: fields, contacts, contact lists and their change history.
+
+No HTTP here: ``EmarsysSandbox`` wraps this, and tests or the demo may use it directly.
+Contacts are indexed by (field, value) for the key fields and e-mail, so a 1000-contact
+upsert costs milliseconds even with 100k+ contacts stored. Every public method takes the
+account lock, so HTTP handler threads may call them concurrently.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from magsync.sandbox.emarsys_fields import (
+    CREATABLE_TYPES,
+    EMAIL,
+    KEY_FIELD_NAMES,
+    OPT_IN,
+    Field,
+    InvalidValue,
+    build_system_fields,
+    index_form,
+    make_string_id,
+    normalize_value,
+)
+
+FIRST_CONTACT_ID = 285_291_248
+FIRST_CUSTOM_FIELD_ID = 7001
+FIRST_LIST_ID = 900_101
+MAX_LIST_ADD = 10_000
+INTERNAL_ID = "id"
+CHANGE_FIELDS = (EMAIL, OPT_IN)  # what getchanges watches
+
+
+class RequestFailed(Exception):
+    """A whole request fails: HTTP ``status`` with Emarsys ``code`` and ``text``."""
+
+    def __init__(self, status: int, code: int, text: str) -> None:
+        super().__init__(text)
+        self.status, self.code, self.text = status, code, text
+
+
+class ContactError(Exception):
+    """One contact of a batch fails with an Emarsys per-contact ``code``."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code, self.text = code, text
+
+
+@dataclass
+class WriteEntry:
+    """The fields one upsert request wrote to one contact; ``seq`` is stamped by the server."""
+
+    contact_id: int
+    fields: dict[str, Any]
+    seq: int = 0
+
+
+@dataclass
+class ChangeEvent:
+    """An e-mail or opt-in change getchanges reports (``source`` "api" or "ui")."""
+
+    at: float
+    contact_id: int
+    source: str
+
+
+@dataclass
+class ContactList:
+    """A contact list and its members' internal ids."""
+
+    id: int
+    name: str
+    members: set[int] = field(default_factory=set)
+
+
+@dataclass
+class UpsertResult:
+    """What an upsert reply carries, plus the write entries for the write log."""
+
+    ids: list[str | int] = field(default_factory=list)
+    errors: dict[str, dict[str, str]] = field(default_factory=dict)
+    writes: list[WriteEntry] = field(default_factory=list)
+
+
+class EmarsysAccount:
+    """The state of one Emarsys account.
+
+    ``indexed_fields``: ids or names of custom fields usable as ``key_id``; default: the two
+    Magento key fields (by name, whenever they exist). E-mail and ``id`` always work.
+    """
+
+    def __init__(self, *, key_fields: bool = True,
+                 indexed_fields: Iterable[int | str] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.lock = threading.RLock()
+        self.clock = clock
+        self.fields: dict[int, Field] = build_system_fields(key_fields=key_fields)
+        self._next_field_id = FIRST_CUSTOM_FIELD_ID + (len(KEY_FIELD_NAMES) if key_fields else 0)
+        self.indexed: set[int | str] = (set(KEY_FIELD_NAMES.values()) if indexed_fields is None
+                                        else set(indexed_fields))
+        self.contacts: dict[int, dict[int, str | None]] = {}
+        self._index: dict[int, dict[str, set[int]]] = {EMAIL: {}}
+        self._next_contact_id = FIRST_CONTACT_ID
+        self.lists: dict[int, ContactList] = {}
+        self._next_list_id = FIRST_LIST_ID
+        self.changes: list[ChangeEvent] = []
+        self._writes: dict[int, list[WriteEntry]] = {}
+        self._injected: dict[tuple[str, str], tuple[int, str]] = {}
+
+    # -- fields ----------------------------------------------------------------------
+    def create_field(self, name: str, application_type: str) -> Field:
+        """``POST /field``: 9002 when the name exists, 400 for a type that cannot be created."""
+        with self.lock:
+            if any(f.name.lower() == name.lower() for f in self.fields.values()):
+                raise RequestFailed(400, 9002, f"Field name already exists: {name}")
+            if application_type not in CREATABLE_TYPES:
+                raise RequestFailed(400, 9001, f"Invalid application type: {application_type}")
+            fld = Field(self._next_field_id, name, application_type, make_string_id(name))
+            self._next_field_id += 1
+            self.fields[fld.id] = fld
+            return fld
+
+    def field_by_name(self, name: str) -> Field | None:
+        """The field called ``name`` (case-insensitive), if any."""
+        with self.lock:
+            return next((f for f in self.fields.values() if f.name.lower() == name.lower()), None)
+
+    def set_indexed(self, field_ref: int | str, indexed: bool = True) -> None:
+        """Index (or un-index) a custom field, as Emarsys support would on request."""
+        with self.lock:
+            (self.indexed.add if indexed else self.indexed.discard)(field_ref)
+
+    def is_indexed(self, fld: Field) -> bool:
+        """Whether ``fld`` may serve as ``key_id`` (2015 otherwise)."""
+        return fld.id == EMAIL or fld.id in self.indexed or fld.name in self.indexed
+
+    def resolve_key(self, key_id: Any) -> int | str:
+        """A ``key_id`` as a field id, or ``"id"``; raises ContactError 2004/2015."""
+        if str(key_id) == INTERNAL_ID:
+            return INTERNAL_ID
+        text = str(key_id)
+        fld = self.fields.get(int(text)) if text.isdigit() else None
+        if fld is None or fld.read_only:
+            raise ContactError(2004, f"Invalid key field id: {key_id}")
+        if not self.is_indexed(fld):
+            raise ContactError(2015, f"No index on the key column: {fld.id} ({fld.name})")
+        return fld.id
+
+    # -- lookups ---------------------------------------------------------------------
+    def find(self, key: int | str, value: Any) -> set[int]:
+        """Internal ids of the contacts whose field ``key`` (or ``"id"``) holds ``value``."""
+        with self.lock:
+            if value is None or value == "":
+                return set()
+            if key == INTERNAL_ID:
+                cid = int(value) if str(value).isdigit() else -1
+                return {cid} if cid in self.contacts else set()
+            fid = int(key)
+            fld = self.fields.get(fid)
+            try:
+                stored = normalize_value(fld, value) if fld else str(value)
+            except InvalidValue:
+                return set()
+            if stored is None:
+                return set()
+            return set(self._index_for(fid).get(index_form(fid, stored), ()))
+
+    def find_contacts(self, field_id: int, value: Any) -> list[int]:
+        """Test helper: sorted ids of contacts whose field holds ``value`` (any field)."""
+        return sorted(self.find(field_id, value))
+
+    def contact(self, contact_id: int) -> dict[str, str | None]:
+        """A copy of one contact's fields, keyed by field-id strings (KeyError if unknown)."""
+        with self.lock:
+            return {str(k): v for k, v in self.contacts[int(contact_id)].items()}
+
+    def _index_for(self, fid: int) -> dict[str, set[int]]:
+        index = self._index.get(fid)
+        if index is None:  # built on first use: not every field needs an index
+            index = {}
+            for cid, values in self.contacts.items():
+                if values.get(fid) is not None:
+                    index.setdefault(index_form(fid, values[fid] or ""), set()).add(cid)
+            self._index[fid] = index
+        return index
+
+    # -- writes ----------------------------------------------------------------------
+    def _set_fields(self, cid: int, values: dict[int, str | None], source: str) -> None:
+        """Write values to a contact, keeping indexes and the change history right."""
+        contact = self.contacts.setdefault(cid, {})
+        changed = False
+        for fid, new in values.items():
+            old = contact.get(fid)
+            if old == new:
+                continue
+            index = self._index.get(fid)
+            if index is not None:
+                if old is not None:
+                    index.get(index_form(fid, old), set()).discard(cid)
+                if new is not None:
+                    index.setdefault(index_form(fid, new), set()).add(cid)
+            contact[fid] = new
+            changed = changed or fid in CHANGE_FIELDS
+        if changed and source != "import":
+            self.changes.append(ChangeEvent(self.clock(), cid, source))
+
+    def _new_contact_id(self) -> int:
+        self._next_contact_id += 1
+        return self._next_contact_id - 1
+
+    def _check_values(self, raw: dict[str, Any], key: int | str) -> dict[int, str | None]:
+        """Field-id strings -> stored values; raises ContactError 2006/2007."""
+        values: dict[int, str | None] = {}
+        for name, value in raw.items():
+            if key == INTERNAL_ID and name == INTERNAL_ID:
+                continue
+            fld = self.fields.get(int(name)) if str(name).isdigit() else None
+            if fld is None:
+                raise ContactError(2006, f"Invalid field id: {name}")
+            if fld.read_only:
+                raise ContactError(2006, f"Field {name} ({fld.name}) is read-only")
+            try:
+                values[fld.id] = normalize_value(fld, value)
+            except InvalidValue as exc:
+                raise ContactError(2007, str(exc)) from None
+        return values
+
+    # -- upsert ----------------------------------------------------------------------
+    def upsert(self, key_id: Any, contacts: list[Any], *, create: bool,
+               create_only: bool = False, list_id: int | None = None) -> UpsertResult:
+        """``PUT /contact`` (``create``: create_if_not_exists=1) or ``POST /contact``
+        (``create_only``: 2009 when the key exists). Per-contact failures land in
+        ``errors`` keyed by the key value; the rest is written."""
+        result = UpsertResult()
+        with self.lock:
+            if list_id is not None and list_id not in self.lists:
+                raise RequestFailed(400, 3004, f"Contact list does not exist: {list_id}")
+            key_error: ContactError | None = None
+            try:
+                key: int | str = self.resolve_key(key_id)
+            except ContactError as exc:
+                key, key_error = "", exc
+            for raw in contacts:
+                key_value = _key_value(raw, str(key_id))
+                try:
+                    if key_error is not None:
+                        raise key_error
+                    cid, created = self._upsert_one(key, key_value, raw, create, create_only)
+                except ContactError as exc:
+                    result.errors[key_value] = {str(exc.code): exc.text}
+                    continue
+                result.ids.append(cid if created else str(cid))
+                entry = WriteEntry(cid, {k: v for k, v in raw.items()
+                                         if not (key == INTERNAL_ID and k == INTERNAL_ID)})
+                self._writes.setdefault(cid, []).append(entry)
+                result.writes.append(entry)
+                if list_id is not None:
+                    self.lists[list_id].members.add(cid)
+        return result
+
+    def _upsert_one(self, key: int | str, key_value: str, raw: Any, create: bool,
+                    create_only: bool) -> tuple[int, bool]:
+        if not isinstance(raw, dict):
+            raise ContactError(2006, "A contact must be an object of field ids to values")
+        injected = self._injected.get((str(key), key_value))
+        if injected is not None:
+            raise ContactError(*injected)
+        if key_value == "":
+            raise ContactError(2005, f"No value provided for key field: {key}")
+        values = self._check_values(raw, key)
+        found = self.find(key, key_value)
+        if len(found) > 1:
+            raise ContactError(2010, f"More than one contact found with the external id: "
+                                     f"{key} - {key_value}")
+        if found and create_only:
+            raise ContactError(2009, f"Contact with the external id already exists: {key}")
+        if not found:
+            if key == INTERNAL_ID or not (create or create_only):
+                raise ContactError(2008, f"No contact found with the external id: "
+                                         f"{key} - {key_value}")
+            cid = self._new_contact_id()
+            self._set_fields(cid, values, "api")
+            return cid, True
+        cid = found.pop()
+        self._set_fields(cid, values, "api")
+        return cid, False
+
+    def inject_contact_error(self, key_id: Any, key_value: Any, code: int, text: str) -> None:
+        """Make every upsert of this key fail with ``code`` until cleared."""
+        with self.lock:
+            self._injected[(str(key_id), str(key_value))] = (int(code), text)
+
+    def clear_contact_errors(self) -> None:
+        """Forget every injected per-contact error."""
+        with self.lock:
+            self._injected.clear()
+
+    def writes_for(self, contact_id: int) -> list[tuple[int, dict[str, Any]]]:
+        """(request seq, {field: value as sent}) for each upsert request that wrote it."""
+        with self.lock:
+            return [(w.seq, dict(w.fields)) for w in self._writes.get(int(contact_id), [])]
+
+    # -- test and demo helpers -------------------------------------------------------
+    def seed_contact(self, fields: dict[Any, Any]) -> int:
+        """Create a pre-existing contact (not a change getchanges reports); returns its id."""
+        with self.lock:
+            try:
+                values = self._check_values({str(k): v for k, v in fields.items()}, "")
+            except ContactError as exc:
+                raise ValueError(f"cannot seed contact: {exc.text}") from None
+            cid = self._new_contact_id()
+            self._set_fields(cid, values, "import")
+            return cid
+
+    def ui_edit(self, contact_id: int, fields: dict[Any, Any], *, at: float | None = None
+                ) -> None:
+        """A person edits the contact in the Emarsys UI or a form: getchanges reports it."""
+        self._edit(contact_id, fields, "ui", at)
+
+    def ui_import(self, contact_id: int, fields: dict[Any, Any]) -> None:
+        """A UI data import changes the contact: getchanges does NOT report it."""
+        self._edit(contact_id, fields, "import", None)
+
+    def _edit(self, contact_id: int, fields: dict[Any, Any], source: str, at: float | None
+              ) -> None:
+        with self.lock:
+            cid = int(contact_id)
+            if cid not in self.contacts:
+                raise KeyError(f"no contact {cid}")
+            try:
+                values = self._check_values({str(k): v for k, v in fields.items()}, "")
+            except ContactError as exc:
+                raise ValueError(exc.text) from None
+            before = len(self.changes)
+            self._set_fields(cid, values, source)
+            if at is not None and len(self.changes) > before:
+                self.changes[-1].at = at
+
+    # -- contact lists ---------------------------------------------------------------
+    def create_list(self, name: str, key_id: Any = EMAIL,
+                    external_ids: list[Any] | None = None) -> tuple[int, dict[str, Any]]:
+        """``POST /contactlist``: (list id, per-id errors); 3005 when the name exists."""
+        with self.lock:
+            if any(lst.name == name for lst in self.lists.values()):
+                raise RequestFailed(400, 3005, f"Contact list name already exists: {name}")
+            lst = ContactList(self._next_list_id, name)
+            self._next_list_id += 1
+            self.lists[lst.id] = lst
+            _, errors = self._add_to_list(lst, key_id, external_ids or [])
+            return lst.id, errors
+
+    def add_to_list(self, list_id: int, key_id: Any, external_ids: list[Any]
+                    ) -> tuple[int, dict[str, Any]]:
+        """``POST /contactlist/{id}/add``: (inserted count, errors); 3002 past 10,000 ids."""
+        with self.lock:
+            lst = self.lists.get(int(list_id))
+            if lst is None:
+                raise RequestFailed(404, 3004, f"Contact list does not exist: {list_id}")
+            if len(external_ids) > MAX_LIST_ADD:
+                raise RequestFailed(400, 3002, f"Too many contacts: at most {MAX_LIST_ADD}")
+            return self._add_to_list(lst, key_id, external_ids)
+
+    def _add_to_list(self, lst: ContactList, key_id: Any, external_ids: list[Any]
+                     ) -> tuple[int, dict[str, Any]]:
+        errors: dict[str, Any] = {}
+        inserted = 0
+        try:
+            key = self.resolve_key(key_id)
+        except ContactError as exc:
+            return 0, {str(v): {str(exc.code): exc.text} for v in external_ids}
+        for value in external_ids:
+            found = self.find(key, value)
+            if len(found) != 1:
+                code = 2010 if found else 2008
+                text = "More than one contact found" if found else "No contact found"
+                errors[str(value)] = {str(code): f"{text} with the external id: {key} - {value}"}
+                continue
+            lst.members.update(found)
+            inserted += 1
+        return inserted, errors
+
+    def list_by_name(self, name: str) -> ContactList | None:
+        """The contact list called ``name``, if any."""
+        with self.lock:
+            return next((lst for lst in self.lists.values() if lst.name == name), None)
+
+    def list_members(self, list_ref: int | str) -> list[int]:
+        """Sorted internal ids of a list's members, by list id or name."""
+        with self.lock:
+            lst = self.lists.get(list_ref) if isinstance(list_ref, int) else \
+                self.list_by_name(list_ref)
+            if lst is None:
+                raise KeyError(f"no contact list {list_ref!r}")
+            return sorted(lst.members)
+
+    # -- getdata ---------------------------------------------------------------------
+    def get_data(self, key_id: Any, key_values: list[Any], fields: list[Any]
+                 ) -> tuple[list[dict[str, Any]] | bool, list[dict[str, Any]]]:
+        """``POST /contact/getdata``: every contact each key matches (all of them when
+        several do), and an error entry per key that matches none."""
+        with self.lock:
+            wanted = [int(f) for f in fields if str(f).isdigit() and int(f) in self.fields]
+            try:
+                key = self.resolve_key(key_id)
+            except ContactError as exc:
+                return False, [_getdata_error(v, exc.code, exc.text) for v in key_values]
+            result: list[dict[str, Any]] = []
+            errors: list[dict[str, Any]] = []
+            for value in key_values:
+                found = self.find(key, value)
+                if not found:
+                    errors.append(_getdata_error(
+                        value, 2008, f"No contact found with the external id: {key}"))
+                for cid in sorted(found):
+                    row: dict[str, Any] = {"id": str(cid)}
+                    row.update({str(f): self.contacts[cid].get(f) for f in wanted})
+                    result.append(row)
+            return result or False, errors
+
+
+def _key_value(raw: Any, key_id: str) -> str:
+    value = raw.get(key_id) if isinstance(raw, dict) else None
+    return "" if value is None else str(value)
+
+
+def _getdata_error(value: Any, code: int, text: str) -> dict[str, Any]:
+    return {"key": str(value), "errorCode": str(code), "errorMsg": text}
