@@ -408,7 +408,8 @@ class StateStore:
     def queue_items(self, *, dead: bool | None = False, kind: str | None = "sync"
                     ) -> list[QueueItem]:
         """Queued contacts (``dead=None``: both live and dead)."""
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[Any] = []
         if dead is not None:
             clauses.append("dead = ?")
             args.append(int(dead))
@@ -431,7 +432,8 @@ class StateStore:
             return int(cur.rowcount or 0)
 
     def purge_queue(self, *, dead: bool | None = None, kind: str | None = None) -> int:
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[Any] = []
         if dead is not None:
             clauses.append("dead = ?")
             args.append(int(dead))

@@ -1,0 +1,90 @@
+"""Logging: human lines or one JSON object per event on stderr, secrets always redacted."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from magsync.timeutil import to_iso, utcnow
+
+LOGGER_NAME = "magsync"
+_RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces every known secret in a record's message and extras with ``***``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len,
+                              reverse=True)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        self.secrets = sorted(set(self.secrets) | {s for s in secrets if s and len(s) >= 3},
+                              key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.scrub(record.getMessage())
+        record.args = None
+        for key, value in list(vars(record).items()):
+            if key not in _RESERVED and isinstance(value, str):
+                setattr(record, key, self.scrub(value))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, event, and any extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, Any] = {"time": to_iso(utcnow()), "level": record.levelname.lower(),
+                                 "event": record.getMessage()}
+        for key, value in vars(record).items():
+            if key not in _RESERVED and not key.startswith("_"):
+                event[key] = value
+        if record.exc_info:
+            event["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(event, default=str)
+
+
+_filter = RedactingFilter()
+
+
+def setup_logging(*, verbose: int = 0, quiet: bool = False, log_json: bool = False) -> None:
+    """Configure the ``magsync`` logger for this process (idempotent)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_filter)
+    if log_json:
+        handler.setFormatter(JsonFormatter())
+        level = logging.DEBUG if verbose else logging.INFO
+    else:
+        handler.setFormatter(logging.Formatter("magsync: %(levelname)s: %(message)s"))
+        level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else
+                                             logging.INFO if verbose else logging.WARNING)
+    logger.setLevel(level)
+    logger.addHandler(handler)
+    logger.propagate = False
+
+
+def add_secrets(secrets: Iterable[str]) -> None:
+    """Teach the redaction filter the secrets of the loaded config."""
+    _filter.add(secrets)
+
+
+def scrub(text: str) -> str:
+    """Redact known secrets from a string meant for output."""
+    return _filter.scrub(text)
+
+
+def get_logger(name: str = "") -> logging.Logger:
+    return logging.getLogger(f"{LOGGER_NAME}.{name}" if name else LOGGER_NAME)

@@ -1,0 +1,111 @@
+"""What a command prints: rich tables on a terminal, plain lines under cron, nothing
+under ``-q`` (errors go to stderr through the CLI's boundary)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from magsync.checkresult import CheckResult
+from magsync.logs import scrub
+
+SUMMARY_ORDER = ("read", "sent", "created", "updated", "adopted", "attached", "unchanged",
+                 "skipped", "failed", "queued", "dead", "conflicts", "unconvertible",
+                 "applied", "unknown", "drained", "removed", "requests")
+
+
+class Output:
+    """Renders results for a person (terminal) or for cron (plain text)."""
+
+    def __init__(self, *, quiet: bool = False, is_tty: bool = False) -> None:
+        self.quiet = quiet
+        self.is_tty = is_tty
+        self.console = Console(highlight=False, soft_wrap=not is_tty,
+                               force_terminal=is_tty, no_color=not is_tty)
+
+    def line(self, text: str = "") -> None:
+        if not self.quiet:
+            self.console.print(scrub(text), markup=False)
+
+    def json(self, data: Any) -> None:
+        """Machine-readable output is printed even under ``-q``: it was asked for."""
+        print(scrub(json.dumps(data, indent=2, default=str)))
+
+    def checks(self, results: Iterable[CheckResult]) -> None:
+        if self.quiet:
+            return
+        for r in results:
+            mark = "OK  " if r.ok else "FAIL"
+            detail = f" — {r.detail}" if r.detail else ""
+            self.line(f"{mark} {r.name}{detail}")
+
+    def summary(self, title: str, counts: Mapping[str, int], *, duration: float,
+                notes: Iterable[str] = ()) -> None:
+        """The one-screen summary at the end of a run."""
+        if self.quiet:
+            return
+        keys = [k for k in SUMMARY_ORDER if k in counts] + sorted(
+            k for k in counts if k not in SUMMARY_ORDER)
+        if self.is_tty:
+            table = Table(title=f"{title} — {duration:.1f} s", show_header=False)
+            table.add_column("what")
+            table.add_column("count", justify="right")
+            for k in keys:
+                table.add_row(k, str(counts[k]))
+            self.console.print(table)
+        else:
+            body = ", ".join(f"{k} {counts[k]}" for k in keys)
+            self.line(f"{title}: {body} ({duration:.1f} s)")
+        for note in notes:
+            self.line(f"  {note}")
+
+    def table(self, headers: list[str], rows: Iterable[Iterable[Any]]) -> None:
+        if self.quiet:
+            return
+        cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+        if self.is_tty:
+            t = Table(*headers)
+            for cell_row in cells:
+                t.add_row(*cell_row)
+            self.console.print(t)
+            return
+        widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+        self.line("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+        for cell_row in cells:
+            self.line("  ".join(c.ljust(w) for c, w in zip(cell_row, widths, strict=True))
+                      .rstrip())
+
+    def status(self, data: Mapping[str, Any]) -> None:
+        if self.quiet:
+            return
+        self.line(f"state file: {data['state_path']}"
+                  + ("" if data["state_exists"] else " (not created yet: no run so far)"))
+        runs = data.get("runs") or {}
+        if runs:
+            self.line("last runs:")
+            self.table(["command", "started", "ended", "outcome", "exit", "counts"],
+                       [[cmd, r["started_at"], r["ended_at"] or "-", r["outcome"],
+                         "" if r["exit_code"] is None else r["exit_code"],
+                         ", ".join(f"{k} {v}" for k, v in r["counts"].items())]
+                        for cmd, r in runs.items()])
+        else:
+            self.line("last runs: none")
+        marks = data.get("watermarks") or {}
+        self.line("watermarks: " + (", ".join(f"{k} {v}" for k, v in marks.items())
+                                    or "none"))
+        q = data.get("queue") or {}
+        self.line(f"failsafe queue: {q.get('queued', 0)} queued, {q.get('dead', 0)} dead")
+        self.line(f"contacts known: {data.get('contacts', 0)}")
+        mirror = data.get("mirror") or {}
+        if mirror.get("read_at"):
+            self.line(f"subscriber mirror: {mirror['subscribers']} rows, read "
+                      f"{mirror['read_at']} ({mirror['age_minutes']} min ago)")
+        issues = data.get("issues") or []
+        if issues:
+            self.line("recent issues:")
+            for i in issues:
+                self.line(f"  {i['at']} {i['kind']} {i['key'] or ''}: {i['detail']}")
