@@ -52,6 +52,9 @@ class RetryPolicy:
         return (rng or random).uniform(0, cap)
 
 
+DEFAULT_RETRY = RetryPolicy()
+
+
 class RateLimiter:
     """A smooth limiter shared by every thread of a client.
 

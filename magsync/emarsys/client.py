@@ -1,0 +1,168 @@
+"""The Emarsys Core API client: auth, envelope, typed errors.
+
+Every reply is ``{"replyCode", "replyText", "data"}``. A non-zero replyCode fails the
+whole request and becomes a typed error; per-contact errors inside a 200 reply are data
+for the caller (``contacts.py``), never raised here.
+
+With ``auth.method: oauth2`` the API lives under ``/api/v3``: an ``api_url`` ending in
+``/api/v2`` (the WSSE default) is rewritten to ``/api/v3``; any other ``api_url`` is used
+as given.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import requests
+from requests.auth import AuthBase
+
+from magsync.config import EmarsysConfig
+from magsync.emarsys.auth import OAuth2ClientCredentials, WsseAuth
+from magsync.errors import AuthError, FatalRemoteError
+from magsync.http import DEFAULT_RETRY, HttpClient, RateLimiter, RetryPolicy
+
+SERVICE = "Emarsys"
+T = TypeVar("T")
+
+
+class EmarsysApiError(FatalRemoteError):
+    """Emarsys failed a whole request with a non-zero replyCode."""
+
+    def __init__(self, message: str, *, status: int, reply_code: int | None,
+                 reply_text: str, hint: str | None = None) -> None:
+        super().__init__(message, service=SERVICE, status=status, code=reply_code,
+                         hint=hint)
+        self.reply_code = reply_code
+        self.reply_text = reply_text
+
+
+def api_url_for(api_url: str, method: str) -> str:
+    """The API base for an auth method: OAuth 2.0 credentials work on /api/v3 only."""
+    url = api_url.rstrip("/")
+    if method == "oauth2" and url.endswith("/api/v2"):
+        return url[: -len("/api/v2")] + "/api/v3"
+    return url
+
+
+def build_auth(cfg: EmarsysConfig, *, retry: RetryPolicy = DEFAULT_RETRY,
+               sleep: Callable[[float], None] = time.sleep,
+               clock: Callable[[], float] = time.monotonic) -> AuthBase:
+    """The auth object the config asks for."""
+    a = cfg.auth
+    if a.method == "oauth2":
+        assert a.client_id is not None and a.client_secret is not None
+        return OAuth2ClientCredentials(a.client_id.reveal(), a.client_secret.reveal(),
+                                       a.token_url, retry=retry, timeout=cfg.timeout,
+                                       clock=clock, sleep=sleep)
+    assert a.username is not None and a.secret is not None
+    return WsseAuth(a.username.reveal(), a.secret.reveal())
+
+
+class EmarsysClient:
+    """One Emarsys account: ``call`` sends a request and unwraps the envelope."""
+
+    def __init__(self, http: HttpClient, *, auth_method: str = "wsse") -> None:
+        self.http = http
+        self.auth_method = auth_method
+        self._memo: dict[str, Any] = {}
+        self._memo_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, cfg: EmarsysConfig, *, secrets: Iterable[str] = (),
+                    retry: RetryPolicy = DEFAULT_RETRY,
+                    sleep: Callable[[float], None] = time.sleep,
+                    clock: Callable[[], float] = time.monotonic) -> EmarsysClient:
+        """A client with the config's auth, rate limit, timeout and pool size.
+
+        ``secrets`` should be ``config.iter_secrets(cfg)`` so that no error shows one.
+        """
+        auth = build_auth(cfg, retry=retry, sleep=sleep, clock=clock)
+        limiter = RateLimiter(cfg.requests_per_minute, clock=clock, sleep=sleep)
+        own = [s.reveal() for s in vars(cfg.auth).values() if hasattr(s, "reveal")]
+        http = HttpClient(SERVICE, api_url_for(cfg.api_url, cfg.auth.method), auth=auth,
+                          timeout=cfg.timeout, retry=retry, limiter=limiter,
+                          secrets=[*secrets, *own], pool_size=cfg.concurrency + 2,
+                          sleep=sleep, clock=clock)
+        return cls(http, auth_method=cfg.auth.method)
+
+    def with_retry(self, retry: RetryPolicy) -> EmarsysClient:
+        """The same account and caches with another retry budget (sync-realtime)."""
+        clone = EmarsysClient(self.http.with_retry(retry), auth_method=self.auth_method)
+        clone._memo, clone._memo_lock = self._memo, self._memo_lock
+        return clone
+
+    def call(self, method: str, path: str, *, json: Any = None,
+             params: dict[str, Any] | None = None) -> Any:
+        """Send a request and return the envelope's ``data``; raise on a failed request."""
+        resp = self.http.request(method, path, json=json, params=params)
+        return self.unwrap(resp)[2]
+
+    def unwrap(self, resp: requests.Response) -> tuple[int, str, Any]:
+        """(replyCode, replyText, data) of a successful reply; typed errors otherwise."""
+        try:
+            body = resp.json()
+            code, text = body["replyCode"], str(body.get("replyText") or "")
+            code = int(code)
+        except (ValueError, KeyError, TypeError):
+            raise FatalRemoteError(
+                f"Emarsys answered {resp.request.method} {self._path(resp)} with something "
+                f"that is not an Emarsys reply: {self.http.describe(resp)}",
+                service=SERVICE, status=resp.status_code,
+                hint="a proxy, firewall or maintenance page may stand between magsync and "
+                     "Emarsys; check emarsys.api_url") from None
+        if resp.status_code == 401:
+            raise self._auth_error(resp, text)
+        if resp.status_code == 403:
+            raise AuthError(
+                f"the Emarsys API user lacks a permission for {resp.request.method} "
+                f"{self._path(resp)}: {self.http.redact(text)}", service=SERVICE,
+                status=403, code=code,
+                hint="grant the API user access to fields, contacts, contact lists and "
+                     "exports in Emarsys > Management > Security Settings")
+        if code != 0 or resp.status_code >= 400:
+            raise EmarsysApiError(
+                f"Emarsys refused {resp.request.method} {self._path(resp)}: HTTP "
+                f"{resp.status_code}, replyCode {code}: {self.http.redact(text)}",
+                status=resp.status_code, reply_code=code, reply_text=text)
+        return code, text, body.get("data")
+
+    def _auth_error(self, resp: requests.Response, text: str) -> AuthError:
+        if self.auth_method == "oauth2":
+            hint = ("check emarsys.auth.client_id/client_secret and that api_url points "
+                    "at the /api/v3 endpoint")
+        else:
+            hint = ("check emarsys.auth.username and secret (the API user, not a UI login) "
+                    "and that this machine's clock is right (WSSE allows 5 minutes)")
+        return AuthError(
+            f"Emarsys refused the credentials (auth method {self.auth_method}): "
+            f"{self.http.redact(text, resp.request.headers)}",
+            service=SERVICE, status=401, hint=hint)
+
+    def _path(self, resp: requests.Response) -> str:
+        url = resp.request.url or ""
+        return self.http.redact(url.replace(self.http.base_url, "", 1) or url,
+                                resp.request.headers)
+
+    def memo(self, key: str, load: Callable[[], T]) -> T:
+        """``load()`` once per client (and its ``with_retry`` clones), then cached."""
+        with self._memo_lock:
+            if key in self._memo:
+                return self._memo[key]
+        value = load()
+        with self._memo_lock:
+            return self._memo.setdefault(key, value)
+
+    def forget(self, key: str) -> None:
+        """Drop a cached value (after a change, e.g. a created field)."""
+        with self._memo_lock:
+            self._memo.pop(key, None)
+
+    def close(self) -> None:
+        """Close the connections (the token endpoint's too)."""
+        self.http.close()
+        closer = getattr(self.http.auth, "close", None)
+        if callable(closer):
+            closer()

@@ -1,0 +1,241 @@
+"""Emarsys contacts: batch upsert with per-contact errors, contact lists, getdata.
+
+Per-contact errors of a 200 reply are returned as data keyed by key value; only those
+that mean the configuration is wrong (2015 key field not indexed, 2004/2006 invalid key
+field) are raised, as ``RemoteConfigError`` (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from magsync.emarsys.client import EmarsysApiError, EmarsysClient
+from magsync.emarsys.fields import find_field, list_fields
+from magsync.errors import RemoteConfigError
+
+MAX_BATCH = 1000
+MAX_BYTES = 8 * 1024 * 1024
+MAX_LIST_ADD = 10_000
+MAX_GETDATA = 1000
+LIST_EXISTS = 3005
+NOT_INDEXED = 2015
+INVALID_KEY = frozenset({2004, 2006})
+_ENVELOPE_RESERVE = 1024  # bytes for key_id, contact_list_id and the JSON around contacts
+
+
+@dataclass
+class UpsertResult:
+    """What one upsert request did: contact ids, and per-contact errors by key value."""
+
+    ids: list[str] = field(default_factory=list)
+    errors: dict[str, dict[str, str]] = field(default_factory=dict)  # key -> {code: text}
+
+    def failed(self, key: Any) -> bool:
+        """Whether the contact with this key value was rejected."""
+        return str(key) in self.errors
+
+
+@dataclass(frozen=True)
+class ContactList:
+    """An Emarsys contact list; ``created`` when this call created it."""
+
+    id: int
+    name: str
+    created: bool = False
+
+
+@dataclass
+class GetDataResult:
+    """``getdata``: matched contacts (field id string -> value, plus ``id``) and errors."""
+
+    result: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------
+# Upsert
+
+
+def merge_duplicates(contacts: Iterable[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """One contact per key value, in first-seen order; later values win field by field."""
+    merged: dict[Any, dict[str, Any]] = {}
+    keyless: list[dict[str, Any]] = []
+    for c in contacts:
+        value = c.get(key)
+        if value in (None, ""):
+            keyless.append(dict(c))  # Emarsys reports 2005 for it; nothing to merge on
+        elif str(value) in merged:
+            merged[str(value)].update(c)
+        else:
+            merged[str(value)] = dict(c)
+    return [*merged.values(), *keyless]
+
+
+def _size(contact: dict[str, Any]) -> int:
+    # requests serialises with json.dumps defaults (ASCII), so len() counts bytes.
+    return len(json.dumps(contact)) + 2
+
+
+def split_batches(contacts: Iterable[dict[str, Any]], key: str,
+                  batch_size: int = MAX_BATCH, max_bytes: int = MAX_BYTES
+                  ) -> Iterator[list[dict[str, Any]]]:
+    """Batches of at most ``batch_size`` contacts and ``max_bytes`` of JSON, each key
+    value once per batch (a repeated key is merged into the earlier contact, the last
+    value winning). A single contact larger than ``max_bytes`` gets a batch of its own.
+    """
+    budget = max(1, max_bytes - _ENVELOPE_RESERVE)
+    batch: dict[str, dict[str, Any]] = {}
+    sizes: dict[str, int] = {}
+    keyless: list[dict[str, Any]] = []
+    used = 0
+    for c in contacts:
+        value = c.get(key)
+        k = None if value in (None, "") else str(value)
+        if k is not None and k in batch:
+            # Merged, it may no longer fit: it then moves to the next batch, still once.
+            c = {**batch.pop(k), **c}
+            used -= sizes.pop(k)
+        size = _size(c)
+        if (batch or keyless) and (len(batch) + len(keyless) >= batch_size
+                                   or used + size > budget):
+            yield [*batch.values(), *keyless]
+            batch, sizes, keyless, used = {}, {}, [], 0
+        if k is None:
+            keyless.append(dict(c))
+        else:
+            batch[k], sizes[k] = dict(c), size
+        used += size
+    if batch or keyless:
+        yield [*batch.values(), *keyless]
+
+
+def upsert_batch(client: EmarsysClient, key_field_id: int | str,
+                 contacts: Sequence[dict[str, Any]], *, create: bool = True,
+                 contact_list_id: int | None = None) -> UpsertResult:
+    """Exactly one ``PUT /contact`` (the caller keeps it within the size limits).
+
+    ``create=False`` only updates existing contacts (unknown keys give 2008).
+    """
+    key = str(key_field_id)
+    body: dict[str, Any] = {"key_id": key, "contacts": merge_duplicates(contacts, key)}
+    if contact_list_id is not None:
+        body["contact_list_id"] = int(contact_list_id)
+    params = {"create_if_not_exists": 1} if create else None
+    data = client.call("PUT", "/contact/", json=body, params=params) or {}
+    result = UpsertResult(ids=[str(i) for i in data.get("ids") or []],
+                          errors=_errors_by_key(data.get("errors")))
+    _raise_config_errors(client, key, result.errors)
+    return result
+
+
+def _errors_by_key(raw: Any) -> dict[str, dict[str, str]]:
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): {str(code): str(text) for code, text in v.items()}
+            if isinstance(v, dict) else {"": str(v)} for k, v in raw.items()}
+
+
+def _raise_config_errors(client: EmarsysClient, key: str,
+                         errors: dict[str, dict[str, str]]) -> None:
+    codes = {int(c) for errs in errors.values() for c in errs if c.isdigit()}
+    if not codes & (INVALID_KEY | {NOT_INDEXED}):
+        return
+    label = _field_label(client, key)
+    if NOT_INDEXED in codes:
+        raise RemoteConfigError(
+            f"Emarsys has no index on the key field {label} (error 2015)",
+            service="Emarsys", code=NOT_INDEXED,
+            hint=f"Emarsys must index field {label}: ask Emarsys support to index it")
+    raise RemoteConfigError(
+        f"Emarsys does not accept {label} as a key field (error "
+        f"{min(codes & INVALID_KEY)})", service="Emarsys", code=min(codes & INVALID_KEY),
+        hint="check emarsys.key_fields: run `magsync fields` to see the field ids")
+
+
+def _field_label(client: EmarsysClient, key: str) -> str:
+    try:
+        fld = find_field(client, key)
+    except Exception:  # a label for an error message must not hide the error itself
+        fld = None
+    return f"{fld.name!r} (id {fld.id})" if fld else f"id {key}"
+
+
+# ---------------------------------------------------------------------------------------
+# Contact lists
+
+
+def find_list(client: EmarsysClient, name: str) -> ContactList | None:
+    """The contact list called ``name`` (exact, else case-insensitive), if any."""
+    data = client.call("GET", "/contactlist") or []
+    lists = [ContactList(int(x["id"]), str(x.get("name") or "")) for x in data]
+    exact = [x for x in lists if x.name == name]
+    loose = [x for x in lists if x.name.lower() == name.strip().lower()]
+    matches = exact or loose
+    return matches[0] if matches else None
+
+
+def find_or_create_list(client: EmarsysClient, name: str, key_field_id: int | str
+                        ) -> ContactList:
+    """The list called ``name``, created (empty) when missing."""
+    found = find_list(client, name)
+    if found is not None:
+        return found
+    try:
+        data = client.call("POST", "/contactlist",
+                           json={"key_id": str(key_field_id), "name": name,
+                                 "external_ids": []})
+    except EmarsysApiError as exc:
+        if exc.reply_code != LIST_EXISTS:
+            raise
+        found = find_list(client, name)  # created meanwhile by another run
+        if found is None:
+            raise
+        return found
+    return ContactList(int(data["id"]), name, created=True)
+
+
+def add_to_list(client: EmarsysClient, list_id: int, key_field_id: int | str,
+                external_ids: Iterable[Any], *, chunk: int = MAX_LIST_ADD
+                ) -> tuple[int, dict[str, Any]]:
+    """Add existing contacts to a list, ``chunk`` ids a call: (inserted, errors by id)."""
+    ids = [str(i) for i in external_ids]
+    inserted = 0
+    errors: dict[str, Any] = {}
+    for start in range(0, len(ids), max(1, min(chunk, MAX_LIST_ADD))):
+        part = ids[start:start + min(chunk, MAX_LIST_ADD)]
+        data = client.call("POST", f"/contactlist/{int(list_id)}/add",
+                           json={"key_id": str(key_field_id), "external_ids": part}) or {}
+        inserted += int(data.get("inserted_contacts") or 0)
+        if isinstance(data.get("errors"), dict):
+            errors.update({str(k): v for k, v in data["errors"].items()})
+    return inserted, errors
+
+
+# ---------------------------------------------------------------------------------------
+# getdata
+
+
+def get_data(client: EmarsysClient, key_field_id: int | str, key_values: Iterable[Any],
+             fields: Iterable[int | str], *, chunk: int = MAX_GETDATA) -> GetDataResult:
+    """Contacts by key value, ``chunk`` keys a request; unknown keys land in errors."""
+    keys = [str(k) for k in key_values]
+    wanted = [int(f) if str(f).isdigit() else f for f in fields]
+    out = GetDataResult()
+    step = max(1, min(chunk, MAX_GETDATA))
+    for start in range(0, len(keys), step):
+        data = client.call("POST", "/contact/getdata", json={
+            "keyId": str(key_field_id), "keyValues": keys[start:start + step],
+            "fields": wanted}) or {}
+        if isinstance(data.get("result"), list):  # `false` when nothing was found
+            out.result.extend(data["result"])
+        if isinstance(data.get("errors"), list):
+            out.errors.extend(data["errors"])
+    return out
+
+
+__all__ = ["ContactList", "GetDataResult", "UpsertResult", "add_to_list", "find_list",
+           "find_or_create_list", "get_data", "list_fields", "merge_duplicates",
+           "split_batches", "upsert_batch"]
