@@ -137,10 +137,17 @@ class Shop:
                 self._json[cid] = body
         return body
 
+    def id_span(self, low: int, high: int, website_id: int | None = None
+                ) -> tuple[list[int], int, int]:
+        """``(ids, start, stop)``: ``ids[start:stop]`` are the ids in ``[low, high]``
+        (of one website, if given), ascending; found by bisection, nothing copied."""
+        ids = self._ids if website_id is None else self._ids_by_website.get(website_id, [])
+        return ids, bisect.bisect_left(ids, low), bisect.bisect_right(ids, high)
+
     def ids_between(self, low: int, high: int, website_id: int | None = None) -> list[int]:
         """Customer ids with ``low <= id <= high`` in ascending order, by bisection."""
-        ids = self._ids if website_id is None else self._ids_by_website.get(website_id, [])
-        return ids[bisect.bisect_left(ids, low):bisect.bisect_right(ids, high)]
+        ids, start, stop = self.id_span(low, high, website_id)
+        return ids[start:stop]
 
     def ids_updated_between(self, low: str, high: str) -> list[int]:
         """Ids whose ``updated_at`` lies in ``[low, high]`` (text comparison, UTC)."""
