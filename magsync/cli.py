@@ -108,6 +108,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 def run(argv: list[str] | None, *, debug: bool = False, quiet: bool = False) -> int:
     """Run the CLI; returns the exit code (the one place errors become exit codes)."""
+    # the global flags count when run() is called directly (tests, demo), not only via main()
+    args = sys.argv[1:] if argv is None else argv
+    debug = debug or "--debug" in args
+    quiet = quiet or any(a in ("-q", "--quiet") for a in args)
     try:
         result: Any = cli.main(args=argv, prog_name="magsync", standalone_mode=False)
         return int(result) if isinstance(result, int) else EXIT_OK

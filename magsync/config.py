@@ -190,6 +190,9 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     except OSError as exc:
         raise ConfigError(f"cannot read config file {p}: {exc.strerror}",
                           hint="check the file's permissions") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start})",
+                          hint="save the config file as UTF-8") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -303,7 +306,9 @@ class _Reader:
     def secret(self, raw: dict[str, Any], key: str, path: str, *, required: bool
                ) -> Secret | None:
         value = raw.get(key)
-        if isinstance(value, str) and value and not _ENV.search(value):
+        # YAML reads an all-digit secret as a number; it is still an inline secret
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and \
+                str(value) and not _ENV.search(str(value)):
             self.inline_secrets = True
         text = self.string(raw, key, path, required=required)
         if required and text == "" and raw.get(key) is not None:
@@ -355,15 +360,15 @@ class _Reader:
             return default
         try:
             return parse_duration(value)
-        except ValueError:
-            self.problem(f"{path}.{key}", f"{value!r} is not a duration "
-                                          "(use e.g. 30s, 10m, 24h, 7d)")
+        except ValueError as exc:
+            self.problem(f"{path}.{key}", str(exc))
             return default
 
 
 def _kind(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+            int: "a number", float: "a number", type(None): "empty"}.get(
+        type(value), type(value).__name__)
 
 
 def _magento(r: _Reader, raw: dict[str, Any]) -> MagentoConfig:
@@ -438,7 +443,7 @@ def _emarsys(r: _Reader, raw: dict[str, Any]) -> EmarsysConfig:
                                f"{kp}.customer_id"),
         subscriber_id=_field_ref(r, kf_raw.get("subscriber_id", KeyFields.subscriber_id),
                                  f"{kp}.subscriber_id"))
-    if key_fields.customer_id == key_fields.subscriber_id:
+    if key_fields.customer_id == key_fields.subscriber_id != "":
         r.problem(kp, "customer_id and subscriber_id must be two different Emarsys fields")
     return EmarsysConfig(
         auth=auth, api_url=api_url.rstrip("/"),
@@ -512,6 +517,8 @@ def _fields(r: _Reader, raw: Any, path: str) -> tuple[FieldMapping, ...]:
             ftype = r.string(spec, "type", where, None, choices=FIELD_TYPES)
         else:
             ref = _field_ref(r, spec, where)
+        if ref == "":
+            continue  # already reported; an invalid field must not look like a duplicate
         key = str(ref).lower()
         if key in seen:
             r.problem(where, f"Emarsys field {ref!r} is already mapped from {seen[key]}")
@@ -535,6 +542,8 @@ def _sync(r: _Reader, raw: dict[str, Any]) -> SyncConfig:
     overlap = r.duration(raw, "overlap", p, SyncConfig.overlap)
     if lookback <= timedelta(0):
         r.problem(f"{p}.lookback", "must be longer than zero")
+    if overlap < timedelta(0):
+        r.problem(f"{p}.overlap", "must not be negative")
     return SyncConfig(
         mode=r.string(raw, "mode", p, "realtime-failsafe",
                       choices=("realtime-failsafe", "background-only")) or "realtime-failsafe",

@@ -145,6 +145,9 @@ class StateStore:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             store._migrate()
+        except StateError:
+            conn.close()
+            raise
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StateError(f"{p} is not a magsync state file ({exc})",

@@ -20,11 +20,17 @@ def utcnow() -> datetime:
 def parse_duration(text: str | int) -> timedelta:
     """``30s``, ``10m``, ``24h``, ``7d``, ``2w`` (a bare number means seconds)."""
     if isinstance(text, int) and not isinstance(text, bool):
-        return timedelta(seconds=text)
-    m = _DURATION.match(str(text))
-    if not m:
-        raise ValueError(f"{text!r} is not a duration (use e.g. 30s, 10m, 24h, 7d)")
-    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        amount, unit = text, "seconds"
+    else:
+        m = _DURATION.match(str(text))
+        if not m:
+            raise ValueError(f"{text!r} is not a duration (use e.g. 30s, 10m, 24h, 7d)")
+        amount, unit = int(m.group(1)), _UNITS[m.group(2)]
+    try:
+        return timedelta(**{unit: amount})
+    except OverflowError:
+        # callers handle ValueError only; an absurd number must not crash the CLI
+        raise ValueError(f"{text!r} is too long a duration") from None
 
 
 def parse_when(text: str, now: datetime | None = None) -> datetime:
@@ -33,10 +39,11 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     Without a zone, the machine's local time is meant (SPEC section 1).
     """
     now = now or utcnow()
-    try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
+    if _DURATION.match(text):
+        try:
+            return now - parse_duration(text)
+        except OverflowError:
+            raise ValueError(f"{text!r} reaches back before year 1") from None
     try:
         parsed = dateparser.isoparse(text)
     except (ValueError, OverflowError) as exc:
