@@ -1,4 +1,4 @@
-"""One finding of ``magsync check``."""
+"""The outcome of one ``magsync check`` probe, shared by the Magento and Emarsys checks."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class CheckResult:
-    """A named check, whether it passed, and what was found (or how to fix it)."""
+    """One line of ``magsync check``: what was checked, whether it passed, and why."""
 
     name: str
     ok: bool
-    detail: str = ""
+    detail: str

@@ -95,8 +95,13 @@ def split_batches(contacts: Iterable[dict[str, Any]], key: str,
         value = c.get(key)
         k = None if value in (None, "") else str(value)
         if k is not None and k in batch:
-            # Merged, it may no longer fit: it then moves to the next batch, still once.
-            c = {**batch.pop(k), **c}
+            c = {**batch[k], **c}
+            grown = _size(c) - sizes[k]
+            if used + grown <= budget or len(batch) + len(keyless) == 1:
+                batch[k], sizes[k], used = c, sizes[k] + grown, used + grown
+                continue
+            # Merged, it no longer fits: it moves to the next batch, still only once.
+            del batch[k]
             used -= sizes.pop(k)
         size = _size(c)
         if (batch or keyless) and (len(batch) + len(keyless) >= batch_size
