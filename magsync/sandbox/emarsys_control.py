@@ -14,95 +14,115 @@ Handler = Callable[[Request], Response]
 DEFAULT_CONTACT_LIMIT = 1000
 
 
-def build_control_routes(sb: EmarsysSandbox) -> list[tuple[str, str, Handler]]:
-    """The Emarsys-specific ``/_sandbox/`` routes, bound to one sandbox."""
-    acc = sb.account
+class EmarsysControl:
+    """The Emarsys-specific ``/_sandbox/`` handlers, bound to one sandbox."""
 
-    def state(req: Request) -> Response:
-        with acc.lock:
+    def __init__(self, sb: EmarsysSandbox) -> None:
+        self.sb = sb
+        self.acc = sb.account
+
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        """(method, path regex, handler) of every control route."""
+        return [
+            ("GET", r"/_sandbox/state", self.state),
+            ("GET", r"/_sandbox/contacts", self.contacts),
+            ("POST", r"/_sandbox/contacts", self.seed),
+            ("GET", r"/_sandbox/contacts/(?P<cid>\d+)", self.one_contact),
+            ("POST", r"/_sandbox/contacts/(?P<cid>\d+)/(?P<how>ui_edit|ui_import)", self.edit),
+            ("GET", r"/_sandbox/lists", self.lists),
+            ("POST", r"/_sandbox/emarsys-faults", self.faults),
+            ("POST", r"/_sandbox/exports/(?P<eid>\d+)/expire", self.expire_export),
+            ("POST", r"/_sandbox/indexed", self.indexed),
+        ]
+
+    def state(self, req: Request) -> Response:
+        """GET /_sandbox/state: counts and rate-limit statistics."""
+        with self.acc.lock:
             return Response.json({
-                "contacts": len(acc.contacts), "fields": len(acc.fields),
-                "lists": len(acc.lists), "changes": len(acc.changes),
-                "exports": len(sb.exports.exports), "early_requests": sb.rate.early_requests,
-                "rate_limited": sb.rate.rejected, "tokens_issued": sb.tokens.issued})
+                "contacts": len(self.acc.contacts), "fields": len(self.acc.fields),
+                "lists": len(self.acc.lists), "changes": len(self.acc.changes),
+                "exports": len(self.sb.exports.exports),
+                "early_requests": self.sb.rate.early_requests,
+                "rate_limited": self.sb.rate.rejected, "tokens_issued": self.sb.tokens.issued})
 
-    def contacts(req: Request) -> Response:
+    def contacts(self, req: Request) -> Response:
+        """GET /_sandbox/contacts[?field=F&value=V&limit=N]: contacts with their fields."""
         query = dict(req.query)
         if "field" in query:
-            ids = acc.find_contacts(int(query["field"]), query.get("value", ""))
+            ids = self.acc.find_contacts(int(query["field"]), query.get("value", ""))
         else:
-            with acc.lock:
-                ids = sorted(acc.contacts)
+            with self.acc.lock:
+                ids = sorted(self.acc.contacts)
         limit = int(query.get("limit") or DEFAULT_CONTACT_LIMIT)
-        return Response.json([{"id": str(cid), **acc.contact(cid)} for cid in ids[:limit]])
+        return Response.json([{"id": str(cid), **self.acc.contact(cid)} for cid in ids[:limit]])
 
-    def one_contact(req: Request) -> Response:
+    def one_contact(self, req: Request) -> Response:
+        """GET /_sandbox/contacts/{id}: one contact and its write log."""
         cid = int(req.params["cid"])
         try:
-            fields = acc.contact(cid)
+            fields = self.acc.contact(cid)
         except KeyError:
             return Response.json({"message": f"no contact {cid}"}, 404)
-        writes = [{"seq": seq, "fields": f} for seq, f in acc.writes_for(cid)]
+        writes = [{"seq": seq, "fields": f} for seq, f in self.acc.writes_for(cid)]
         return Response.json({"id": str(cid), "fields": fields, "writes": writes})
 
-    def lists(req: Request) -> Response:
-        with acc.lock:
+    def lists(self, req: Request) -> Response:
+        """GET /_sandbox/lists: every contact list with its members."""
+        with self.acc.lock:
             return Response.json([{"id": lst.id, "name": lst.name,
                                    "members": sorted(lst.members)}
-                                  for lst in acc.lists.values()])
+                                  for lst in self.acc.lists.values()])
 
-    def seed(req: Request) -> Response:
+    def seed(self, req: Request) -> Response:
+        """POST /_sandbox/contacts {"contacts": [...]}: seed pre-existing contacts."""
         body = req.json()
-        ids = [acc.seed_contact(c) for c in body.get("contacts", [])]
+        ids = [self.acc.seed_contact(c) for c in body.get("contacts", [])]
         return Response.json({"ids": ids})
 
-    def edit(req: Request) -> Response:
+    def edit(self, req: Request) -> Response:
+        """POST /_sandbox/contacts/{id}/ui_edit|ui_import {"fields": {...}, "at": T}."""
         cid, fields = int(req.params["cid"]), req.json().get("fields", {})
         try:
             if req.params["how"] == "ui_edit":
-                acc.ui_edit(cid, fields, at=req.json().get("at"))
+                self.acc.ui_edit(cid, fields, at=req.json().get("at"))
             else:
-                acc.ui_import(cid, fields)
+                self.acc.ui_import(cid, fields)
         except (KeyError, ValueError) as exc:
             return Response.json({"message": str(exc)}, 400)
         return Response.json({"ok": True})
 
-    def faults(req: Request) -> Response:
+    def faults(self, req: Request) -> Response:
+        """POST /_sandbox/emarsys-faults: Emarsys-specific faults (see emarsys.py)."""
         spec: dict[str, Any] = req.json()
         if spec.get("rate_limit_next"):
-            sb.fail_next_429(int(spec["rate_limit_next"]), float(spec.get("reset_in", 1)))
+            self.sb.fail_next_429(int(spec["rate_limit_next"]), float(spec.get("reset_in", 1)))
         if spec.get("error_next"):
-            sb.fail_next_error(int(spec["error_next"]), int(spec.get("status", 500)),
+            self.sb.fail_next_error(int(spec["error_next"]), int(spec.get("status", 500)),
                                int(spec.get("code", 10001)), str(spec.get("text", "Error")))
         if spec.get("contact_error"):
             ce = spec["contact_error"]
-            acc.inject_contact_error(ce["key_id"], ce["key_value"], int(ce["code"]),
+            self.acc.inject_contact_error(ce["key_id"], ce["key_value"], int(ce["code"]),
                                      str(ce.get("text", "Injected error")))
         if spec.get("clear_contact_errors"):
-            acc.clear_contact_errors()
+            self.acc.clear_contact_errors()
         if spec.get("expire_tokens"):
-            sb.expire_tokens()
+            self.sb.expire_tokens()
         if spec.get("reset_rate"):
-            sb.rate.reset()
+            self.sb.rate.reset()
         return Response.json({"ok": True})
 
-    def expire_export(req: Request) -> Response:
-        sb.exports.expire(int(req.params["eid"]))
+    def expire_export(self, req: Request) -> Response:
+        """POST /_sandbox/exports/{id}/expire: the export answers 410 from now on."""
+        self.sb.exports.expire(int(req.params["eid"]))
         return Response.json({"ok": True})
 
-    def indexed(req: Request) -> Response:
+    def indexed(self, req: Request) -> Response:
+        """POST /_sandbox/indexed {"field": F, "indexed": bool}: (un)index a key field."""
         body = req.json()
-        acc.set_indexed(body["field"], bool(body.get("indexed", True)))
+        self.acc.set_indexed(body["field"], bool(body.get("indexed", True)))
         return Response.json({"ok": True})
 
-    return [
-        ("GET", r"/_sandbox/state", state),
-        ("GET", r"/_sandbox/contacts", contacts),
-        ("POST", r"/_sandbox/contacts", seed),
-        ("GET", r"/_sandbox/contacts/(?P<cid>\d+)", one_contact),
-        ("POST", r"/_sandbox/contacts/(?P<cid>\d+)/(?P<how>ui_edit|ui_import)", edit),
-        ("GET", r"/_sandbox/lists", lists),
-        ("POST", r"/_sandbox/emarsys-faults", faults),
-        ("POST", r"/_sandbox/exports/(?P<eid>\d+)/expire", expire_export),
-        ("POST", r"/_sandbox/indexed", indexed),
-    ]
+
+def build_control_routes(sb: EmarsysSandbox) -> list[tuple[str, str, Handler]]:
+    """The Emarsys-specific ``/_sandbox/`` routes, bound to one sandbox."""
+    return EmarsysControl(sb).routes()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from magsync.sandbox.emarsys_fields import (
@@ -26,6 +25,17 @@ from magsync.sandbox.emarsys_fields import (
     make_string_id,
     normalize_value,
 )
+from magsync.sandbox.emarsys_types import (
+    ChangeEvent,
+    ContactError,
+    ContactList,
+    RequestFailed,
+    UpsertResult,
+    WriteEntry,
+)
+
+__all__ = ["ChangeEvent", "ContactError", "ContactList", "EmarsysAccount", "RequestFailed",
+           "UpsertResult", "WriteEntry"]
 
 FIRST_CONTACT_ID = 285_291_248
 FIRST_CUSTOM_FIELD_ID = 7001
@@ -33,58 +43,6 @@ FIRST_LIST_ID = 900_101
 MAX_LIST_ADD = 10_000
 INTERNAL_ID = "id"
 CHANGE_FIELDS = (EMAIL, OPT_IN)  # what getchanges watches
-
-
-class RequestFailed(Exception):
-    """A whole request fails: HTTP ``status`` with Emarsys ``code`` and ``text``."""
-
-    def __init__(self, status: int, code: int, text: str) -> None:
-        super().__init__(text)
-        self.status, self.code, self.text = status, code, text
-
-
-class ContactError(Exception):
-    """One contact of a batch fails with an Emarsys per-contact ``code``."""
-
-    def __init__(self, code: int, text: str) -> None:
-        super().__init__(text)
-        self.code, self.text = code, text
-
-
-@dataclass
-class WriteEntry:
-    """The fields one upsert request wrote to one contact; ``seq`` is stamped by the server."""
-
-    contact_id: int
-    fields: dict[str, Any]
-    seq: int = 0
-
-
-@dataclass
-class ChangeEvent:
-    """An e-mail or opt-in change getchanges reports (``source`` "api" or "ui")."""
-
-    at: float
-    contact_id: int
-    source: str
-
-
-@dataclass
-class ContactList:
-    """A contact list and its members' internal ids."""
-
-    id: int
-    name: str
-    members: set[int] = field(default_factory=set)
-
-
-@dataclass
-class UpsertResult:
-    """What an upsert reply carries, plus the write entries for the write log."""
-
-    ids: list[str | int] = field(default_factory=list)
-    errors: dict[str, dict[str, str]] = field(default_factory=dict)
-    writes: list[WriteEntry] = field(default_factory=list)
 
 
 class EmarsysAccount:
