@@ -36,7 +36,8 @@ def control_routes(server: MagentoSandbox) -> list[tuple[str, str, Handler]]:
         cid = int(req.params["cid"])
         if req.method == "DELETE":
             shop.delete_customer(cid)
-        elif req.method == "POST":
+            return Response.json({"deleted": cid})
+        if req.method == "POST":
             shop.edit_customer(cid, **_body(req))
         with shop.lock:
             if cid not in shop.customers:
