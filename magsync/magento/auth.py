@@ -40,6 +40,21 @@ class BearerAuth(AuthBase):
         return "BearerAuth('***')"
 
 
+class OAuth1Text(OAuth1):
+    """requests-oauthlib's OAuth1 with a ``str`` Authorization header.
+
+    oauthlib hands back ``bytes``; code that reads request headers (redaction of error
+    messages) expects text.
+    """
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r = super().__call__(r)
+        value = r.headers.get("Authorization")
+        if isinstance(value, bytes):
+            r.headers["Authorization"] = value.decode("ascii")
+        return r
+
+
 def build_auth(auth: MagentoAuth) -> AuthBase:
     """The auth object for the configured method (``oauth1`` or ``bearer``)."""
     if auth.method == "bearer":
@@ -49,7 +64,7 @@ def build_auth(auth: MagentoAuth) -> AuthBase:
                           hint="use oauth1 or bearer")
     # requests-oauthlib signs the query string exactly as it is sent: the bracketed
     # searchCriteria keys are decoded once and re-encoded once in the base string.
-    return OAuth1(_reveal(auth.consumer_key, "consumer_key"),
+    return OAuth1Text(_reveal(auth.consumer_key, "consumer_key"),
                   client_secret=_reveal(auth.consumer_secret, "consumer_secret"),
                   resource_owner_key=_reveal(auth.access_token, "access_token"),
                   resource_owner_secret=_reveal(auth.access_token_secret,
