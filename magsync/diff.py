@@ -39,7 +39,7 @@ def plan_send(contact: Contact, record: ContactRecord | None, decision: OptinDec
     key_field = str(contact.key_field)
     payload: dict[str, Any] = {}
     for fid, value in contact.fields.items():
-        if fid == OPTIN_FIELD or fid == key_field:
+        if fid in (OPTIN_FIELD, key_field):
             continue
         if value is None or value == "":
             if on_empty != "clear":
