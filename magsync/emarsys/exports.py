@@ -114,8 +114,9 @@ def _reply_code(resp: requests.Response) -> int | None:
 
 
 def _text_lines(resp: requests.Response) -> Iterator[str]:
-    resp.raw.decode_content = True
     raw: Any = resp.raw  # urllib3's response is a readable binary stream
+    raw.decode_content = True
+    raw.auto_close = False  # else it reports "closed" at EOF and TextIOWrapper fails
     text = io.TextIOWrapper(raw, encoding=resp.encoding or "utf-8", newline="")
     yield from text
 
