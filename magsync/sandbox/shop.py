@@ -142,7 +142,8 @@ class Shop:
         """``(ids, start, stop)``: ``ids[start:stop]`` are the ids in ``[low, high]``
         (of one website, if given), ascending; found by bisection, nothing copied."""
         ids = self._ids if website_id is None else self._ids_by_website.get(website_id, [])
-        return ids, bisect.bisect_left(ids, low), bisect.bisect_right(ids, high)
+        start = bisect.bisect_left(ids, low)
+        return ids, start, max(start, bisect.bisect_right(ids, high))  # empty if low > high
 
     def ids_between(self, low: int, high: int, website_id: int | None = None) -> list[int]:
         """Customer ids with ``low <= id <= high`` in ascending order, by bisection."""
