@@ -12,11 +12,11 @@ import difflib
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -60,6 +60,7 @@ class Secret:
 
 
 FieldRef = int | str  # an Emarsys field id, or its name
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -214,8 +215,8 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: Path | None = None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source or 'config'}: the top level must be a mapping of sections")
     r.known(raw, "", ("magento", "emarsys", "contacts", "sync", "state"))
-    magento = _magento(r, r.section(raw, "magento", required=True))
-    emarsys = _emarsys(r, r.section(raw, "emarsys", required=True))
+    magento = _parse_required(r, raw, "magento", _magento)
+    emarsys = _parse_required(r, raw, "emarsys", _emarsys)
     contacts = _contacts(r, r.section(raw, "contacts"))
     sync = _sync(r, r.section(raw, "sync"))
     state = _state(r, r.section(raw, "state"), env)
@@ -229,6 +230,17 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: Path | None = None
                         f"run: chmod 600 {source} (or use ${{VAR}} references)")
     return Config(magento=magento, emarsys=emarsys, contacts=contacts, sync=sync,
                   state=state, source=source, warnings=tuple(warnings))
+
+
+def _parse_required(r: _Reader, raw: dict[str, Any], key: str,
+                    parse: Callable[[_Reader, dict[str, Any]], _T]) -> _T:
+    """Parse a required section; when it is missing or not a mapping, say only that."""
+    before = len(r.problems)
+    section = r.section(raw, key, required=True)
+    if len(r.problems) > before:
+        # every key of the section would be "required" too: noise that hides the one fix
+        return parse(_Reader(r.env), section)
+    return parse(r, section)
 
 
 def _readable_by_others(path: Path) -> bool:
@@ -380,19 +392,23 @@ def _magento(r: _Reader, raw: dict[str, Any]) -> MagentoConfig:
         r.problem(f"{p}.base_url", f"must be an http(s) URL (got {base_url!r})")
     auth_raw = r.section(raw, "auth", path=p)
     ap = f"{p}.auth"
+    before = len(r.problems)
     method = r.string(auth_raw, "method", ap, "oauth1", choices=("oauth1", "bearer"))
+    # with a wrong method, which keys are missing or unknown is moot: say only that
+    ar = r if len(r.problems) == before else _Reader(r.env)
     if method == "bearer":
-        r.known(auth_raw, ap, ("method", "token"))
-        auth = MagentoAuth(method="bearer", token=r.secret(auth_raw, "token", ap, required=True))
+        ar.known(auth_raw, ap, ("method", "token"))
+        auth = MagentoAuth(method="bearer",
+                           token=ar.secret(auth_raw, "token", ap, required=True))
     else:
-        r.known(auth_raw, ap, ("method", "consumer_key", "consumer_secret", "access_token",
-                               "access_token_secret"))
+        ar.known(auth_raw, ap, ("method", "consumer_key", "consumer_secret", "access_token",
+                                "access_token_secret"))
         auth = MagentoAuth(
             method="oauth1",
-            consumer_key=r.secret(auth_raw, "consumer_key", ap, required=True),
-            consumer_secret=r.secret(auth_raw, "consumer_secret", ap, required=True),
-            access_token=r.secret(auth_raw, "access_token", ap, required=True),
-            access_token_secret=r.secret(auth_raw, "access_token_secret", ap, required=True))
+            consumer_key=ar.secret(auth_raw, "consumer_key", ap, required=True),
+            consumer_secret=ar.secret(auth_raw, "consumer_secret", ap, required=True),
+            access_token=ar.secret(auth_raw, "access_token", ap, required=True),
+            access_token_secret=ar.secret(auth_raw, "access_token_secret", ap, required=True))
     website_ids: tuple[int, ...] | None = None
     if raw.get("website_ids") is not None:
         ids = raw["website_ids"]
@@ -421,20 +437,23 @@ def _emarsys(r: _Reader, raw: dict[str, Any]) -> EmarsysConfig:
         r.problem(f"{p}.api_url", f"must be an http(s) URL (got {api_url!r})")
     auth_raw = r.section(raw, "auth", path=p)
     ap = f"{p}.auth"
+    before = len(r.problems)
     method = r.string(auth_raw, "method", ap, "wsse", choices=("wsse", "oauth2"))
+    # with a wrong method, which keys are missing or unknown is moot: say only that
+    ar = r if len(r.problems) == before else _Reader(r.env)
     if method == "oauth2":
-        r.known(auth_raw, ap, ("method", "client_id", "client_secret", "token_url"))
+        ar.known(auth_raw, ap, ("method", "client_id", "client_secret", "token_url"))
         auth = EmarsysAuth(
             method="oauth2",
-            client_id=r.secret(auth_raw, "client_id", ap, required=True),
-            client_secret=r.secret(auth_raw, "client_secret", ap, required=True),
-            token_url=r.string(auth_raw, "token_url", ap, EmarsysAuth.token_url)
+            client_id=ar.secret(auth_raw, "client_id", ap, required=True),
+            client_secret=ar.secret(auth_raw, "client_secret", ap, required=True),
+            token_url=ar.string(auth_raw, "token_url", ap, EmarsysAuth.token_url)
             or EmarsysAuth.token_url)
     else:
-        r.known(auth_raw, ap, ("method", "username", "secret"))
+        ar.known(auth_raw, ap, ("method", "username", "secret"))
         auth = EmarsysAuth(method="wsse",
-                           username=r.secret(auth_raw, "username", ap, required=True),
-                           secret=r.secret(auth_raw, "secret", ap, required=True))
+                           username=ar.secret(auth_raw, "username", ap, required=True),
+                           secret=ar.secret(auth_raw, "secret", ap, required=True))
     kf_raw = r.section(raw, "key_fields", path=p)
     kp = f"{p}.key_fields"
     r.known(kf_raw, kp, ("customer_id", "subscriber_id"))
