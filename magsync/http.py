@@ -159,7 +159,7 @@ class HttpClient:
         """
         url = self.url_for(path_or_url)
         start = self._clock()
-        attempt = 0
+        attempt, slept = 0, 0.0
         while True:
             attempt += 1
             if self.limiter is not None:
@@ -179,10 +179,12 @@ class HttpClient:
                 failure = self.describe(resp)
                 wait = self._wait_for(resp, attempt)
                 resp.close()
-            spent = self._clock() - start
+            # Counting our own sleeps too keeps a stubbed clock from retrying forever.
+            spent = max(self._clock() - start, slept)
             if spent + wait > self.retry.budget:
                 raise self._gave_up(method, url, attempt, spent, failure)
             self._sleep(wait)
+            slept += wait
 
     def _wait_for(self, resp: requests.Response, attempt: int) -> float:
         """The server's own wait for a 429 when it names one, else the backoff."""
