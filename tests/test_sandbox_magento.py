@@ -24,20 +24,20 @@ def auth(server: MagentoSandbox, **kwargs: Any) -> OAuth1:
                   server.access_token_secret, signature_method="HMAC-SHA256", **kwargs)
 
 
-def criteria(groups: list[list[tuple[str, str, str]]] = (),  # type: ignore[assignment]
-             sorts: list[tuple[str, str]] = (),  # type: ignore[assignment]
-             page_size: int | None = None, page: int | None = None,
+def criteria(groups: list[list[tuple[str, str, str]]] | None = None,
+             sorts: list[tuple[str, str]] | None = None, page_size: int | None = None,
+             page: int | None = None,
              camel: bool = False) -> dict[str, str]:
     """Bracketed searchCriteria query params (snake_case or camelCase keys)."""
     fg, ct, so = ("filterGroups", "conditionType", "sortOrders") if camel else (
         "filter_groups", "condition_type", "sort_orders")
     params: dict[str, str] = {}
-    for g, group in enumerate(groups):
+    for g, group in enumerate(groups or []):
         for f, (field, value, cond) in enumerate(group):
             base = f"searchCriteria[{fg}][{g}][filters][{f}]"
             params.update({f"{base}[field]": field, f"{base}[value]": value,
                            f"{base}[{ct}]": cond})
-    for k, (field, direction) in enumerate(sorts):
+    for k, (field, direction) in enumerate(sorts or []):
         params[f"searchCriteria[{so}][{k}][field]"] = field
         params[f"searchCriteria[{so}][{k}][direction]"] = direction
     if page_size is not None:

@@ -89,26 +89,42 @@ def test_register_guest_links_the_row_and_delete_removes_everything():
 
 
 BOUND = st.sampled_from(["gt", "gteq", "lt", "lteq", "eq", "from", "to"])
+PROPERTY_SHOP = generate_shop(120, 10, seed=9, anchor=ANCHOR)
+STAMPS = sorted(c["updated_at"] for c in PROPERTY_SHOP.customers.values())
+TEXT_OPS = {"gt": str.__gt__, "gteq": str.__ge__, "from": str.__ge__, "lt": str.__lt__,
+            "lteq": str.__le__, "to": str.__le__}
+WINDOW = st.tuples(st.sampled_from(["gt", "gteq", "from"]), st.integers(0, 119),
+                   st.sampled_from(["lt", "lteq", "to"]), st.integers(0, 119))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(bounds=st.lists(st.tuples(BOUND, st.integers(-5, 130)), max_size=3),
        website=st.sampled_from([None, 1, 2]), extra=st.booleans(),
-       desc=st.booleans(), page=st.integers(1, 4), size=st.integers(1, 40))
-def test_index_paths_agree_with_brute_force(bounds, website, extra, desc, page, size):
-    shop = generate_shop(120, 10, seed=9, anchor=ANCHOR)
+       window=st.one_of(st.none(), WINDOW), desc=st.booleans(), page=st.integers(1, 4),
+       size=st.integers(1, 40))
+def test_index_paths_agree_with_brute_force(bounds, website, extra, window, desc, page, size):
+    shop = PROPERTY_SHOP
     groups = [[Filter("entity_id", str(v), cond)] for cond, v in bounds]
     if website is not None:
         groups.append([Filter("website_id", str(website), "eq")])
-    if extra:  # forces the scanning path
+    if extra:  # a two-filter group is never folded into an index bound
         groups.append([Filter("updated_at", "2025-01-01 00:00:00", "gteq"),
                        Filter("gender", "3", "eq")])
+    if window is not None:
+        groups.append([Filter("updated_at", STAMPS[window[1]], window[0])])
+        groups.append([Filter("updated_at", STAMPS[window[3]], window[2])])
     ops = {"gt": int.__gt__, "gteq": int.__ge__, "from": int.__ge__, "lt": int.__lt__,
            "lteq": int.__le__, "to": int.__le__, "eq": int.__eq__}
-    expected = [cid for cid, c in sorted(shop.customers.items())
-                if all(ops[cond](cid, v) for cond, v in bounds)
+
+    def wanted(cid: int, c: dict) -> bool:
+        stamp = c["updated_at"]
+        return (all(ops[cond](cid, v) for cond, v in bounds)
                 and (website is None or c["website_id"] == website)
-                and (not extra or c["updated_at"] >= "2025-01-01 00:00:00" or c["gender"] == 3)]
+                and (not extra or stamp >= "2025-01-01 00:00:00" or c["gender"] == 3)
+                and (window is None or (TEXT_OPS[window[0]](stamp, STAMPS[window[1]])
+                                        and TEXT_OPS[window[2]](stamp, STAMPS[window[3]]))))
+
+    expected = [cid for cid, c in sorted(shop.customers.items()) if wanted(cid, c)]
     if desc:
         expected.reverse()
     got, total, _ = run_search(shop, Criteria(groups, [("entity_id", "DESC" if desc else "ASC")],

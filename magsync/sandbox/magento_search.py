@@ -238,24 +238,29 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 # -- planning and execution -----------------------------------------------------------
 @dataclass
 class Plan:
-    """What the indexes can answer: id bounds, one website, an updated_at window."""
+    """What the indexes answer: id bounds, one website, an updated_at window.
+    ``consumed[i]`` is True when group ``i`` is answered exactly by these bounds."""
 
     low: int = 0
     high: int = MAX_ID
     website: int | None = None
     updated_low: str | None = None
+    updated_low_strict: bool = False
     updated_high: str | None = None
-    index_only: bool = True  # every group is an id bound or the website: no record read
+    updated_high_strict: bool = False
+    consumed: list[bool] = field(default_factory=list)
+
+    @property
+    def id_index_only(self) -> bool:
+        """Every group is an id bound or the website: no record needs reading."""
+        return all(self.consumed) and self.updated_low is None and self.updated_high is None
 
 
 def plan_reads(groups: list[list[Filter]]) -> Plan:
     """Fold single-filter groups on entity_id / website_id / updated_at into bounds."""
     plan = Plan()
-    for group in groups:
-        if not group:
-            continue
-        if len(group) > 1 or not _fold(plan, group[0]):
-            plan.index_only = False
+    plan.consumed = [not group or (len(group) == 1 and _fold(plan, group[0]))
+                     for group in groups]
     return plan
 
 
@@ -276,12 +281,15 @@ def _fold(plan: Plan, f: Filter) -> bool:
             and plan.website is None:
         plan.website = int(f.value)
         return True
-    if f.field == "updated_at":
-        # inclusive bounds pre-select a superset; the filter itself still runs exactly
-        if f.condition in ("gt", "gteq", "moreq", "from"):
-            plan.updated_low = max(plan.updated_low or "", f.value)
-        elif f.condition in ("lt", "lteq", "to"):
-            plan.updated_high = min(plan.updated_high or "\uffff", f.value)
+    if f.field != "updated_at" or f.condition == "eq":
+        return False
+    # only the first bound on each side is folded; a second one runs as a filter
+    if f.condition in lower and plan.updated_low is None:
+        plan.updated_low, plan.updated_low_strict = f.value, f.condition == "gt"
+        return True
+    if f.condition in upper and plan.updated_high is None:
+        plan.updated_high, plan.updated_high_strict = f.value, f.condition == "lt"
+        return True
     return False
 
 
@@ -304,7 +312,7 @@ def run_search(shop: Shop, criteria: Criteria, *, default_page_size: int | None 
     by_id = not criteria.sort_orders or criteria.sort_orders[0][0] in ("entity_id", "id")
     desc = by_id and bool(criteria.sort_orders) and criteria.sort_orders[0][1] == "DESC"
     with shop.lock:
-        if plan.index_only and by_id:
+        if plan.id_index_only and by_id:
             ids, start, stop = shop.id_span(plan.low, plan.high, plan.website)
             return _slice_span(ids, start, stop, page, size, desc), stop - start, size
         matched = _scan(shop, plan, predicates)
@@ -330,19 +338,25 @@ def _slice_span(ids: list[int], start: int, stop: int, page: int, size: int | No
     return ids[max(start, high - size):high][::-1]
 
 
-def _scan(shop: Shop, plan: Plan, predicates: list[list[Predicate]]) -> list[int]:
-    """Ids (ascending) of candidates that pass every group."""
+def _scan(shop: Shop, plan: Plan, groups: list[list[Predicate]]) -> list[int]:
+    """Ids (ascending) of candidates that pass every group the plan did not consume."""
     if plan.updated_low is not None or plan.updated_high is not None:
-        candidates = sorted(cid for cid in shop.ids_updated_between(
-            plan.updated_low or "", plan.updated_high or "\uffff")
-            if plan.low <= cid <= plan.high)
+        website = plan.website
+        candidates = sorted(
+            cid for cid in shop.ids_updated_between(
+                plan.updated_low or "", plan.updated_high or "\uffff",
+                low_strict=plan.updated_low_strict, high_strict=plan.updated_high_strict)
+            if plan.low <= cid <= plan.high
+            and (website is None or shop.customers[cid]["website_id"] == website))
     else:
         ids, start, stop = shop.id_span(plan.low, plan.high, plan.website)
         candidates = ids[start:stop]
-    groups = [g for g in predicates if g]
+    rest = [g for g, done in zip(groups, plan.consumed, strict=True) if not done]
+    if not rest:
+        return candidates
     customers = shop.customers
     return [cid for cid in candidates
-            if all(any(p(customers[cid]) for p in g) for g in groups)]
+            if all(any(p(customers[cid]) for p in g) for g in rest)]
 
 
 def _sort(shop: Shop, ids: list[int], orders: list[tuple[str, str]]) -> None:

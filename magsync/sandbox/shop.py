@@ -150,11 +150,16 @@ class Shop:
         ids, start, stop = self.id_span(low, high, website_id)
         return ids[start:stop]
 
-    def ids_updated_between(self, low: str, high: str) -> list[int]:
-        """Ids whose ``updated_at`` lies in ``[low, high]`` (text comparison, UTC)."""
-        lo = bisect.bisect_left(self._by_updated, (low, -1))
-        hi = bisect.bisect_right(self._by_updated, (high, 1 << 62))
-        return [cid for _, cid in self._by_updated[lo:hi]]
+    def ids_updated_between(self, low: str, high: str, *, low_strict: bool = False,
+                            high_strict: bool = False) -> list[int]:
+        """Ids whose ``updated_at`` lies between ``low`` and ``high`` (inclusive unless
+        strict; text comparison, which is UTC order), in updated_at order."""
+        index = self._by_updated
+        lo = bisect.bisect_right(index, (low, 1 << 62)) if low_strict \
+            else bisect.bisect_left(index, (low, -1))
+        hi = bisect.bisect_left(index, (high, -1)) if high_strict \
+            else bisect.bisect_right(index, (high, 1 << 62))
+        return [cid for _, cid in index[lo:hi]]
 
     def subscribers_of(self, email: str) -> list[Subscriber]:
         """Every subscriber row with this email, in id order."""
