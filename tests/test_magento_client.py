@@ -246,6 +246,18 @@ def test_customer_opt_in_put_carries_no_addresses(server: MagentoSandbox) -> Non
     assert shop.is_subscribed(after["email"])
 
 
+def test_subscribe_needing_confirmation_reads_back_unsubscribed(server: MagentoSandbox
+                                                               ) -> None:
+    server.confirmation_required = True
+    shop = server.shop
+    cid = next(c for c, rec in shop.customers.items() if not shop.is_subscribed(rec["email"]))
+    saved = set_customer_subscription(make_client(server), cid, True)
+    assert saved is not None and saved["extension_attributes"]["is_subscribed"] is False
+    email = shop.customers[cid]["email"]
+    assert [s.subscriber_status for s in shop.subscribers_of(email)
+            if s.customer_id == cid] == [2]
+
+
 def test_customer_opt_in_of_a_deleted_customer_is_none(server: MagentoSandbox) -> None:
     server.shop.delete_customer(3)
     assert set_customer_subscription(make_client(server), 3, False) is None

@@ -223,7 +223,7 @@ def test_stopping_early_stops_the_reader_threads(server: MagentoSandbox) -> None
     client = make_client(server, page_size=2, concurrency=3)
     pages = iter_all_customers(client)
     next(pages)
-    pages.close()  # type: ignore[attr-defined]
+    pages.close()
     alive = [t for t in threading.enumerate() if t.name.startswith("magento-read")]
     assert alive == []
     total = len(server.requests("GET", r"/customers/search$"))

@@ -12,7 +12,7 @@ the current one (a bounded queue), and an export splits the ids into ranges read
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -108,7 +108,8 @@ class ExportProgress:
 
 
 def iter_all_customers(client: MagentoClient, *, after_id: int = 0,
-                       ranges: Sequence[IdRange] | None = None) -> Iterator[Page]:
+                       ranges: Sequence[IdRange] | None = None
+                       ) -> Generator[Page, None, None]:
     """Every customer with an id above ``after_id`` (or in ``ranges``), page by page.
 
     With ``magento.concurrency`` > 1 the ids are split into that many ranges read in
@@ -123,7 +124,7 @@ def iter_all_customers(client: MagentoClient, *, after_id: int = 0,
 
 
 def iter_changed_customers(client: MagentoClient, since: datetime, until: datetime, *,
-                           after_id: int = 0) -> Iterator[Page]:
+                           after_id: int = 0) -> Generator[Page, None, None]:
     """Customers whose ``updated_at`` lies in ``[since, until)`` (UTC), by keyset on
     ``entity_id`` from ``after_id``, the next page prefetched."""
     window = Window(since, until)

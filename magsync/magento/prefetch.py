@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -61,7 +61,7 @@ class _FanIn(Generic[T]):
                 continue
         return False
 
-    def consume(self) -> Iterator[T]:
+    def consume(self) -> Generator[T, None, None]:
         for t in self.threads:
             t.start()
         running = len(self.threads)
@@ -81,7 +81,8 @@ class _FanIn(Generic[T]):
 
 
 def fan_in(producers: Sequence[Callable[[], Iterable[T]]], *, workers: int = 1,
-           depth: int = 1) -> Iterator[T]:
+           depth: int = 1) -> Generator[T, None, None]:
     """Items of every producer, read ahead by ``workers`` threads through a queue of
-    ``depth`` items; each producer's own items keep their order."""
+    ``depth`` items; each producer's own items keep their order. ``close()`` it (or
+    exhaust it) to stop the threads."""
     return _FanIn(producers, workers, depth).consume()
