@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from magsync.app import App
 from magsync.checkresult import CheckResult
-from magsync.config import Config
-from magsync.errors import ConfigError, StateError
+from magsync.config import Config, iter_secrets
+from magsync.errors import ConfigError, MagsyncError, StateError
+from magsync.http import RetryPolicy
 from magsync.state import StateStore
+
+CHECK_RETRY = RetryPolicy(budget=15.0, base_delay=0.5, max_delay=5.0)
 
 
 def check_config(app: App) -> tuple[Config | None, list[CheckResult]]:
@@ -40,4 +45,34 @@ def run_checks(app: App) -> list[CheckResult]:
     if cfg is None:
         return results
     results.append(check_state(cfg))
+    results += _remote("Magento", lambda: _magento_checks(cfg))
+    results += _remote("Emarsys", lambda: _emarsys_checks(cfg))
     return results
+
+
+def _remote(service: str, run: Callable[[], list[CheckResult]]) -> list[CheckResult]:
+    try:
+        return run()
+    except MagsyncError as exc:
+        return [CheckResult(f"{service} reachable", False, str(exc))]
+
+
+def _magento_checks(cfg: Config) -> list[CheckResult]:
+    from magsync.magento.check import check_magento
+    from magsync.magento.client import MagentoClient
+
+    with MagentoClient.from_config(cfg.magento, retry=CHECK_RETRY,
+                                   secrets=iter_secrets(cfg)) as client:
+        return check_magento(cfg.magento, client)
+
+
+def _emarsys_checks(cfg: Config) -> list[CheckResult]:
+    from magsync.emarsys.check import check_emarsys
+    from magsync.emarsys.client import EmarsysClient
+
+    client = EmarsysClient.from_config(cfg.emarsys, secrets=iter_secrets(cfg),
+                                       retry=CHECK_RETRY)
+    try:
+        return check_emarsys(cfg, client)
+    finally:
+        client.close()

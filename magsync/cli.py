@@ -85,6 +85,62 @@ def status(ctx: click.Context, as_json: bool) -> None:
         out.status(data)
 
 
+@cli.command()
+@click.option("--create-missing", is_flag=True,
+              help="Create missing custom fields referenced by name.")
+@click.pass_context
+def fields(ctx: click.Context, create_missing: bool) -> None:
+    """Show the mapping: Magento attribute -> Emarsys field id, name, type, exists."""
+    from magsync.fields_command import list_field_rows
+
+    app = _app(ctx)
+    rows, failed = list_field_rows(app.config(), create_missing=create_missing)
+    _out(app).table(["Magento attribute", "Emarsys field", "id", "type", "status"], rows)
+    if failed:
+        _fail(EXIT_CONFIG, failed)
+
+
+@cli.command("export-initial")
+@click.option("--customers/--no-customers", "customers", default=None,
+              help="Export customers (default: as enabled in config).")
+@click.option("--subscribers/--no-subscribers", "subscribers", default=None,
+              help="Export guest subscribers (default: as enabled in config).")
+@click.option("--restart", is_flag=True,
+              help="Start over and send every mapped field again.")
+@click.option("--dry-run", is_flag=True, help="Read and plan everything, write nothing.")
+@click.pass_context
+def export_initial_cmd(ctx: click.Context, customers: bool | None, subscribers: bool | None,
+                       restart: bool, dry_run: bool) -> int:
+    """Full export of all customers and subscribers into Emarsys (resumable)."""
+    from magsync.sync.export import ExportOptions, export_initial
+
+    app = _app(ctx)
+    only = customers is True or subscribers is True
+    opts = ExportOptions(customers=customers if customers is not None else not only,
+                         subscribers=subscribers if subscribers is not None else not only,
+                         restart=restart, dry_run=dry_run, verbose=app.verbose)
+    with app.writing("export-initial") as store, _progress(app) as hook:
+        report = export_initial(app.config(), store, opts, progress=hook)
+    return _render(app, report)
+
+
+def _render(app: App, report: Any) -> int:
+    """Print a run's summary (and payload samples with -v under --dry-run)."""
+    out = _out(app)
+    title = report.command + (" (dry run: nothing written)" if report.dry_run else "")
+    out.summary(title, report.counts, duration=report.duration, notes=report.notes)
+    if report.dry_run and app.verbose:
+        for sample in report.samples:
+            out.line(f"  sample payload: {sample}")
+    return int(report.exit_code)
+
+
+def _progress(app: App) -> Any:
+    from magsync.progress import progress_hook
+
+    return progress_hook(enabled=app.is_tty and not app.quiet)
+
+
 def _fail(code: int, message: str) -> NoReturn:
     raise _Exit(code, message)
 

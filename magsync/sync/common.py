@@ -1,0 +1,134 @@
+"""What every sync command shares: the run record, the report, the subscriber mirror and
+turning pages of Magento customers into pipeline items."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from magsync.errors import EXIT_OK, EXIT_PARTIAL, MagsyncError
+from magsync.magento.subscribers import iter_subscribers
+from magsync.mapping import customer_contact, guest_contact
+from magsync.state import MirrorRow, StateStore
+from magsync.sync.engine import Engine, Item, plan_item
+from magsync.sync.runtime import Runtime
+from magsync.sync.tracking import RunCounts
+from magsync.timeutil import utcnow
+
+ProgressHook = Callable[[str, int, int | None], None]  # (phase, done, total)
+
+
+@dataclass
+class RunReport:
+    """The outcome of one command, for the summary and ``status``."""
+
+    command: str
+    started_at: datetime
+    counts: dict[str, int] = field(default_factory=dict)
+    duration: float = 0.0
+    exit_code: int = EXIT_OK
+    notes: list[str] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    dry_run: bool = False
+
+
+@contextmanager
+def recorded_run(store: StateStore, command: str, *, dry_run: bool = False
+                 ) -> Iterator[tuple[RunReport, int]]:
+    """Record the run in the history whatever happens; set ``report.exit_code`` inside."""
+    started = utcnow()
+    t0 = time.monotonic()
+    name = f"{command} (dry run)" if dry_run else command
+    run_id = store.start_run(name, started, pid=os.getpid())
+    report = RunReport(command=command, started_at=started, dry_run=dry_run)
+    try:
+        yield report, run_id
+    except MagsyncError as exc:
+        report.duration = time.monotonic() - t0
+        store.finish_run(run_id, outcome="failed", exit_code=exc.exit_code,
+                         counts=report.counts, message=str(exc).splitlines()[0][:500])
+        raise
+    except BaseException as exc:
+        store.finish_run(run_id, outcome="interrupted" if isinstance(
+            exc, KeyboardInterrupt) else "crashed", exit_code=130 if isinstance(
+            exc, KeyboardInterrupt) else 70, counts=report.counts, message=repr(exc)[:500])
+        raise
+    report.duration = time.monotonic() - t0
+    failed = report.counts.get("failed", 0)
+    if failed and report.exit_code == EXIT_OK:
+        report.exit_code = EXIT_PARTIAL
+    outcome = "ok" if report.exit_code == EXIT_OK else "partial"
+    store.finish_run(run_id, outcome=outcome, exit_code=report.exit_code,
+                     counts=report.counts, message="; ".join(report.notes)[:500] or None)
+
+
+def finish_counts(report: RunReport, counts: RunCounts, store: StateStore,
+                  run_id: int) -> None:
+    """Copy the counters into the report and add notes about what needs attention."""
+    report.counts = counts.as_dict()
+    c = report.counts
+    if c.get("failed"):
+        report.notes.append(f"{c['failed']} contact(s) failed: see `magsync queue list`")
+    if c.get("dead"):
+        report.notes.append(f"{c['dead']} contact(s) reached sync.max_attempts and are dead: "
+                            "`magsync queue list --dead`, then `magsync queue retry --dead`")
+    if c.get("conflicts"):
+        report.notes.append(f"{c['conflicts']} consent conflict(s): the opt-out was kept "
+                            "(see `magsync status`)")
+    if c.get("unconvertible"):
+        report.notes.append(f"{c['unconvertible']} value(s) could not be converted and were "
+                            "left out (see `magsync status`)")
+    for kind, key, detail, _ in store.reports(run_id, limit=5):
+        report.notes.append(f"{kind} {key or ''}: {detail}")
+
+
+def refresh_mirror(rt: Runtime, store: StateStore, counts: RunCounts) -> int:
+    """Read every subscriber into the mirror (none with ``subscribers: none``)."""
+    if rt.cfg.magento.subscribers == "none":
+        return 0
+    rows = list(iter_subscribers(rt.magento))
+    counts.add("subscribers_read", len(rows))
+    return store.replace_mirror(rows)
+
+
+def customer_items(rt: Runtime, store: StateStore, customers: list[dict[str, Any]], *,
+                   lane: Hashable = None, token: Hashable = None) -> list[Item]:
+    """Pipeline items for a page of Magento customers (with their mirror rows)."""
+    ids = [int(c["id"]) for c in customers]
+    mirror = store.mirror_for_customers(ids)
+    contacts = [customer_contact(c, mirror.get(int(c["id"]), []), rt.mapping)
+                for c in customers]
+    records = store.get_contacts([c.key for c in contacts])
+    return [plan_item(c, records, lane=lane, token=token, store=store) for c in contacts]
+
+
+def guest_items(rt: Runtime, store: StateStore, rows: Iterable[MirrorRow], *,
+                lane: Hashable = None, token: Hashable = None) -> list[Item]:
+    """Pipeline items for guest subscribers."""
+    contacts = [guest_contact(r, rt.mapping) for r in rows]
+    records = store.get_contacts([c.key for c in contacts])
+    return [plan_item(c, records, lane=lane, token=token, store=store) for c in contacts]
+
+
+def chunked(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def new_engine(rt: Runtime, store: StateStore, counts: RunCounts, run_id: int, **kw: Any
+               ) -> Engine:
+    from magsync.sync.optin_writer import MagentoOptinWriter
+
+    writer = None if rt.dry_run else MagentoOptinWriter(rt, store)
+    return Engine(rt, store, counts, run_id=run_id, magento_writer=writer, **kw)

@@ -1,0 +1,217 @@
+"""The send pipeline: contacts in, Emarsys requests out, results committed batch by batch.
+
+The main thread diffs each contact against the state file and groups what must be sent
+into jobs of at most ``batch_size`` contacts of one key kind. ``emarsys.concurrency``
+worker threads run the jobs (getdata for first sends, attach/adopt, the upsert, the list
+calls) while the main thread goes on reading Magento, so both sides work at once. The main
+thread alone writes the state file: it commits each finished job in one transaction, and
+only then counts the job's pages as done, which is what lets checkpoints and watermarks
+move. A key is never in two requests at once: a job waits while any of its keys is in
+flight.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from magsync.consent import NOT_READ, decide_send, needs_emarsys_read
+from magsync.diff import Send, plan_send, record_after_send
+from magsync.logs import get_logger
+from magsync.mapping import Contact
+from magsync.state import ContactRecord, StateStore
+from magsync.sync.jobs import Job, JobResult, Outcome, run_job
+from magsync.sync.runtime import Runtime
+from magsync.sync.tracking import PageTracker, RunCounts
+
+log = get_logger("sync")
+
+
+@dataclass
+class Item:
+    """One contact on its way through the pipeline."""
+
+    contact: Contact
+    record: ContactRecord | None
+    lane: Hashable = None
+    token: Hashable = None
+    inherit: ContactRecord | None = None  # the guest record a registered customer takes over
+    send: Send | None = None
+    decided: bool = False
+    decision: object = None
+    reports: list[tuple[str, str | None, str]] = field(default_factory=list)
+
+
+class Engine:
+    """Feeds items to workers and commits their results; use as a context manager."""
+
+    def __init__(self, rt: Runtime, store: StateStore, counts: RunCounts, *,
+                 run_id: int | None, restart: bool = False, tracker: PageTracker | None = None,
+                 on_progress: Callable[[], None] | None = None,
+                 magento_writer: Callable[[Contact, int], str | None] | None = None) -> None:
+        self.rt = rt
+        self.store = store
+        self.counts = counts
+        self.run_id = run_id
+        self.restart = restart
+        self.tracker = tracker or PageTracker()
+        self.on_progress = on_progress
+        self.magento_writer = magento_writer
+        self.batch_size = rt.cfg.emarsys.batch_size
+        self.max_attempts = rt.cfg.sync.max_attempts
+        self._pool = ThreadPoolExecutor(max_workers=rt.cfg.emarsys.concurrency,
+                                        thread_name_prefix="emarsys")
+        self._max_inflight = rt.cfg.emarsys.concurrency * 2
+        self._inflight: dict[Future[JobResult], Job] = {}
+        self._keys_in_flight: set[str] = set()
+        self._pending: dict[int, list[Item]] = {}
+        self._stop = threading.Event()
+        self.samples: list[dict[str, object]] = []
+
+    # -- feeding --------------------------------------------------------------------------
+    def submit(self, items: Iterable[Item]) -> None:
+        """Diff each item; queue what must be sent; count the rest as unchanged."""
+        unsent: list[Item] = []
+        for item in items:
+            self.counts.add("read")
+            if item.contact.problems:
+                self.counts.add("unconvertible", len(item.contact.problems))
+                item.reports += [("unconvertible", item.contact.key, p)
+                                 for p in item.contact.problems]
+            if self._plan_locally(item):
+                unsent.append(item)
+                continue
+            group = self._pending.setdefault(item.contact.key_field, [])
+            group.append(item)
+            if len(group) >= self.batch_size:
+                self._dispatch(self._pending.pop(item.contact.key_field))
+        if unsent:
+            self._finish_unsent(unsent)
+        self.collect(block=False)
+
+    def _plan_locally(self, item: Item) -> bool:
+        """Plan an item that needs no Emarsys read; True when it needs no send at all."""
+        if item.inherit is not None or needs_emarsys_read(item.contact, item.record,
+                                                         restart=self.restart):
+            return False
+        decision = decide_send(item.contact.optin, item.record, NOT_READ)
+        item.decision = decision
+        item.decided = True
+        item.send = plan_send(item.contact, item.record, decision,
+                              on_empty=self.rt.mapping.on_empty, restart=self.restart)
+        return item.send is None and decision.write_magento is None and not decision.record
+
+    def _finish_unsent(self, items: list[Item]) -> None:
+        self.counts.add("unchanged", len(items))
+        reports = [r for it in items for r in it.reports]
+        if reports and not self.rt.dry_run:
+            self.store.add_reports(self.run_id, reports)
+        self._page_done(items)
+
+    def flush(self) -> None:
+        """Send the partial batches."""
+        for key_field in list(self._pending):
+            group = self._pending.pop(key_field)
+            if group:
+                self._dispatch(group)
+
+    def _dispatch(self, items: list[Item]) -> None:
+        keys = {it.contact.key for it in items}
+        while len(self._inflight) >= self._max_inflight or keys & self._keys_in_flight:
+            self.collect(block=True)
+        job = Job(items=items, key_field=items[0].contact.key_field, restart=self.restart)
+        self._keys_in_flight |= keys
+        future = self._pool.submit(run_job, self.rt, job, self.magento_writer)
+        self._inflight[future] = job
+
+    # -- committing -----------------------------------------------------------------------
+    def collect(self, *, block: bool) -> None:
+        """Commit finished jobs (waiting for at least one when ``block``)."""
+        if not self._inflight:
+            return
+        done, _ = wait(list(self._inflight), timeout=None if block else 0,
+                       return_when=FIRST_COMPLETED)
+        for future in done:
+            job = self._inflight.pop(future)
+            self._keys_in_flight -= {it.contact.key for it in job.items}
+            self._commit(future.result())
+
+    def drain(self) -> None:
+        """Send everything queued and commit it all."""
+        self.flush()
+        while self._inflight:
+            self.collect(block=True)
+
+    def close(self, *, cancel: bool = False) -> None:
+        if cancel:
+            for future in self._inflight:
+                future.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=cancel)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(cancel=exc_type is not None)
+
+    def _commit(self, result: JobResult) -> None:
+        outcomes = result.outcomes
+        for o in outcomes:
+            self.counts.add(o.status)
+            for name in o.extra_counts:
+                self.counts.add(name)
+        if self.rt.dry_run:
+            self.samples.extend(result.samples[: max(0, 3 - len(self.samples))])
+            self._page_done([o.item for o in outcomes])
+            return
+        self._write(outcomes)
+        self._page_done([o.item for o in outcomes])
+
+    def _write(self, outcomes: list[Outcome]) -> None:
+        with self.store.atomic():
+            saved = [o.record for o in outcomes if o.record is not None]
+            if saved:
+                self.store.save_contacts(saved)
+            drops = [o.drop_key for o in outcomes if o.drop_key]
+            if drops:
+                self.store.delete_contacts(drops)
+                self.store.dequeue(drops)
+            ok_keys = [o.item.contact.key for o in outcomes if o.error is None]
+            if ok_keys:
+                self.store.dequeue(ok_keys)
+            reports: list[tuple[str, str | None, str]] = []
+            for o in outcomes:
+                reports += o.item.reports + o.reports
+                if o.error is not None:
+                    self.counts.add("queued")
+                    dead = self.store.enqueue(o.item.contact.key, o.item.contact.email,
+                                              o.error, max_attempts=self.max_attempts)
+                    if dead:
+                        self.counts.add("dead")
+            if reports:
+                self.store.add_reports(self.run_id, reports)
+
+    def _page_done(self, items: list[Item]) -> None:
+        for it in items:
+            if it.token is not None:
+                self.tracker.done(it.lane, it.token)
+        if self.on_progress is not None:
+            self.on_progress()
+
+
+def plan_item(contact: Contact, records: dict[str, ContactRecord], *, lane: Hashable = None,
+              token: Hashable = None, store: StateStore | None = None) -> Item:
+    """An item with its record; a registered guest inherits its guest record (rule 4)."""
+    record = records.get(contact.key)
+    inherit = None
+    if record is None and contact.customer_id is not None and \
+            contact.subscriber_id is not None and store is not None:
+        guest = store.get_contact(f"s:{contact.subscriber_id}")
+        if guest is not None and guest.customer_id is None:
+            inherit = guest
+    return Item(contact=contact, record=record, lane=lane, token=token, inherit=inherit)
+
+
+__all__ = ["Engine", "Item", "plan_item", "record_after_send"]

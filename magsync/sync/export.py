@@ -1,0 +1,173 @@
+"""``magsync export-initial``: every customer and guest subscriber into Emarsys, resumable.
+
+A checkpoint (the unfinished id ranges, how far the guests got, the first run's start
+time) is saved each time a batch commits, so a re-run after a crash, Ctrl-C or SIGKILL
+carries on where the committed work ends; contacts committed past that point are read
+again and found unchanged. When the export completes, the change watermarks are set to
+its start time and the mapping is recorded as done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from magsync.config import Config
+from magsync.magento.customers import ExportProgress, IdRange, Page, iter_all_customers, plan_ranges
+from magsync.state import StateStore
+from magsync.sync.common import (
+    ProgressHook,
+    RunReport,
+    chunked,
+    customer_items,
+    finish_counts,
+    guest_items,
+    new_engine,
+    recorded_run,
+    refresh_mirror,
+)
+from magsync.sync.engine import Engine
+from magsync.sync.runtime import DEFAULT_RETRY, Runtime
+from magsync.sync.tracking import PageTracker, RunCounts
+from magsync.timeutil import from_iso, to_iso
+
+COMMAND = "export-initial"
+CHECKPOINT = "export-initial"
+GUEST_LANE = "guests"
+WATERMARKS = ("sync-realtime", "sync-background")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    customers: bool = True
+    subscribers: bool = True
+    restart: bool = False
+    dry_run: bool = False
+    verbose: int = 0
+
+
+def export_initial(cfg: Config, store: StateStore, opts: ExportOptions,
+                   progress: ProgressHook | None = None) -> RunReport:
+    """Run (or resume) the initial export; returns the report."""
+    if opts.restart and not opts.dry_run:
+        store.clear_checkpoint(CHECKPOINT)
+    saved = None if opts.dry_run else store.get_checkpoint(CHECKPOINT)
+    with recorded_run(store, COMMAND, dry_run=opts.dry_run) as (report, run_id):
+        counts = RunCounts()
+        checkpoint = saved or {"started_at": to_iso(report.started_at),
+                               "restart": opts.restart}
+        if saved:
+            report.notes.append(f"resumed the export started {saved['started_at']}")
+        with Runtime.open(cfg, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
+                          verbose=opts.verbose) as rt:
+            refresh_mirror(rt, store, counts)
+            run = _Export(rt, store, counts, run_id, checkpoint, opts, progress)
+            try:
+                run.customers()
+                run.guests()
+                run.engine.drain()
+            finally:
+                run.engine.close(cancel=True)
+                finish_counts(report, counts, store, run_id)
+            report.samples = run.engine.samples
+        if not opts.dry_run:
+            _complete(store, checkpoint, rt.mapping.hash)
+    return report
+
+
+def _complete(store: StateStore, checkpoint: dict[str, Any], mapping_hash: str) -> None:
+    started = from_iso(checkpoint["started_at"])
+    with store.atomic():
+        for name in WATERMARKS:
+            store.set_watermark(name, started)
+        store.set_meta("mapping_hash", mapping_hash)
+        store.clear_checkpoint(CHECKPOINT)
+
+
+class _Export:
+    """One export run's moving parts."""
+
+    def __init__(self, rt: Runtime, store: StateStore, counts: RunCounts, run_id: int,
+                 checkpoint: dict[str, Any], opts: ExportOptions,
+                 progress: ProgressHook | None) -> None:
+        self.rt, self.store, self.counts = rt, store, counts
+        self.checkpoint = checkpoint
+        self.opts = opts
+        self.progress_hook = progress
+        self.tracker = PageTracker()
+        self.ranges: ExportProgress | None = None
+        self.engine: Engine = new_engine(rt, store, counts, run_id,
+                                         restart=bool(checkpoint.get("restart")),
+                                         tracker=self.tracker, on_progress=self._committed)
+
+    # -- customers ----------------------------------------------------------------------
+    def customers(self) -> None:
+        if not (self.opts.customers and self.rt.cfg.contacts.customers.enabled):
+            return
+        if self.checkpoint.get("customers_done"):
+            return
+        saved = self.checkpoint.get("ranges")
+        ranges = [IdRange(*r) for r in saved] if saved is not None else \
+            plan_ranges(self.rt.magento)
+        self.ranges = ExportProgress(ranges)
+        if not self.opts.dry_run:  # keeps the first run's start time from the outset
+            self.checkpoint["ranges"] = [[r.index, r.after_id, r.upto_id] for r in ranges]
+            self.store.set_checkpoint(CHECKPOINT, self.checkpoint)
+        if not ranges:
+            self.checkpoint["customers_done"] = True
+            return
+        for page in iter_all_customers(self.rt.magento, ranges=ranges):
+            self._customer_page(page)
+
+    def _customer_page(self, page: Page) -> None:
+        token = ("c", page.range_index, page.last_id)
+        self.tracker.open_page(page.range_index, token, len(page.items), page)
+        if not page.items:
+            self._committed()
+            return
+        items = customer_items(self.rt, self.store, page.items, lane=page.range_index,
+                               token=token)
+        self.engine.submit(items)
+        if self.progress_hook:
+            self.progress_hook("customers", self.counts.get("read"), None)
+
+    # -- guests -------------------------------------------------------------------------
+    def guests(self) -> None:
+        if not (self.opts.subscribers and self.rt.cfg.contacts.subscribers.enabled):
+            return
+        if self.rt.cfg.magento.subscribers == "none" or self.checkpoint.get("guests_done"):
+            return
+        after = int(self.checkpoint.get("guests_after") or 0)
+        rows = (r for r in self.store.mirror_rows(guests_only=True) if r.subscriber_id > after)
+        size = self.rt.cfg.emarsys.batch_size
+        any_rows = False
+        for chunk in chunked(rows, size):
+            any_rows = True
+            token = ("s", chunk[-1].subscriber_id)
+            self.tracker.open_page(GUEST_LANE, token, len(chunk), chunk[-1].subscriber_id)
+            self.engine.submit(guest_items(self.rt, self.store, chunk, lane=GUEST_LANE,
+                                           token=token))
+        self.engine.flush()
+        if not any_rows:
+            self.checkpoint["guests_done"] = True
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def _committed(self) -> None:
+        """After a commit: move the checkpoint to what is now safely stored."""
+        if self.opts.dry_run:
+            return
+        changed = False
+        if self.ranges is not None:
+            for lane, page in self.tracker.frontiers().items():
+                if lane != GUEST_LANE and isinstance(page, Page):
+                    self.ranges.commit(page)
+                    changed = True
+            self.checkpoint["ranges"] = [[r.index, r.after_id, r.upto_id]
+                                         for r in self.ranges.remaining()]
+            self.checkpoint["customers_done"] = self.ranges.complete
+        guest_frontier = self.tracker.frontier(GUEST_LANE)
+        if guest_frontier is not None:
+            self.checkpoint["guests_after"] = guest_frontier
+            changed = True
+        if changed:
+            self.store.set_checkpoint(CHECKPOINT, self.checkpoint)

@@ -1,0 +1,280 @@
+"""One job of the send pipeline, run in a worker thread: everything Emarsys hears about a
+batch of contacts of one key kind.
+
+Order matters: identities first (a registered guest's contact gets the customer id, an
+existing key-less contact is adopted), then the upsert keyed on our own key, then the
+list calls. The job only talks to the remote systems; it returns outcomes (and the
+records to save) for the main thread to commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from magsync.consent import OptinDecision, decide_send, is_first_send
+from magsync.diff import IdentityPlan, plan_identity, plan_send, record_after_send
+from magsync.emarsys.contacts import add_to_list, get_data, split_batches, upsert_batch
+from magsync.mapping import OPTIN_FIELD, Contact
+from magsync.state import ContactRecord
+from magsync.sync.runtime import Runtime
+
+if TYPE_CHECKING:
+    from magsync.sync.engine import Item
+
+MAX_REQUEST_BYTES = 8 * 1024 * 1024 - 64 * 1024
+EMAIL_FIELD = "3"
+NOT_FOUND = "2008"
+MagentoWriter = Callable[[Contact, int], "str | None"]
+
+
+@dataclass
+class Job:
+    items: list[Item]
+    key_field: int
+    restart: bool = False
+
+
+@dataclass
+class Outcome:
+    """What happened to one contact; ``record`` is saved, ``error`` queues it."""
+
+    item: Item
+    status: str
+    record: ContactRecord | None = None
+    error: str | None = None
+    drop_key: str | None = None
+    reports: list[tuple[str, str | None, str]] = field(default_factory=list)
+    extra_counts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class JobResult:
+    outcomes: list[Outcome]
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    """An item's plan inside the job."""
+
+    item: Item
+    identity: IdentityPlan | None = None
+    decision: OptinDecision = field(default_factory=OptinDecision)
+    send: Any = None
+    error: str | None = None
+    accepted: bool = False
+
+
+def run_job(rt: Runtime, job: Job, writer: MagentoWriter | None) -> JobResult:
+    """Plan, send and list one batch; never touches the state file."""
+    plans = [_Plan(it) for it in job.items]
+    _read_emarsys(rt, job, plans)
+    for p in plans:
+        _decide(rt, job, p)
+    live = [p for p in plans if p.error is None]
+    if rt.dry_run:
+        return _dry_result(plans, job)
+    _attach_and_adopt(rt, live)
+    sendable = [p for p in live if p.error is None and p.send is not None]
+    _upsert(rt, job, sendable)
+    _join_lists(rt, job, [p for p in sendable if p.accepted])
+    outcomes = [_outcome(rt, p, writer) for p in plans]
+    return JobResult(outcomes)
+
+
+# -- reading Emarsys ----------------------------------------------------------------------
+
+def _read_emarsys(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
+    """getdata for first sends (by subscriber id and by email) and for opt-in checks."""
+    m = rt.mapping
+    fields = [m.customer_key_field, m.subscriber_key_field, int(OPTIN_FIELD), 3]
+    firsts = [p for p in plans if not p.item.decided and p.item.inherit is None
+              and (job.restart or is_first_send(p.item.record))]
+    inherits = [p for p in plans if not p.item.decided and p.item.inherit is not None]
+    checks = [p for p in plans if not p.item.decided and p not in firsts
+              and p.item.inherit is None]
+    by_sub = _rows_by(rt, m.subscriber_key_field,
+                      {str(p.item.contact.subscriber_id) for p in firsts + inherits
+                       if p.item.contact.subscriber_id is not None}, fields)
+    by_email = _rows_by(rt, 3, {p.item.contact.email.strip().lower() for p in firsts
+                                if p.item.contact.email}, fields, fold=True)
+    own = _rows_by(rt, job.key_field, {p.item.contact.key_value for p in checks}, fields)
+    for p in firsts:
+        c = p.item.contact
+        subs = by_sub.get(str(c.subscriber_id)) if c.subscriber_id is not None else None
+        emails = by_email.get((c.email or "").strip().lower(), []) if c.email else []
+        p.identity = plan_identity(c, subs, emails)
+    for p in checks:
+        p.identity = _existing(own.get(p.item.contact.key_value))
+    for p in inherits:
+        p.identity = _existing(by_sub.get(str(p.item.contact.subscriber_id)))
+
+
+def _existing(rows: list[dict[str, Any]] | None) -> IdentityPlan:
+    """A contact magsync already sent: only its current opt-in matters."""
+    optin = rows[0].get(OPTIN_FIELD) if rows else None
+    return IdentityPlan("existing", emarsys_id=str(rows[0].get("id")) if rows else None,
+                        emarsys_optin=None if optin in (None, "") else str(optin))
+
+
+def _rows_by(rt: Runtime, key_field: int, values: set[str], fields: list[int], *,
+             fold: bool = False) -> dict[str, list[dict[str, Any]]]:
+    if not values:
+        return {}
+    result = get_data(rt.emarsys, key_field, sorted(values), fields)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in result.result:
+        value = str(row.get(str(key_field)) or "")
+        out.setdefault(value.strip().lower() if fold else value, []).append(row)
+    return out
+
+
+# -- deciding -------------------------------------------------------------------------------
+
+def _decide(rt: Runtime, job: Job, p: _Plan) -> None:
+    item = p.item
+    if item.decided:
+        p.decision = item.decision  # type: ignore[assignment]
+        p.send = item.send
+        return
+    if p.identity is not None and p.identity.kind == "ambiguous":
+        p.error = p.identity.reason or "ambiguous Emarsys contact"
+        return
+    base = item.record if item.record is not None else item.inherit
+    optin = p.identity.emarsys_optin if p.identity is not None else None
+    p.decision = decide_send(item.contact.optin, base, optin, restart=job.restart)
+    p.send = plan_send(item.contact, base, p.decision, on_empty=rt.mapping.on_empty,
+                       restart=job.restart)
+
+
+# -- writing Emarsys --------------------------------------------------------------------------
+
+def _attach_and_adopt(rt: Runtime, plans: list[_Plan]) -> None:
+    """Rule 4 (attach the customer id to the contact found by subscriber id) and rule 6
+    (adopt a key-less contact by its internal id), before any upsert on our key."""
+    m = rt.mapping
+    attach = [p for p in plans if p.item.inherit is not None
+              or (p.identity is not None and p.identity.kind == "attach")]
+    adopt = [p for p in plans if p.identity is not None and p.identity.kind == "adopt"]
+    if attach:
+        key = str(m.subscriber_key_field)
+        bodies = [{key: str(p.item.contact.subscriber_id),
+                   str(m.customer_key_field): str(p.item.contact.customer_id)}
+                  for p in attach]
+        result = upsert_batch(rt.emarsys, key, bodies, create=False)
+        for p in attach:
+            errors = result.errors.get(str(p.item.contact.subscriber_id))
+            if errors and NOT_FOUND not in errors:
+                p.error = _error_text(errors)
+            # 2008: the guest's contact is gone from Emarsys; the upsert creates one.
+    if adopt:
+        bodies = [dict(p.identity.update or {}) for p in adopt if p.identity is not None]
+        result = upsert_batch(rt.emarsys, "id", bodies, create=False)
+        for p in adopt:
+            assert p.identity is not None
+            errors = result.errors.get(str(p.identity.emarsys_id))
+            if errors:
+                p.error = _error_text(errors)
+
+
+def _upsert(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
+    if not plans:
+        return
+    key = str(job.key_field)
+    by_key = {str(p.send.payload[key]): p for p in plans}
+    payloads = [p.send.payload for p in plans]
+    for batch in split_batches(payloads, key, rt.cfg.emarsys.batch_size, MAX_REQUEST_BYTES):
+        result = upsert_batch(rt.emarsys, key, batch, create=True)
+        for contact in batch:
+            p = by_key[str(contact[key])]
+            errors = result.errors.get(str(contact[key]))
+            if errors:
+                p.error = _error_text(errors)
+            else:
+                p.accepted = True
+
+
+def _join_lists(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
+    """Add accepted contacts to the lists they are not in yet; a failed add leaves the
+    role unrecorded, so the next run tries again."""
+    for role in ("customers", "subscribers"):
+        members = [p for p in plans if role in p.send.join_lists]
+        list_id = rt.list_ids.get(role)
+        if not members or list_id is None:
+            continue
+        ids = [p.item.contact.key_value for p in members]
+        _, errors = add_to_list(rt.emarsys, list_id, job.key_field, ids)
+        for p in members:
+            if p.item.contact.key_value in errors:
+                p.send = _without_role(p.send, role)
+
+
+def _without_role(send: Any, role: str) -> Any:
+    from dataclasses import replace
+
+    return replace(send, join_lists=send.join_lists - {role})
+
+
+# -- results ----------------------------------------------------------------------------------
+
+def _outcome(rt: Runtime, p: _Plan, writer: MagentoWriter | None) -> Outcome:
+    item = p.item
+    c = item.contact
+    reports: list[tuple[str, str | None, str]] = []
+    if p.error is not None:
+        if p.identity is not None and p.identity.kind == "ambiguous":
+            reports.append(("ambiguous_email", c.key, p.error))
+        return Outcome(item, "failed", error=p.error, reports=reports)
+    extra: list[str] = []
+    if p.decision.conflict:
+        reports.append(("consent_conflict", c.key, p.decision.conflict))
+        extra.append("conflicts")
+    if p.decision.write_magento is not None and writer is not None:
+        problem = writer(c, p.decision.write_magento)
+        if problem:
+            reports.append(("magento_write_failed", c.key, problem))
+    base = item.record if item.record is not None else item.inherit
+    emarsys_id = p.identity.emarsys_id if p.identity is not None else None
+    record = record_after_send(c, base, p.send, p.decision, emarsys_id)
+    if p.send is None:
+        return Outcome(item, "unchanged", record=record, reports=reports, extra_counts=extra)
+    status = _status(p)
+    if status in ("adopted", "attached"):
+        extra.append("updated")
+    drop = item.inherit.key if item.inherit is not None else None
+    if p.identity is not None and p.identity.kind == "attach":
+        drop = f"s:{c.subscriber_id}"
+    return Outcome(item, status, record=record, reports=reports, extra_counts=["sent", *extra],
+                   drop_key=drop)
+
+
+def _status(p: _Plan) -> str:
+    if p.item.inherit is not None:
+        return "attached"
+    if p.identity is not None and p.identity.kind in ("adopt", "attach"):
+        return "adopted" if p.identity.kind == "adopt" else "attached"
+    if p.send is not None and p.send.first_send and (
+            p.identity is None or p.identity.emarsys_id is None):
+        return "created"
+    return "updated"
+
+
+def _dry_result(plans: list[_Plan], job: Job) -> JobResult:
+    outcomes: list[Outcome] = []
+    samples: list[dict[str, Any]] = []
+    for p in plans:
+        if p.error is not None:
+            outcomes.append(Outcome(p.item, "failed", error=p.error))
+        elif p.send is None:
+            outcomes.append(Outcome(p.item, "unchanged"))
+        else:
+            outcomes.append(Outcome(p.item, _status(p), extra_counts=["sent"]))
+            if len(samples) < 3:
+                samples.append({"key_id": str(job.key_field), "contact": p.send.payload})
+    return JobResult(outcomes, samples)
+
+
+def _error_text(errors: dict[str, str]) -> str:
+    return "; ".join(f"{code}: {text}" for code, text in errors.items())

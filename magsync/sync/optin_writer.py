@@ -1,0 +1,59 @@
+"""Writing an opt-in into Magento: a customer by customer PUT, a guest through the Emarsys
+module; the mirror follows, so the next sync does not mistake it for a Magento change."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from magsync.errors import RemoteError
+from magsync.magento.subscribers import (
+    GuestOptIn,
+    set_customer_subscription,
+    set_guest_subscriptions,
+)
+from magsync.mapping import Contact
+from magsync.state import StateStore
+from magsync.sync.runtime import Runtime
+
+SUBSCRIBED, UNSUBSCRIBED = 1, 3
+
+
+class MagentoOptinWriter:
+    """Callable ``(contact, optin) -> problem or None``; safe to call from workers."""
+
+    def __init__(self, rt: Runtime, store: StateStore) -> None:
+        self.rt = rt
+        self.store = store
+
+    def __call__(self, contact: Contact, optin: int) -> str | None:
+        subscribed = optin == 1
+        try:
+            if contact.customer_id is not None:
+                saved = set_customer_subscription(self.rt.magento, contact.customer_id,
+                                                  subscribed)
+                if saved is None:
+                    return f"customer {contact.customer_id} no longer exists in Magento"
+            else:
+                problem = self._write_guest(contact, subscribed)
+                if problem:
+                    return problem
+        except RemoteError as exc:
+            return f"Magento refused the opt-in change: {exc.message}"
+        self._follow_mirror(contact, subscribed)
+        return None
+
+    def _write_guest(self, contact: Contact, subscribed: bool) -> str | None:
+        row = self.store.mirror_get(contact.subscriber_id or 0)
+        if row is None or not contact.email:
+            return f"subscriber {contact.subscriber_id} is not in the subscriber list"
+        errors = set_guest_subscriptions(self.rt.magento, [GuestOptIn(
+            contact.email, int(row.website_id or 0), subscribed)])
+        return "; ".join(e.message for e in errors) or None
+
+    def _follow_mirror(self, contact: Contact, subscribed: bool) -> None:
+        if contact.subscriber_id is None:
+            return
+        row = self.store.mirror_get(contact.subscriber_id)
+        if row is not None:
+            status = SUBSCRIBED if subscribed else UNSUBSCRIBED
+            self.store.upsert_mirror([replace(row, status=status)])
