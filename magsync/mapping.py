@@ -104,9 +104,26 @@ def build_mapping(cfg: Config, field_ids: Mapping[FieldRef, int],
                                   "subscriber_id", problems)
     reserved = {int(OPTIN_FIELD): "the opt-in field", customer_key: "the customer key field",
                 subscriber_key: "the subscriber key field"}
+    entries = _resolve_entries(cfg, field_ids, choices, reserved, problems)
+    if problems:
+        raise ConfigError("the field mapping cannot be resolved:", problems,
+                          hint="run `magsync fields` to see the Emarsys fields")
+    email_field = next((e.field_id for e in entries if e.path == "email"), EMAIL_FIELD)
+    unmatched = next((build_country_table(choices[e.field_id]).unmatched for e in entries
+                      if e.convert == "country"), ())
+    resolved = ResolvedMapping(
+        entries=tuple(entries), customer_key_field=customer_key,
+        subscriber_key_field=subscriber_key, email_field=email_field,
+        on_empty=cfg.sync.on_empty, subscribers_mode=cfg.magento.subscribers,
+        country_unmatched=unmatched)
+    return _with_hash(resolved)
+
+
+def _resolve_entries(cfg: Config, field_ids: Mapping[FieldRef, int],
+                     choices: Mapping[int, list[tuple[str, str]]], reserved: dict[int, str],
+                     problems: list[str]) -> list[MappedField]:
     entries: list[MappedField] = []
     used: dict[int, str] = {}
-    unmatched: tuple[str, ...] = ()
     for fm in cfg.contacts.customers.fields:
         where = f"contacts.customers.fields.{fm.path}"
         fid = _resolve_ref(fm.field, field_ids, where, problems)
@@ -124,19 +141,8 @@ def build_mapping(cfg: Config, field_ids: Mapping[FieldRef, int],
             if missing:
                 problems.append(f"{where}: field {fid} has no choice list (convert: "
                                 f"{fm.convert} needs a single-choice field)")
-            if fm.convert == "country" and choices.get(fid):
-                unmatched = build_country_table(choices[fid]).unmatched
         entries.append(MappedField(fm.path, fid, fm.convert, table))
-    if problems:
-        raise ConfigError("the field mapping cannot be resolved:", problems,
-                          hint="run `magsync fields` to see the Emarsys fields")
-    email_field = next((e.field_id for e in entries if e.path == "email"), EMAIL_FIELD)
-    resolved = ResolvedMapping(
-        entries=tuple(entries), customer_key_field=customer_key,
-        subscriber_key_field=subscriber_key, email_field=email_field,
-        on_empty=cfg.sync.on_empty, subscribers_mode=cfg.magento.subscribers,
-        country_unmatched=unmatched)
-    return _with_hash(resolved)
+    return entries
 
 
 def _resolve_ref(ref: FieldRef, field_ids: Mapping[FieldRef, int], where: str,

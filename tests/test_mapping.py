@@ -325,3 +325,13 @@ def test_missing_key_field_is_reported() -> None:
     assert info.value.problems == [
         "emarsys.key_fields.subscriber_id: Emarsys field 'Magento Subscriber ID' does not "
         "exist (run `magsync fields --create-missing`)"]
+
+
+def test_country_labels_that_fit_no_country_are_listed() -> None:
+    choices = {**account_choices(), COUNTRY: [("1", "Portugal"), ("2", "Narnia")]}
+    m = build_mapping(make_config(), FIELD_IDS, choices)
+    assert m.country_unmatched == ("Narnia",)
+    entry = next(e for e in m.entries if e.convert == "country")
+    assert convert_value("PT", entry) == "1"
+    with pytest.raises(ValueError, match="unknown country 'US'"):
+        convert_value("US", entry)
