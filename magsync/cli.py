@@ -124,6 +124,34 @@ def export_initial_cmd(ctx: click.Context, customers: bool | None, subscribers: 
     return _render(app, report)
 
 
+@cli.group()
+def sandbox() -> None:
+    """The built-in simulators of Magento and Emarsys, for trying a mapping safely."""
+
+
+@sandbox.command("serve")
+@click.option("--customers", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Customers in the seeded shop.")
+@click.option("--subscribers", type=click.IntRange(min=0), default=120, show_default=True,
+              help="Newsletter subscribers in the seeded shop.")
+@click.option("--port-magento", type=click.IntRange(0, 65535), default=0,
+              help="Port of the Magento simulator (default: a free one).")
+@click.option("--port-emarsys", type=click.IntRange(0, 65535), default=0,
+              help="Port of the Emarsys simulator (default: a free one).")
+@click.option("--write-config", "write_config", metavar="PATH",
+              help="Also write the ready-to-use config to PATH (state file beside it).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Shop generator seed.")
+@click.pass_context
+def sandbox_serve(ctx: click.Context, customers: int, subscribers: int, port_magento: int,
+                  port_emarsys: int, write_config: str | None, seed: int) -> None:
+    """Run both simulators in the foreground and print a config for them (Ctrl-C stops)."""
+    from magsync.sandbox.serve import serve
+
+    serve(customers=customers, subscribers=subscribers, port_magento=port_magento,
+          port_emarsys=port_emarsys, write_config=write_config, seed=seed,
+          out=_out(_app(ctx)))
+
+
 def _render(app: App, report: Any) -> int:
     """Print a run's summary (and payload samples with -v under --dry-run)."""
     out = _out(app)
