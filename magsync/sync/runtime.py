@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from magsync.config import Config, FieldRef, iter_secrets
 from magsync.emarsys.client import EmarsysClient
 from magsync.emarsys.contacts import find_list, find_or_create_list
 from magsync.emarsys.fields import read_choices, resolve_field
-from magsync.errors import RemoteConfigError
+from magsync.errors import ConfigError, RemoteConfigError
 from magsync.http import RetryPolicy
 from magsync.logs import get_logger
 from magsync.magento.client import MagentoClient
@@ -21,6 +22,25 @@ log = get_logger("sync")
 REALTIME_RETRY = RetryPolicy(budget=15.0, base_delay=0.5, max_delay=5.0)
 DEFAULT_RETRY = RetryPolicy()
 LIST_ROLES = ("customers", "subscribers")
+RETRY_BUDGET_ENV = "MAGSYNC_RETRY_BUDGET"
+
+
+def apply_retry_budget_override(retry: RetryPolicy) -> RetryPolicy:
+    """``retry`` with its budget replaced by ``$MAGSYNC_RETRY_BUDGET`` (seconds) if set.
+
+    Lets tests and impatient admins shorten the ~2 minute retry budget of every command.
+    """
+    raw = os.environ.get(RETRY_BUDGET_ENV, "").strip()
+    if not raw:
+        return retry
+    try:
+        budget = float(raw)
+    except ValueError:
+        raise ConfigError(f"${RETRY_BUDGET_ENV} must be a number of seconds, not {raw!r}"
+                          ) from None
+    if budget < 0:
+        raise ConfigError(f"${RETRY_BUDGET_ENV} must not be negative, not {raw!r}")
+    return replace(retry, budget=budget)
 
 
 @dataclass
@@ -43,6 +63,7 @@ class Runtime:
         A missing mapped field stops here, before any write (exit 2).
         """
         secrets = iter_secrets(cfg)
+        retry = apply_retry_budget_override(retry)
         kwargs: dict[str, Any] = {"retry": retry, "secrets": secrets}
         if sleep is not None:
             kwargs["sleep"] = sleep
