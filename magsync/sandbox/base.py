@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 CONTROL_PREFIX = "/_sandbox/"
+_NUMERIC_SEGMENT = re.compile(r"/\d+(?=/|\Z)")
 
 
 @dataclass
@@ -289,6 +290,7 @@ class SandboxServer:
             ("POST", r"/_sandbox/faults", self._ctl_faults),
             ("GET", r"/_sandbox/log", self._ctl_log),
             ("DELETE", r"/_sandbox/log", self._ctl_clear_log),
+            ("GET", r"/_sandbox/stats", self._ctl_stats),
         ]
 
     def _ctl_faults(self, req: Request) -> Response:
@@ -311,6 +313,21 @@ class SandboxServer:
     def _ctl_clear_log(self, req: Request) -> Response:
         self.clear_log()
         return Response.json({"ok": True})
+
+    def _ctl_stats(self, req: Request) -> Response:
+        return Response.json(self.stats())
+
+    def stats(self) -> dict[str, Any]:
+        """Request counts: total, by status, and by "METHOD path" with numeric path
+        segments as ``{id}`` (light enough for a benchmark to poll, unlike the log)."""
+        by_route: dict[str, int] = {}
+        by_status: dict[str, int] = {}
+        log = self.requests()
+        for r in log:
+            route = f"{r.method} {_NUMERIC_SEGMENT.sub('/{id}', r.path)}"
+            by_route[route] = by_route.get(route, 0) + 1
+            by_status[str(r.status)] = by_status.get(str(r.status), 0) + 1
+        return {"total": len(log), "by_status": by_status, "by_route": by_route}
 
 
 class _Server(ThreadingHTTPServer):
