@@ -60,6 +60,9 @@ _filter = RedactingFilter()
 def setup_logging(*, verbose: int = 0, quiet: bool = False, log_json: bool = False) -> None:
     """Configure the ``magsync`` logger for this process (idempotent)."""
     logger = logging.getLogger(LOGGER_NAME)
+    # each invocation redacts its own config's secrets; runs in one process (tests, demo)
+    # must not inherit an earlier config's, which would blank unrelated output
+    _filter.secrets = []
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)

@@ -31,6 +31,7 @@ from magsync.config import (
 )
 from magsync.errors import EXIT_CONFIG, ConfigError
 from magsync.logs import get_logger
+from magsync.sandbox.pair import SandboxPair
 
 REPO = Path(__file__).resolve().parent.parent
 # distinctive values, so that finding one in any output means a leak
@@ -377,22 +378,66 @@ def test_secrets_never_in_repr_or_str(tmp_path: Path, base: dict[str, Any]) -> N
     assert "Secret('***')" in repr(cfg.magento.auth)
 
 
-@pytest.mark.parametrize("flags", [[], ["--log-json"], ["-vv"], ["--log-json", "-v"]])
-def test_secrets_never_in_cli_output_or_logs(tmp_path: Path, base: dict[str, Any],
+def pair_config_with_env_secrets(pair: SandboxPair, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[str]]:
+    """A config for the sandbox pair whose secrets come from ${VAR}s, and those secrets."""
+    data = pair.config(tmp_path / "state.db")
+    secrets = []
+    for section in ("magento", "emarsys"):
+        auth = data[section]["auth"]
+        for key in [k for k in auth if k != "method"]:
+            var = f"H6_{section}_{key}".upper()
+            monkeypatch.setenv(var, auth[key])
+            secrets.append(auth[key])
+            auth[key] = f"${{{var}}}"
+    return write(tmp_path / "pair.yaml", data, mode=0o644), secrets
+
+
+@pytest.mark.parametrize("flags", [[], ["--log-json"], ["-vv"], ["--log-json", "-vv"],
+                                   ["--debug"]])
+def test_secrets_never_in_cli_output_or_logs(pair: SandboxPair, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch,
                                              flags: list[str]) -> None:
-    inline = with_value(base, "emarsys.auth.secret", "inline-em-secret-77")  # with a warning
-    path = write(tmp_path / "m.yaml", inline, mode=0o644)
+    path, secrets = pair_config_with_env_secrets(pair, tmp_path, monkeypatch)
     for command in (["check"], ["status"], ["status", "--json"]):
         code, out, err = cli(capsys, *flags, "--config", str(path), *command)
         assert code == 0, err
-        # a log line that quotes a secret, as a careless caller might
-        get_logger("test").warning("auth with %s", "inline-em-secret-77",
-                                   extra={"token": SECRETS["H6_MAG_TOKEN"]})
+        # a log line that quotes secrets, as a careless caller might
+        get_logger("test").warning("auth with %s", secrets[0], extra={"token": secrets[-1]})
         logged = capsys.readouterr().err
-        assert "***" in logged
-        for secret in [*SECRETS.values(), "inline-em-secret-77"]:
+        assert "auth with ***" in logged
+        for secret in secrets:
             assert secret not in out + err + logged
+    logging.getLogger("magsync").handlers.clear()
+
+
+def test_refused_secrets_are_not_shown(pair: SandboxPair, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    path, _ = pair_config_with_env_secrets(pair, tmp_path, monkeypatch)
+    wrong = {"H6_MAGENTO_CONSUMER_SECRET": "wrong-consumer-secret-1",
+             "H6_MAGENTO_ACCESS_TOKEN_SECRET": "wrong-token-secret-2",
+             "H6_EMARSYS_USERNAME": "wrong-user-3", "H6_EMARSYS_SECRET": "wrong-secret-4"}
+    for var, value in wrong.items():
+        monkeypatch.setenv(var, value)
+    code, out, err = cli(capsys, "-vv", "--log-json", "--debug", "--config", str(path), "check")
+    assert code == EXIT_CONFIG
+    assert "FAIL Magento credentials" in out and "FAIL Emarsys credentials" in out
+    for value in wrong.values():
+        assert value not in out + err
+    logging.getLogger("magsync").handlers.clear()
+
+
+def test_an_earlier_configs_secrets_do_not_blank_later_output(
+        tmp_path: Path, base: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    odd = write(tmp_path / "odd.yaml", with_value(base, "emarsys.auth.username",
+                                                  "contacts known"))
+    code, out, _ = cli(capsys, "--config", str(odd), "status")
+    assert code == 0 and "***: 0" in out  # its own secret is redacted, however odd
+    plain = write(tmp_path / "plain.yaml", base)
+    code, out, _ = cli(capsys, "--config", str(plain), "status")
+    assert code == 0 and "contacts known: 0" in out
     logging.getLogger("magsync").handlers.clear()
 
 
@@ -417,16 +462,27 @@ def test_inline_secrets_warning_depends_on_permissions(tmp_path: Path, base: dic
     assert cfg.emarsys.auth.secret == Secret("123456")
     assert cfg.warnings == (f"{loose} holds secrets inline and is readable by other users; "
                             f"run: chmod 600 {loose} (or use ${{VAR}} references)",)
-    code, out, err = cli(capsys, "--config", str(loose), "check")
-    assert code == 0
-    assert f"OK   configuration — warning: {loose} holds secrets inline" in out
-    code, out, err = cli(capsys, "--config", str(loose), "status")
+    code, _, err = cli(capsys, "--config", str(loose), "status")
     assert code == 0 and f"magsync: WARNING: {loose} holds secrets inline" in err
 
     tight = write(tmp_path / "tight.yaml", inline, mode=0o600)
     assert load_config(tight, env=SECRETS).warnings == ()
     env_only = write(tmp_path / "env.yaml", base, mode=0o644)
     assert load_config(env_only, env=SECRETS).warnings == ()
+    logging.getLogger("magsync").handlers.clear()
+
+
+def test_check_shows_the_inline_secrets_warning(pair: SandboxPair, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    path = pair.write_config(tmp_path / "inline.yaml", tmp_path / "state.db")  # secrets inline
+    code, out, _ = cli(capsys, "--config", str(path), "check")
+    assert code == 0 and "warning" not in out  # written with mode 600
+    path.chmod(0o640)
+    code, out, err = cli(capsys, "--config", str(path), "check")
+    assert code == 0, out
+    assert f"OK   configuration — warning: {path} holds secrets inline and is readable by " \
+           f"other users; run: chmod 600 {path}" in out
+    assert "magsync: WARNING:" in err
     logging.getLogger("magsync").handlers.clear()
 
 
@@ -538,10 +594,10 @@ def test_default_config_is_magsync_yaml_in_cwd(tmp_path: Path, base: dict[str, A
     assert "FAIL configuration — config file magsync.yaml not found (from the default " \
         "./magsync.yaml)" in out
     assert err == "magsync: 1 check failed\n"
-    write(tmp_path / "magsync.yaml", base)
-    code, out, _ = cli(capsys, "check")
+    write(tmp_path / "magsync.yaml", with_value(base, "state.path", "./here.db"))
+    code, out, _ = cli(capsys, "status", "--json")
     assert code == 0
-    assert "OK   configuration — magsync.yaml is valid" in out
+    assert json.loads(out)["state_path"] == "here.db"
 
 
 def test_magsync_config_env_is_used(tmp_path: Path, base: dict[str, Any],
@@ -551,8 +607,8 @@ def test_magsync_config_env_is_used(tmp_path: Path, base: dict[str, Any],
     write(tmp_path / "magsync.yaml", "not: [valid")  # must be ignored
     other = write(tmp_path / "elsewhere.yaml", base)
     monkeypatch.setenv("MAGSYNC_CONFIG", str(other))
-    code, out, _ = cli(capsys, "check")
-    assert code == 0 and f"{other} is valid" in out
+    code, out, _ = cli(capsys, "status", "--json")
+    assert code == 0 and json.loads(out)["state_path"] == str(tmp_path / "state.db")
     # --config wins over $MAGSYNC_CONFIG
     code, _, err = cli(capsys, "--config", str(tmp_path / "magsync.yaml"), "status")
     assert code == EXIT_CONFIG and "invalid YAML" in err
