@@ -124,6 +124,82 @@ def export_initial_cmd(ctx: click.Context, customers: bool | None, subscribers: 
     return _render(app, report)
 
 
+@cli.command("sync-realtime")
+@click.option("--dry-run", is_flag=True, help="Read and plan everything, write nothing.")
+@click.pass_context
+def sync_realtime_cmd(ctx: click.Context, dry_run: bool) -> int:
+    """Send every contact changed since the last run (cron: every minute)."""
+    from magsync.sync.realtime import SyncOptions, sync_realtime
+
+    app = _app(ctx)
+    with app.writing("sync-realtime") as store, _progress(app) as hook:
+        report = sync_realtime(app.config(), store,
+                               SyncOptions(dry_run=dry_run, verbose=app.verbose), hook)
+    return _render(app, report)
+
+
+@cli.command("sync-background")
+@click.option("--since", metavar="WHEN", callback=lambda c, p, v: _when(v),
+              help="Also read changes since WHEN (ISO date/date-time or 48h, 7d); "
+                   "only widens the window.")
+@click.option("--dry-run", is_flag=True, help="Read and plan everything, write nothing.")
+@click.pass_context
+def sync_background_cmd(ctx: click.Context, since: Any, dry_run: bool) -> int:
+    """Daily run: changes (background-only mode), mapping changes, failsafe queue."""
+    from magsync.sync.realtime import SyncOptions, sync_background
+
+    app = _app(ctx)
+    with app.writing("sync-background") as store, _progress(app) as hook:
+        report = sync_background(app.config(), store, SyncOptions(
+            dry_run=dry_run, since=since, verbose=app.verbose), hook)
+    return _render(app, report)
+
+
+@cli.command("queue")
+@click.argument("action", type=click.Choice(["list", "retry", "purge"]), default="list")
+@click.option("--dead", is_flag=True,
+              help="list: dead contacts; retry: revive dead contacts too; purge: only dead.")
+@click.option("--yes", is_flag=True, help="purge without asking.")
+@click.pass_context
+def queue_cmd(ctx: click.Context, action: str, dead: bool, yes: bool) -> int:
+    """Show, retry or purge the failsafe queue."""
+    from magsync.queue_command import list_queue, purge_queue
+
+    app = _app(ctx)
+    out = _out(app)
+    if action == "list":
+        store = app.reading()
+        headers, rows = list_queue(store, dead=dead)
+        if store is not None:
+            store.close()
+        out.table(headers, rows) if rows else out.line(
+            "the failsafe queue is empty" if not dead else "no dead contacts")
+        return EXIT_OK
+    if action == "purge":
+        what = "dead contacts" if dead else "the whole failsafe queue"
+        if not yes and not click.confirm(f"Remove {what}?", default=False):
+            _fail(EXIT_CONFIG, "nothing purged (pass --yes to skip the question)")
+        with app.writing("queue purge") as store:
+            out.line(f"purged {purge_queue(store, dead=dead)} contact(s)")
+        return EXIT_OK
+    from magsync.sync.queue_drain import retry_queue
+
+    with app.writing("queue retry") as store, _progress(app) as hook:
+        report = retry_queue(app.config(), store, dead=dead, progress=hook)
+    return _render(app, report)
+
+
+def _when(value: str | None) -> Any:
+    if value is None:
+        return None
+    from magsync.timeutil import parse_when
+
+    try:
+        return parse_when(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.group()
 def sandbox() -> None:
     """The built-in simulators of Magento and Emarsys, for trying a mapping safely."""

@@ -12,7 +12,6 @@ flight.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -67,7 +66,7 @@ class Engine:
         self._inflight: dict[Future[JobResult], Job] = {}
         self._keys_in_flight: set[str] = set()
         self._pending: dict[int, list[Item]] = {}
-        self._stop = threading.Event()
+        self._queued = store.queued_keys()
         self.samples: list[dict[str, object]] = []
 
     # -- feeding --------------------------------------------------------------------------
@@ -93,8 +92,11 @@ class Engine:
 
     def _plan_locally(self, item: Item) -> bool:
         """Plan an item that needs no Emarsys read; True when it needs no send at all."""
-        if item.inherit is not None or needs_emarsys_read(item.contact, item.record,
-                                                         restart=self.restart):
+        if item.inherit is not None or item.record is None or self.restart:
+            return False
+        # A known contact with no definite Magento opt-in (status 2/4) sends none, so
+        # nothing in Emarsys needs reading.
+        if item.contact.optin is not None and needs_emarsys_read(item.contact, item.record):
             return False
         decision = decide_send(item.contact.optin, item.record, NOT_READ)
         item.decision = decision
@@ -106,8 +108,15 @@ class Engine:
     def _finish_unsent(self, items: list[Item]) -> None:
         self.counts.add("unchanged", len(items))
         reports = [r for it in items for r in it.reports]
-        if reports and not self.rt.dry_run:
-            self.store.add_reports(self.run_id, reports)
+        if not self.rt.dry_run:
+            with self.store.atomic():
+                if reports:
+                    self.store.add_reports(self.run_id, reports)
+                # A queued contact that is now in sync has nothing left to retry.
+                queued = self._queued & {it.contact.key for it in items}
+                if queued:
+                    self.store.dequeue(queued)
+                    self._queued -= queued
         self._page_done(items)
 
     def flush(self) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from magsync.consent import OptinDecision, decide_send, is_first_send
+from magsync.consent import OptinDecision, decide_send
 from magsync.diff import IdentityPlan, plan_identity, plan_send, record_after_send
 from magsync.emarsys.contacts import add_to_list, get_data, split_batches, upsert_batch
 from magsync.mapping import OPTIN_FIELD, Contact
@@ -91,7 +91,7 @@ def _read_emarsys(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
     m = rt.mapping
     fields = [m.customer_key_field, m.subscriber_key_field, int(OPTIN_FIELD), 3]
     firsts = [p for p in plans if not p.item.decided and p.item.inherit is None
-              and (job.restart or is_first_send(p.item.record))]
+              and (job.restart or p.item.record is None)]
     inherits = [p for p in plans if not p.item.decided and p.item.inherit is not None]
     checks = [p for p in plans if not p.item.decided and p not in firsts
               and p.item.inherit is None]

@@ -1,0 +1,80 @@
+"""Draining the failsafe queue: each queued contact re-read from Magento and sent again.
+
+One drain is one attempt: a contact that fails again counts up, and is dead once its
+attempts reach ``sync.max_attempts`` (kept and listed, no longer retried). A queued
+contact that no longer exists in Magento leaves the queue and is reported.
+"""
+
+from __future__ import annotations
+
+from magsync.config import Config
+from magsync.state import StateStore
+from magsync.sync.common import (
+    ProgressHook,
+    RunReport,
+    chunked,
+    finish_counts,
+    guest_items,
+    new_engine,
+    recorded_run,
+    refresh_mirror,
+)
+from magsync.sync.runtime import DEFAULT_RETRY, Runtime
+from magsync.sync.sources import iter_customers_by_ids, split_queue_keys
+from magsync.sync.tracking import RunCounts
+
+
+def drain_queue(sync: object, *, include_seen: bool = False) -> None:
+    """Send every live queued contact once more (``sync`` is a ``realtime.Sync``)."""
+    from magsync.sync.realtime import Sync
+
+    assert isinstance(sync, Sync)
+    store, rt = sync.store, sync.rt
+    queued = store.queue_items(dead=False)
+    if not queued:
+        return
+    sync.counts.add("drained", len(queued))
+    customer_ids, guest_ids = split_queue_keys(q.key for q in queued)
+    if not include_seen:
+        customer_ids -= sync.seen
+    gone: list[tuple[str, str | None, str]] = []
+    found: set[int] = set()
+    for page in iter_customers_by_ids(rt.magento, customer_ids):
+        found.update(int(c["id"]) for c in page)
+        sync.customers([page])
+    gone += [("removed", f"c:{cid}", "customer no longer exists in Magento; left the queue")
+             for cid in sorted(customer_ids - found)]
+    rows = []
+    for sid in sorted(guest_ids):
+        row = store.mirror_get(sid)
+        if row is None or row.customer_id != 0:
+            why = ("subscriber no longer exists in Magento" if row is None else
+                   f"subscriber registered as customer {row.customer_id}; sent with it")
+            gone.append(("removed", f"s:{sid}", f"{why}; left the queue"))
+        else:
+            rows.append(row)
+    for chunk in chunked(rows, rt.cfg.emarsys.batch_size):
+        sync.engine.submit(guest_items(rt, store, chunk))
+    if gone and not rt.dry_run:
+        store.dequeue(key for _, key, _ in gone if key)
+        store.add_reports(None, gone)
+    sync.counts.add("removed", len(gone))
+
+
+def retry_queue(cfg: Config, store: StateStore, *, dead: bool = False,
+                progress: ProgressHook | None = None) -> RunReport:
+    """``magsync queue retry [--dead]``: drain the queue now, as sync-background would."""
+    from magsync.sync.realtime import Sync
+
+    with recorded_run(store, "queue retry") as (report, run_id):
+        counts = RunCounts()
+        if dead:
+            counts.add("revived", store.revive_dead())
+        with Runtime.open(cfg, retry=DEFAULT_RETRY) as rt, \
+                new_engine(rt, store, counts, run_id) as engine:
+            sync = Sync(rt, store, engine, counts, progress)
+            refresh_mirror(rt, store, counts)
+            drain_queue(sync, include_seen=True)
+            engine.drain()
+            finish_counts(report, counts, store, run_id)
+    return report

@@ -1,0 +1,177 @@
+"""``magsync sync-realtime`` (cron, every minute) and ``sync-background`` (daily): send
+what changed, keep the failsafe queue.
+
+A run fixes its change window when it starts, ``[watermark - overlap, start)``, reads it
+by keyset, and moves the watermark to ``start`` only after everything in it was sent or
+queued. A request that still fails after its retries ends the run (exit 3) with the
+watermark held, so the next run sends it. Per-contact rejections are queued (exit 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from magsync.config import Config
+from magsync.magento.customers import iter_all_customers, iter_changed_customers
+from magsync.state import StateStore
+from magsync.sync.common import (
+    ProgressHook,
+    RunReport,
+    chunked,
+    customer_items,
+    finish_counts,
+    guest_items,
+    new_engine,
+    recorded_run,
+    refresh_mirror,
+)
+from magsync.sync.engine import Engine
+from magsync.sync.runtime import DEFAULT_RETRY, REALTIME_RETRY, Runtime
+from magsync.sync.sources import (
+    iter_customers_by_ids,
+    subscriber_changes,
+    subscription_disagrees,
+)
+from magsync.sync.tracking import RunCounts
+from magsync.timeutil import utcnow
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    dry_run: bool = False
+    since: datetime | None = None
+    verbose: int = 0
+
+
+class Sync:
+    """The parts every sync run shares: reading customers and subscribers into the engine."""
+
+    def __init__(self, rt: Runtime, store: StateStore, engine: Engine, counts: RunCounts,
+                 progress: ProgressHook | None = None) -> None:
+        self.rt, self.store, self.engine, self.counts = rt, store, engine, counts
+        self.progress = progress
+        self.seen: set[int] = set()  # customers sent (or found unchanged) in this run
+        self.held: list[dict[str, Any]] = []  # customers waiting for a fresh mirror
+
+    def customers(self, pages: Iterable[list[dict[str, Any]]], *, hold_stale: bool = False
+                  ) -> None:
+        """Diff and send pages of customers; with ``hold_stale``, customers whose
+        ``is_subscribed`` disagrees with the mirror wait for ``rescan()``."""
+        for page in pages:
+            page = [c for c in page if int(c["id"]) not in self.seen]
+            if hold_stale and self.rt.cfg.magento.subscribers != "none":
+                mirror = self.store.mirror_for_customers(int(c["id"]) for c in page)
+                stale = [c for c in page if subscription_disagrees(c, mirror.get(int(c["id"]),
+                                                                                []))]
+                self.held += stale
+                page = [c for c in page if c not in stale]
+            self.seen.update(int(c["id"]) for c in page)
+            if page:
+                self.engine.submit(customer_items(self.rt, self.store, page))
+            if self.progress:
+                self.progress("customers", self.counts.get("read"), None)
+
+    def subscribers(self) -> None:
+        """Send guests and customers whose subscriber row differs from what was sent."""
+        if self.rt.cfg.magento.subscribers == "none":
+            return
+        changes = subscriber_changes(self.store, skip_customers=self.seen)
+        if self.rt.cfg.contacts.subscribers.enabled:
+            for chunk in chunked(changes.guests, self.rt.cfg.emarsys.batch_size):
+                self.engine.submit(guest_items(self.rt, self.store, chunk))
+        if self.rt.cfg.contacts.customers.enabled and changes.customer_ids:
+            self.customers(iter_customers_by_ids(self.rt.magento, changes.customer_ids))
+
+    def rescan(self) -> None:
+        """Refresh the mirror, then send the held customers and every subscriber change."""
+        refresh_mirror(self.rt, self.store, self.counts)
+        held, self.held = self.held, []
+        if held:
+            self.customers([held])
+        self.subscribers()
+
+
+def window_start(store: StateStore, name: str, cfg: Config, start: datetime,
+                 since: datetime | None) -> datetime:
+    """``watermark - overlap`` (first run: ``start - lookback``), widened by ``--since``."""
+    mark = store.get_watermark(name)
+    begin = mark - cfg.sync.overlap if mark is not None else start - cfg.sync.lookback
+    if since is not None and since < begin:
+        begin = since
+    return min(begin, start - timedelta(seconds=1))
+
+
+def sync_realtime(cfg: Config, store: StateStore, opts: SyncOptions,
+                  progress: ProgressHook | None = None) -> RunReport:
+    """Send every contact changed since the last run; see module docstring."""
+    with recorded_run(store, "sync-realtime", dry_run=opts.dry_run) as (report, run_id):
+        start = utcnow()
+        since = window_start(store, "sync-realtime", cfg, start, opts.since)
+        counts = RunCounts()
+        with Runtime.open(cfg, dry_run=opts.dry_run, retry=REALTIME_RETRY,
+                          verbose=opts.verbose) as rt, \
+                new_engine(rt, store, counts, run_id) as engine:
+            sync = Sync(rt, store, engine, counts, progress)
+            scan = _scan_due(cfg, store, start)
+            if scan:
+                refresh_mirror(rt, store, counts)
+            if cfg.contacts.customers.enabled:
+                sync.customers((p.items for p in iter_changed_customers(rt.magento, since,
+                                                                         start)),
+                               hold_stale=not scan)
+            if scan:
+                sync.subscribers()
+            elif sync.held:
+                sync.rescan()
+            engine.drain()
+            finish_counts(report, counts, store, run_id)
+            report.samples = engine.samples
+        if not opts.dry_run:
+            store.set_watermark("sync-realtime", start)
+    return report
+
+
+def _scan_due(cfg: Config, store: StateStore, now: datetime) -> bool:
+    if cfg.magento.subscribers == "none":
+        return False
+    last = store.mirror_read_at()
+    return last is None or now - last >= timedelta(minutes=cfg.sync.subscriber_scan_minutes)
+
+
+def sync_background(cfg: Config, store: StateStore, opts: SyncOptions,
+                    progress: ProgressHook | None = None) -> RunReport:
+    """The daily run: changes (background-only mode), a full read after a mapping change,
+    a full subscriber scan, then the failsafe queue drained."""
+    from magsync.sync.queue_drain import drain_queue
+
+    with recorded_run(store, "sync-background", dry_run=opts.dry_run) as (report, run_id):
+        start = utcnow()
+        counts = RunCounts()
+        with Runtime.open(cfg, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
+                          verbose=opts.verbose) as rt, \
+                new_engine(rt, store, counts, run_id) as engine:
+            sync = Sync(rt, store, engine, counts, progress)
+            refresh_mirror(rt, store, counts)
+            mapping_changed = store.get_meta("mapping_hash") != rt.mapping.hash
+            if cfg.contacts.customers.enabled:
+                if mapping_changed:
+                    report.notes.append("the mapping changed: every customer was read")
+                    sync.customers(p.items for p in iter_all_customers(rt.magento))
+                elif cfg.sync.mode == "background-only" or opts.since is not None:
+                    since = window_start(store, "sync-background", cfg, start, opts.since)
+                    sync.customers(p.items for p in iter_changed_customers(rt.magento, since,
+                                                                           start))
+            sync.subscribers()
+            engine.drain()
+            drain_queue(sync)
+            engine.drain()
+            finish_counts(report, counts, store, run_id)
+            report.samples = engine.samples
+        if not opts.dry_run:
+            with store.atomic():
+                store.set_watermark("sync-background", start)
+                store.set_meta("mapping_hash", rt.mapping.hash)
+    return report

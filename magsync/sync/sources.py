@@ -1,0 +1,91 @@
+"""What a sync reads besides the change window: customers by id, the subscribers that
+differ from what magsync last sent, and the failsafe queue's contacts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from magsync.consent import MAGENTO_OPTIN, parse_optin
+from magsync.magento.client import MagentoClient
+from magsync.magento.customers import SEARCH_PATH
+from magsync.magento.search import MAX_PAGE_SIZE, SearchCriteria
+from magsync.mapping import STATUS_OPTIN
+from magsync.state import MirrorRow, StateStore
+
+Customer = dict[str, Any]
+
+
+def iter_customers_by_ids(client: MagentoClient, ids: Iterable[int]) -> Iterator[list[Customer]]:
+    """Pages of the customers with these ids (deleted ones are simply absent)."""
+    wanted = sorted(set(ids))
+    size = max(1, min(client.cfg.page_size, MAX_PAGE_SIZE))
+    for start in range(0, len(wanted), size):
+        chunk = wanted[start:start + size]
+        criteria = SearchCriteria().where("entity_id", "in", chunk) \
+            .order_by("entity_id", "ASC").page(size)
+        yield list(client.search(SEARCH_PATH, criteria)["items"])
+
+
+def mirror_says_subscribed(rows: list[MirrorRow]) -> bool:
+    return any(r.status == 1 for r in rows)
+
+
+def subscription_disagrees(customer: Customer, rows: list[MirrorRow]) -> bool:
+    """Magento's ``is_subscribed`` hint differs from the mirror: the mirror is stale."""
+    ext = customer.get("extension_attributes") or {}
+    if "is_subscribed" not in ext:
+        return False
+    return bool(ext["is_subscribed"]) != mirror_says_subscribed(rows)
+
+
+@dataclass
+class SubscriberChanges:
+    """Guests to diff, and customers whose subscriber row differs from what was sent."""
+
+    guests: list[MirrorRow] = field(default_factory=list)
+    customer_ids: set[int] = field(default_factory=set)
+
+
+def subscriber_changes(store: StateStore, *, skip_customers: set[int] | None = None
+                       ) -> SubscriberChanges:
+    """Compare the mirror with the per-contact records (SPEC 3, "Finding what changed")."""
+    out = SubscriberChanges()
+    skip = skip_customers or set()
+    linked: dict[int, list[MirrorRow]] = {}
+    for row in store.mirror_rows():
+        if row.customer_id == 0:
+            out.guests.append(row)
+        elif row.customer_id not in skip:
+            linked.setdefault(row.customer_id, []).append(row)
+    ids = list(linked)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        records = store.get_contacts(f"c:{cid}" for cid in chunk)
+        for cid in chunk:
+            record = records.get(f"c:{cid}")
+            if record is None or _row_differs(linked[cid], record.subscriber_id,
+                                              record.sent.get(MAGENTO_OPTIN)):
+                out.customer_ids.add(cid)
+    return out
+
+
+def _row_differs(rows: list[MirrorRow], sent_sid: int | None, sent_m31: Any) -> bool:
+    ids = {r.subscriber_id for r in rows}
+    if sent_sid not in ids:
+        return True
+    row = next(r for r in rows if r.subscriber_id == sent_sid)
+    optin = STATUS_OPTIN.get(row.status)
+    return optin is not None and optin != parse_optin(sent_m31)
+
+
+def split_queue_keys(keys: Iterable[str]) -> tuple[set[int], set[int]]:
+    """Queue keys ``c:ID`` / ``s:ID`` into customer ids and subscriber ids."""
+    customers: set[int] = set()
+    guests: set[int] = set()
+    for key in keys:
+        kind, _, value = key.partition(":")
+        if value.isdigit():
+            (customers if kind == "c" else guests).add(int(value))
+    return customers, guests
