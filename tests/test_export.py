@@ -10,8 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from magsync.sandbox.pair import SandboxPair
 from magsync.state import StateStore
 from magsync.statelock import StateLock
@@ -88,3 +86,200 @@ def test_second_export_sends_nothing(pair: SandboxPair, magsync: Any) -> None:
     assert again.code == 0, again
     assert count_requests(pair, "PUT", r"/contact/?$") == upserts
     assert_export_complete(pair)
+
+
+# -- existing Emarsys contacts (SPEC section 3, rule 6) -------------------------------------
+
+def _subscribed_customer(pair: SandboxPair) -> tuple[int, str]:
+    sub = next(s for s in sorted(pair.magento.shop.subscribers.values(),
+                                 key=lambda s: s.subscriber_id)
+               if s.customer_id and s.subscriber_status == 1)
+    return sub.customer_id, pair.magento.shop.customers[sub.customer_id]["email"]
+
+
+def _guest(pair: SandboxPair, status: int = 1) -> Any:
+    return next(s for s in sorted(pair.magento.shop.subscribers.values(),
+                                  key=lambda s: s.subscriber_id)
+                if not s.customer_id and s.subscriber_status == status)
+
+
+def test_existing_contacts_are_adopted_not_duplicated(pair: SandboxPair,
+                                                      magsync: Any) -> None:
+    shop = pair.magento.shop
+    cid = min(shop.customers)
+    guest = _guest(pair)
+    # a differently cased address is the same person
+    seeded_c = pair.emarsys.seed_contact({3: shop.customers[cid]["email"].upper(), 1: "Old"})
+    seeded_g = pair.emarsys.seed_contact({3: guest.subscriber_email})
+
+    result = magsync("export-initial")
+
+    assert result.code == 0, result
+    ids = assert_export_complete(pair)
+    assert ids[f"c:{cid}"] == seeded_c
+    assert ids[f"s:{guest.subscriber_id}"] == seeded_g
+    assert len(pair.emarsys.account.contacts) == len(ids)
+    assert "adopted" in result.out
+
+
+def test_adopted_opt_out_is_kept_and_reported_as_consent_conflict(
+        pair: SandboxPair, magsync: Any) -> None:
+    cid, email = _subscribed_customer(pair)
+    seeded = pair.emarsys.seed_contact({3: email, 31: 2})
+
+    result = magsync("export-initial")
+
+    assert result.code == 0, result
+    ids = assert_export_complete(pair, overrides={f"c:{cid}": {"31": "2"}})
+    assert ids[f"c:{cid}"] == seeded
+    assert all(w.get("31") != 1 for _, w in pair.emarsys.writes_for(seeded))
+    assert "conflict" in result.out
+    issues = _status(magsync)["issues"]
+    assert any(i["kind"] == "consent_conflict" and i["key"] == f"c:{cid}" for i in issues)
+    assert _status(magsync)["runs"]["export-initial"]["counts"].get("conflicts") == 1
+
+
+def test_contact_with_another_key_is_left_alone(pair: SandboxPair, magsync: Any) -> None:
+    cid = min(pair.magento.shop.customers)
+    email = pair.magento.shop.customers[cid]["email"]
+    foreign = pair.emarsys.seed_contact({3: email, 1: "Someone", int(CUSTOMER_KEY): 999999})
+    before = pair.emarsys.account.contact(foreign)
+
+    result = magsync("export-initial")
+
+    assert result.code == 0, result
+    ids = assert_export_complete(pair, shared_emails=[f"c:{cid}"])
+    assert ids[f"c:{cid}"] != foreign
+    assert pair.emarsys.account.contact(foreign) == before
+    assert pair.emarsys.writes_for(foreign) == []
+
+
+def test_email_matching_two_keyless_contacts_is_reported_and_queued(
+        pair: SandboxPair, magsync: Any, tmp_path: Path) -> None:
+    cid = min(pair.magento.shop.customers)
+    email = pair.magento.shop.customers[cid]["email"]
+    twins = [pair.emarsys.seed_contact({3: email}) for _ in range(2)]
+
+    result = magsync("export-initial")
+
+    assert result.code == 1, result
+    assert_export_complete(pair, skip=[f"c:{cid}"])
+    assert pair.emarsys.find_contacts(int(CUSTOMER_KEY), str(cid)) == []
+    assert all(pair.emarsys.writes_for(t) == [] for t in twins)
+    with StateStore.open(tmp_path / "state.db") as store:
+        queued = store.queue_items()
+    assert [q.key for q in queued] == [f"c:{cid}"]
+    assert _status(magsync)["queue"]["queued"] == 1
+    assert any(i["kind"] == "ambiguous_email" for i in _status(magsync)["issues"])
+    assert "1 contact(s) failed" in result.out
+
+
+# -- options ------------------------------------------------------------------------------
+
+def test_dry_run_writes_nothing_and_prints_counts(pair: SandboxPair, magsync: Any,
+                                                 tmp_path: Path) -> None:
+    result = magsync("export-initial", "--dry-run")
+
+    assert result.code == 0, result
+    assert pair.emarsys.requests("PUT") == []
+    assert pair.emarsys.requests("POST", WRITE_PATHS) == []
+    assert pair.emarsys.requests("POST", r"/contactlist/?$") == []  # lists not created
+    assert pair.emarsys.account.contacts == {}
+    assert pair.magento.requests("PUT") == [] and pair.magento.requests("POST") == []
+    assert "dry run" in result.out
+    assert str(len(expected_contacts(pair.magento.shop))) in result.out
+    status = _status(magsync)
+    assert status["watermarks"] == {} and status["contacts"] == 0
+    with StateStore.open(tmp_path / "state.db") as store:
+        assert store.get_checkpoint("export-initial") is None
+
+
+def test_dry_run_with_verbose_shows_payload_samples(pair: SandboxPair, magsync: Any) -> None:
+    result = magsync("-v", "export-initial", "--dry-run")
+
+    assert result.code == 0, result
+    assert "sample payload" in result.out
+    assert pair.emarsys.account.contacts == {}
+
+
+def test_restart_sends_every_mapped_field_again(pair: SandboxPair, magsync: Any) -> None:
+    assert magsync("export-initial").code == 0
+    first = len(pair.emarsys.requests("PUT"))
+    cid = min(pair.magento.shop.customers)
+    contact_id = pair.emarsys.find_contacts(int(CUSTOMER_KEY), str(cid))[0]
+    first_write = pair.emarsys.writes_for(contact_id)[0][1]
+
+    result = magsync("export-initial", "--restart")
+
+    assert result.code == 0, result
+    assert len(pair.emarsys.requests("PUT")) > first
+    writes = pair.emarsys.writes_for(contact_id)
+    assert len(writes) == 2
+    assert set(writes[1][1]) >= set(first_write) - {"31"}  # every mapped field again
+    keys = upserted_keys(pair)
+    assert sorted(keys) == sorted(2 * list(expected_contacts(pair.magento.shop)))
+    assert_export_complete(pair)
+
+
+def test_customers_only(pair: SandboxPair, magsync: Any) -> None:
+    result = magsync("export-initial", "--customers")
+
+    assert result.code == 0, result
+    assert_export_complete(pair, guests=False)
+    guests = [s for s in pair.magento.shop.subscribers.values() if not s.customer_id]
+    assert all(pair.emarsys.find_contacts(int(SUBSCRIBER_KEY), str(s.subscriber_id)) == []
+               for s in guests)
+    assert all(k.startswith("c:") for k in upserted_keys(pair))
+
+
+def test_subscribers_only(pair: SandboxPair, magsync: Any) -> None:
+    result = magsync("export-initial", "--subscribers")
+
+    assert result.code == 0, result
+    assert_export_complete(pair, customers=False)
+    assert all(k.startswith("s:") for k in upserted_keys(pair))
+    assert pair.emarsys.find_contacts(int(CUSTOMER_KEY), "1") == []
+
+
+def test_missing_mapped_field_stops_before_any_write(pair: SandboxPair, magsync: Any,
+                                                     tmp_path: Path) -> None:
+    cfg = pair.write_config(tmp_path / "bad.yaml", tmp_path / "state.db",
+                            mapping={"firstname": 1, "taxvat": "Tax Number"})
+
+    result = magsync("export-initial", config=cfg)
+
+    assert result.code == 2, result
+    assert "Tax Number" in result.err
+    assert "magsync fields --create-missing" in result.err
+    assert pair.emarsys.requests("PUT") == []
+    assert pair.emarsys.requests("POST", r"/contactlist|/contact/") == []
+    assert pair.emarsys.account.contacts == {}
+
+
+def test_key_field_not_indexed_exits_2_naming_the_field(pair: SandboxPair, magsync: Any,
+                                                        tmp_path: Path) -> None:
+    pair.emarsys.account.set_indexed("Magento Customer ID", False)
+
+    result = magsync("export-initial")
+
+    assert result.code == 2, result
+    assert "Magento Customer ID" in result.err or "7001" in result.err
+    assert "support" in result.err.lower()
+    with StateStore.open(tmp_path / "state.db") as store:
+        assert store.queue_items(dead=None) == []
+        assert store.watermarks() == {}
+    assert pair.emarsys.find_contacts(int(CUSTOMER_KEY), "1") == []
+
+
+def test_second_run_while_locked_exits_75_naming_the_holder(
+        pair: SandboxPair, magsync: Any, tmp_path: Path) -> None:
+    with StateLock(tmp_path / "state.db", command="sync-background"):
+        result = magsync("export-initial")
+        quiet = magsync("-q", "export-initial")
+
+    assert result.code == 75, result
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and "sync-background" in lines[0] and "pid" in lines[0]
+    assert result.out == ""
+    assert (quiet.code, quiet.out, quiet.err) == (75, "", "")
+    assert pair.emarsys.requests() == [] and pair.magento.requests() == []
