@@ -200,6 +200,35 @@ def _when(value: str | None) -> Any:
         raise click.BadParameter(str(exc)) from None
 
 
+@cli.command("pull-optin")
+@click.option("--since", metavar="WHEN", callback=lambda c, p, v: _when(v),
+              help="Also read changes since WHEN (ISO date/date-time or 48h, 7d); "
+                   "only widens the window.")
+@click.option("--dry-run", is_flag=True, help="Read and plan everything, write nothing.")
+@click.pass_context
+def pull_optin_cmd(ctx: click.Context, since: Any, dry_run: bool) -> int:
+    """Bring opt-in changes made in Emarsys back into Magento."""
+    from magsync.sync.pull import PullOptions, pull_optin
+
+    app = _app(ctx)
+    with app.writing("pull-optin") as store, _progress(app) as hook:
+        report = pull_optin(app.config(), store, PullOptions(
+            since=since, dry_run=dry_run, verbose=app.verbose), hook)
+    return _render(app, report)
+
+
+@cli.command()
+@click.pass_context
+def crontab(ctx: click.Context) -> None:
+    """Print the crontab lines that fit the config."""
+    from magsync.app import find_config_path
+    from magsync.crontab import render_crontab
+
+    app = _app(ctx)
+    cfg = app.config()
+    click.echo(render_crontab(cfg, cfg.source or find_config_path(app.config_path)), nl=False)
+
+
 @cli.group()
 def sandbox() -> None:
     """The built-in simulators of Magento and Emarsys, for trying a mapping safely."""
