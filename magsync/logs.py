@@ -34,6 +34,9 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self.scrub(record.getMessage())
         record.args = None
+        if record.exc_info and not record.exc_text:
+            # formatters reuse exc_text, so a traceback quoting a secret is redacted too
+            record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
         for key, value in list(vars(record).items()):
             if key not in _RESERVED and isinstance(value, str):
                 setattr(record, key, self.scrub(value))
@@ -49,9 +52,12 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
                 event[key] = value
-        if record.exc_info:
+        if record.exc_text:
+            event["traceback"] = record.exc_text
+        elif record.exc_info:
             event["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(event, default=str)
+        # extras may be nested (payload samples): redact the finished line as a whole
+        return _filter.scrub(json.dumps(event, default=str))
 
 
 _filter = RedactingFilter()

@@ -429,6 +429,25 @@ def test_refused_secrets_are_not_shown(pair: SandboxPair, tmp_path: Path,
     logging.getLogger("magsync").handlers.clear()
 
 
+@pytest.mark.parametrize("flags", [[], ["--log-json"]])
+def test_logged_tracebacks_and_nested_extras_are_redacted(
+        tmp_path: Path, base: dict[str, Any], capsys: pytest.CaptureFixture[str],
+        flags: list[str]) -> None:
+    path = write(tmp_path / "m.yaml", base)
+    assert cli(capsys, *flags, "--config", str(path), "status")[0] == 0
+    secret = SECRETS["H6_EM_SECRET"]
+    log = get_logger("test")
+    try:
+        raise RuntimeError(f"refused {secret}")
+    except RuntimeError:
+        log.exception("request failed")
+    log.warning("payload sample", extra={"payload": {"auth": [secret]}})
+    err = capsys.readouterr().err
+    assert "RuntimeError: refused ***" in err.replace("\\n", "\n")
+    assert secret not in err
+    logging.getLogger("magsync").handlers.clear()
+
+
 def test_an_earlier_configs_secrets_do_not_blank_later_output(
         tmp_path: Path, base: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     odd = write(tmp_path / "odd.yaml", with_value(base, "emarsys.auth.username",
