@@ -148,6 +148,12 @@ class StateStore:
         except StateError:
             conn.close()
             raise
+        except sqlite3.OperationalError as exc:
+            # locked, read-only or unreachable: the file may be fine, so do not call it foreign
+            conn.close()
+            raise StateError(f"cannot use state file {p}: {exc}",
+                             hint="check state.path (or $MAGSYNC_STATE) and the permissions of "
+                                  "the file and its directory") from None
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StateError(f"{p} is not a magsync state file ({exc})",

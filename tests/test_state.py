@@ -101,6 +101,15 @@ def test_a_directory_is_not_a_state_file(tmp_path: Path) -> None:
         StateStore.open(tmp_path)
 
 
+@pytest.mark.skipif(not Path("/proc/version").exists(), reason="needs Linux /proc")
+def test_a_file_sqlite_cannot_write_is_not_called_foreign() -> None:
+    # /proc/version is read-only even for root: stands for a read-only state file
+    with pytest.raises(StateError) as info:
+        StateStore.open("/proc/version")
+    assert str(info.value).startswith("cannot use state file /proc/version: ")
+    assert "permissions of the file and its directory" in str(info.value)
+
+
 # -- transactions ----------------------------------------------------------------------------
 
 
