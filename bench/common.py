@@ -1,0 +1,179 @@
+"""What the benchmarks share: the sandbox in its own process, a tuned config, and a child
+process measured for wall time and peak memory.
+
+The sandbox runs as ``python -m magsync sandbox serve`` in a separate process so that its
+CPU and memory are not counted against magsync's, exactly as a real shop's servers are not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+import yaml
+
+READY_PREFIX = "sandbox ready:"
+READY_TIMEOUT = 300.0  # generating a very large shop takes a while; this only guards a hang
+STOP_TIMEOUT = 30.0
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run (the sandbox did not start, a child failed)."""
+
+
+class SandboxProcess:
+    """``magsync sandbox serve`` in a child process; a context manager that stops it."""
+
+    def __init__(self, *, customers: int, subscribers: int, config_path: Path,
+                 latency_ms: float = 0.0, seed: int = 0, log_bodies: bool = False) -> None:
+        self.config_path = config_path
+        self.argv = [sys.executable, "-m", "magsync", "-q", "sandbox", "serve",
+                     "--customers", str(customers), "--subscribers", str(subscribers),
+                     "--seed", str(seed), "--write-config", str(config_path)]
+        self.env = {**os.environ, "MAGSYNC_SANDBOX_LATENCY_MS": str(latency_ms),
+                    "MAGSYNC_SANDBOX_LOG_BODIES": "1" if log_bodies else "0"}
+        self.proc: subprocess.Popen[str] | None = None
+        self._stderr: IO[str] | None = None
+        self.magento_url = ""
+        self.emarsys_url = ""
+
+    def start(self) -> SandboxProcess:
+        """Spawn the sandbox and wait for its ready line."""
+        self._stderr = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=self._stderr,
+                                     text=True, env=self.env)
+        guard = threading.Timer(READY_TIMEOUT, self.proc.kill)
+        guard.start()
+        try:
+            line = self._read_ready_line()
+        finally:
+            guard.cancel()
+        # "sandbox ready: Magento http://h:p, Emarsys http://h:q/api/v2"
+        magento, emarsys = line[len(READY_PREFIX):].split(",", 1)
+        self.magento_url = magento.strip().removeprefix("Magento ").strip()
+        self.emarsys_url = emarsys.strip().removeprefix("Emarsys ").strip().rsplit("/api/", 1)[0]
+        # keep draining stdout so the sandbox never blocks on a full pipe
+        threading.Thread(target=self._drain, daemon=True).start()
+        return self
+
+    def _read_ready_line(self) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(READY_PREFIX):
+                return line.strip()
+        self.proc.wait()
+        raise BenchError(f"the sandbox exited {self.proc.returncode} before it was ready: "
+                         f"{self.stderr_text().strip()}")
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for _ in self.proc.stdout:
+            pass
+
+    def stderr_text(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return self._stderr.read()
+
+    def base_url(self, side: str) -> str:
+        return self.magento_url if side == "magento" else self.emarsys_url
+
+    def control(self, side: str, method: str, path: str, body: Any = None) -> Any:
+        """Call the control plane (``/_sandbox/...``) of one side; returns the JSON."""
+        resp = requests.request(method, f"{self.base_url(side)}/_sandbox/{path}", json=body,
+                                timeout=60)
+        resp.raise_for_status()
+        return resp.json()
+
+    def stats(self, side: str) -> dict[str, Any]:
+        """Request counts of one side (``GET /_sandbox/stats``)."""
+        data: dict[str, Any] = self.control(side, "GET", "stats")
+        return data
+
+    def stop(self) -> None:
+        """SIGINT (a clean shutdown), then SIGKILL if it does not stop in time."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def __enter__(self) -> SandboxProcess:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def tune_config(source: Path, target: Path, state_path: Path,
+                overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Copy the sandbox's config with ``overrides`` merged per section; returns it."""
+    cfg: dict[str, Any] = yaml.safe_load(source.read_text())
+    for section, values in overrides.items():
+        cfg.setdefault(section, {}).update(values)
+    cfg["state"] = {"path": str(state_path)}
+    target.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    target.chmod(0o600)  # it holds the sandbox's secrets
+    return cfg
+
+
+@dataclass
+class ChildResult:
+    """How one measured child process ended."""
+
+    exit_code: int
+    wall_seconds: float
+    peak_rss_kb: int
+    stdout: str
+    stderr: str
+
+
+def run_measured(argv: list[str]) -> ChildResult:
+    """Run ``argv``; wall time and the peak RSS of that one child (``wait4`` rusage)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        out.seek(0)
+        err.seek(0)
+        # ru_maxrss is in kilobytes on Linux
+        return ChildResult(proc.returncode, wall, int(usage.ru_maxrss), out.read(), err.read())
+
+
+def magsync_json(config: Path, *args: str) -> Any:
+    """Run a magsync command that prints JSON (e.g. ``status --json``) and parse it."""
+    result = subprocess.run([sys.executable, "-m", "magsync", "--config", str(config), *args],
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise BenchError(f"magsync {' '.join(args)} exited {result.returncode}: "
+                         f"{result.stderr.strip()}")
+    return json.loads(result.stdout)

@@ -1,0 +1,169 @@
+"""Benchmark ``magsync export-initial`` against the sandbox in a separate process.
+
+    python bench/export.py [--customers N] [--subscribers M] [--latency MS]
+                           [--magento-concurrency C] [--emarsys-concurrency C]
+                           [--page-size P] [--json]
+
+Prints contacts per second, requests per side (from each sandbox's ``/_sandbox/stats``),
+the peak RSS of the magsync process, and with ``--latency`` the wall time against the
+bound max(Magento requests x latency / magento.concurrency, Emarsys requests x latency /
+emarsys.concurrency): the time the run would take if the slower side were kept busy at
+full concurrency all the time. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# run as a script, this directory is sys.path[0]
+from common import (BenchError, ChildResult, SandboxProcess, magsync_json, run_measured,
+                    tune_config)
+
+MAX_REQUESTS_PER_MINUTE = 100000  # the config's ceiling; the limiter must not cap the run
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Benchmark magsync export-initial.")
+    p.add_argument("--customers", type=int, default=100000, help="customers (default 100000)")
+    p.add_argument("--subscribers", type=int, default=None,
+                   help="newsletter subscribers (default customers/5)")
+    p.add_argument("--latency", type=float, default=0.0, metavar="MS",
+                   help="latency added to every request on both servers (default 0)")
+    p.add_argument("--magento-concurrency", type=int, default=None,
+                   help="magento.concurrency (default: the sandbox config's)")
+    p.add_argument("--emarsys-concurrency", type=int, default=None,
+                   help="emarsys.concurrency (default: the sandbox config's)")
+    p.add_argument("--page-size", type=int, default=300, help="magento.page_size (default 300)")
+    p.add_argument("--seed", type=int, default=0, help="shop generator seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = p.parse_args(argv)
+    if args.subscribers is None:
+        args.subscribers = args.customers // 5
+    return args
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """What the benchmark changes in the sandbox's config."""
+    magento: dict[str, Any] = {"page_size": args.page_size}
+    emarsys: dict[str, Any] = {"requests_per_minute": MAX_REQUESTS_PER_MINUTE}
+    if args.magento_concurrency is not None:
+        magento["concurrency"] = args.magento_concurrency
+    if args.emarsys_concurrency is not None:
+        emarsys["concurrency"] = args.emarsys_concurrency
+    return {"magento": magento, "emarsys": emarsys}
+
+
+def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Start the sandbox, run the export once, collect the figures, stop the sandbox."""
+    config = workdir / "bench.yaml"
+    with SandboxProcess(customers=args.customers, subscribers=args.subscribers,
+                        config_path=workdir / "sandbox.yaml", latency_ms=args.latency,
+                        seed=args.seed) as sandbox:
+        cfg = tune_config(workdir / "sandbox.yaml", config, workdir / "state.db",
+                          config_overrides(args))
+        before = {side: sandbox.stats(side) for side in ("magento", "emarsys")}
+        child = run_measured([sys.executable, "-m", "magsync", "--config", str(config), "-q",
+                              "export-initial"])
+        after = {side: sandbox.stats(side) for side in ("magento", "emarsys")}
+        subscribers = sandbox.control("magento", "GET", "shop/subscribers")
+        emarsys_contacts = sandbox.control("emarsys", "GET", "state")["contacts"]
+    if child.exit_code != 0:
+        raise BenchError(f"export-initial exited {child.exit_code}: {child.stderr.strip()}")
+    counts = magsync_json(config, "status", "--json")["runs"]["export-initial"]["counts"]
+    guests = sum(1 for s in subscribers if not s.get("customer_id"))
+    return build_figures(args, cfg, child, counts, before, after, guests=guests,
+                         subscribers=len(subscribers), emarsys_contacts=emarsys_contacts)
+
+
+def build_figures(args: argparse.Namespace, cfg: dict[str, Any], child: ChildResult,
+                  counts: dict[str, int], before: dict[str, Any], after: dict[str, Any], *,
+                  guests: int, subscribers: int, emarsys_contacts: int) -> dict[str, Any]:
+    """The benchmark's figures as one dict (what ``--json`` prints)."""
+    requests = {side: after[side]["total"] - before[side]["total"] for side in after}
+    sent = int(counts.get("sent", 0))
+    wall = child.wall_seconds
+    figures: dict[str, Any] = {
+        "customers": args.customers, "subscribers": subscribers, "guest_subscribers": guests,
+        "magento_records": args.customers + subscribers,
+        "expected_contacts": args.customers + guests,
+        "contacts_sent": sent, "emarsys_contacts": emarsys_contacts, "counts": counts,
+        "wall_seconds": round(wall, 3),
+        "contacts_per_second": round(sent / wall, 1) if wall > 0 else None,
+        "requests": requests,
+        "requests_by_route": {side: _route_delta(before[side], after[side])
+                              for side in after},
+        "peak_rss_kb": child.peak_rss_kb, "peak_rss_mb": round(child.peak_rss_kb / 1024, 1),
+        "latency_ms": args.latency, "page_size": cfg["magento"]["page_size"],
+        "magento_concurrency": cfg["magento"]["concurrency"],
+        "emarsys_concurrency": cfg["emarsys"]["concurrency"],
+        "emarsys_batch_size": cfg["emarsys"]["batch_size"],
+    }
+    if args.latency > 0:
+        figures.update(latency_bound(args.latency, requests, figures, wall))
+    return figures
+
+
+def latency_bound(latency_ms: float, requests: dict[str, int], figures: dict[str, Any],
+                  wall: float) -> dict[str, Any]:
+    """The wall time the latency alone forces, per side, and how close the run came."""
+    seconds = latency_ms / 1000.0
+    magento = requests["magento"] * seconds / figures["magento_concurrency"]
+    emarsys = requests["emarsys"] * seconds / figures["emarsys_concurrency"]
+    bound = max(magento, emarsys)
+    return {"bound_magento_seconds": round(magento, 3),
+            "bound_emarsys_seconds": round(emarsys, 3), "bound_seconds": round(bound, 3),
+            "wall_over_bound": round(wall / bound, 2) if bound > 0 else None}
+
+
+def _route_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    old = before.get("by_route", {})
+    delta = {route: n - old.get(route, 0) for route, n in after.get("by_route", {}).items()}
+    return {route: n for route, n in sorted(delta.items(), key=lambda kv: -kv[1]) if n}
+
+
+def render_text(f: dict[str, Any]) -> list[str]:
+    """The figures for a person."""
+    lines = [
+        f"export-initial: {f['customers']} customers, {f['subscribers']} subscribers "
+        f"({f['guest_subscribers']} guests) -> {f['contacts_sent']} contacts sent "
+        f"({f['emarsys_contacts']} in Emarsys)",
+        f"  wall {f['wall_seconds']:.2f} s, {f['contacts_per_second']} contacts/s",
+        f"  peak RSS of magsync: {f['peak_rss_mb']} MB",
+        f"  requests: Magento {f['requests']['magento']}, Emarsys {f['requests']['emarsys']}"
+        f" (page_size {f['page_size']}, concurrency {f['magento_concurrency']}/"
+        f"{f['emarsys_concurrency']}, batch_size {f['emarsys_batch_size']})",
+    ]
+    for side, routes in f["requests_by_route"].items():
+        for route, n in routes.items():
+            lines.append(f"    {side:8} {n:7}  {route}")
+    if "bound_seconds" in f:
+        lines.append(
+            f"  latency {f['latency_ms']:g} ms: bound {f['bound_seconds']:.2f} s (Magento "
+            f"{f['bound_magento_seconds']:.2f} s, Emarsys {f['bound_emarsys_seconds']:.2f} s)"
+            f", wall/bound {f['wall_over_bound']}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its figures; exit 1 when it could not run."""
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="magsync-bench-") as tmp:
+        try:
+            figures = run_benchmark(args, Path(tmp))
+        except BenchError as exc:
+            print(f"bench/export.py: {exc}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print("\n".join(render_text(figures)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
