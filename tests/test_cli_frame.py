@@ -102,8 +102,8 @@ def test_there_are_commands_to_check() -> None:
     assert {"check", "status"} <= set(cli.commands)
 
 
-@pytest.mark.parametrize(("words", "command"), list(iter_commands(cli)),
-                         ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
+@pytest.mark.parametrize(("words", "command"), [
+    pytest.param(words, command, id=" ".join(words)) for words, command in iter_commands(cli)])
 def test_help_for_every_command(capsys: pytest.CaptureFixture[str], words: tuple[str, ...],
                                 command: click.Command) -> None:
     assert command.help, f"magsync {' '.join(words)} has no docstring"
