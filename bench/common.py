@@ -49,7 +49,8 @@ class SandboxProcess:
 
     def start(self) -> SandboxProcess:
         """Spawn the sandbox and wait for its ready line."""
-        self._stderr = tempfile.TemporaryFile("w+")
+        # closed in stop(): it must outlive this method, as long as the sandbox runs
+        self._stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=self._stderr,
                                      text=True, env=self.env)
         guard = threading.Timer(READY_TIMEOUT, self.proc.kill)

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 # run as a script, this directory is sys.path[0]
-from common import (BenchError, ChildResult, SandboxProcess, magsync_json, run_measured,
-                    tune_config)
+from common import BenchError, ChildResult, SandboxProcess, magsync_json, run_measured, tune_config
 
 MAX_REQUESTS_PER_MINUTE = 100000  # the config's ceiling; the limiter must not cap the run
 
