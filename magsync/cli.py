@@ -229,6 +229,14 @@ def crontab(ctx: click.Context) -> None:
     click.echo(render_crontab(cfg, cfg.source or find_config_path(app.config_path)), nl=False)
 
 
+@cli.command()
+def demo() -> int:
+    """The whole sync against the built-in sandbox: no network, no config."""
+    from magsync.demo import run_demo
+
+    return run_demo(click.echo)
+
+
 @cli.group()
 def sandbox() -> None:
     """The built-in simulators of Magento and Emarsys, for trying a mapping safely."""

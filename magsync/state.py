@@ -58,6 +58,10 @@ _MIGRATIONS: list[str] = [
         key TEXT, detail TEXT NOT NULL, at TEXT NOT NULL);
     CREATE INDEX reports_run ON reports (run_id);
     """,
+    # 2: find guest subscribers by email (a new customer may be a guest who registered)
+    """
+    CREATE INDEX subscribers_email ON subscribers (email COLLATE NOCASE);
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -381,6 +385,18 @@ class StateStore:
         sql = _MIRROR_SELECT + (" WHERE customer_id = 0" if guests_only else "")
         for row in self._query(sql + " ORDER BY subscriber_id"):
             yield _mirror(row)
+
+    def mirror_guest_emails(self, emails: Iterable[str]) -> set[str]:
+        """The given emails (lower-cased) that belong to a guest subscriber."""
+        wanted = list({e.lower() for e in emails if e})
+        found: set[str] = set()
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0].lower() for r in self._query(
+                "SELECT email FROM subscribers WHERE customer_id = 0 AND email COLLATE NOCASE "
+                f"IN ({marks})", chunk))
+        return found
 
     def mirror_get(self, subscriber_id: int) -> MirrorRow | None:
         rows = self._query(_MIRROR_SELECT + " WHERE subscriber_id = ?", (subscriber_id,))

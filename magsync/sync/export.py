@@ -9,6 +9,7 @@ its start time and the mapping is recorded as done.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,7 @@ class _Export:
         self.progress_hook = progress
         self.tracker = PageTracker()
         self.ranges: ExportProgress | None = None
+        self._seq = itertools.count()
         self.engine: Engine = new_engine(rt, store, counts, run_id,
                                          restart=bool(checkpoint.get("restart")),
                                          tracker=self.tracker, on_progress=self._committed)
@@ -120,7 +122,7 @@ class _Export:
             self._customer_page(page)
 
     def _customer_page(self, page: Page) -> None:
-        token = ("c", page.range_index, page.last_id)
+        token = ("c", page.range_index, next(self._seq))  # an empty last page repeats last_id
         self.tracker.open_page(page.range_index, token, len(page.items), page)
         if not page.items:
             self._committed()

@@ -63,9 +63,7 @@ class Sync:
         for page in pages:
             page = [c for c in page if int(c["id"]) not in self.seen]
             if hold_stale and self.rt.cfg.magento.subscribers != "none":
-                mirror = self.store.mirror_for_customers(int(c["id"]) for c in page)
-                stale = [c for c in page if subscription_disagrees(c, mirror.get(int(c["id"]),
-                                                                                []))]
+                stale = self._stale(page)
                 self.held += stale
                 page = [c for c in page if c not in stale]
             self.seen.update(int(c["id"]) for c in page)
@@ -73,6 +71,18 @@ class Sync:
                 self.engine.submit(customer_items(self.rt, self.store, page))
             if self.progress:
                 self.progress("customers", self.counts.get("read"), None)
+
+    def _stale(self, page: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Customers the mirror may describe wrongly: ``is_subscribed`` disagrees, or a
+        new customer shares an email with a guest (a guest who registered, rule 4)."""
+        ids = [int(c["id"]) for c in page]
+        mirror = self.store.mirror_for_customers(ids)
+        known = self.store.get_contacts(f"c:{i}" for i in ids)
+        guests = self.store.mirror_guest_emails(
+            str(c.get("email") or "") for c in page if f"c:{c['id']}" not in known)
+        return [c for c in page
+                if subscription_disagrees(c, mirror.get(int(c["id"]), []))
+                or str(c.get("email") or "").lower() in guests]
 
     def subscribers(self) -> None:
         """Send guests and customers whose subscriber row differs from what was sent."""
