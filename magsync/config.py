@@ -295,6 +295,21 @@ class _Reader:
             self.problem(path, f"environment variable {exc.args[0]} is not set")
             return None
 
+    def typed(self, value: Any, path: str) -> Any:
+        """A ``${VAR}`` value read as a YAML scalar (``30``, ``2.5``, ``true``); None when
+        a variable is missing. Other values pass through."""
+        if not isinstance(value, str) or not _ENV.search(value):
+            return value
+        text = self.interpolate(value, path)
+        if text is None:
+            return None
+        if not text.strip():
+            return text  # an empty variable is not a null: let the caller reject it
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            return text
+
     def string(self, raw: dict[str, Any], key: str, path: str, default: str | None = None,
                *, required: bool = False, choices: tuple[str, ...] | None = None
                ) -> str | None:
@@ -350,6 +365,10 @@ class _Reader:
                lo: float, hi: float) -> float:
         where = f"{path}.{key}"
         value = raw.get(key, default)
+        if isinstance(value, str):
+            value = self.typed(value, where)
+            if value is None:
+                return default  # a missing ${VAR}, already reported
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             self.problem(where, f"must be a number of seconds between {lo:g} and {hi:g}")
             return default
@@ -359,7 +378,12 @@ class _Reader:
         return float(value)
 
     def boolean(self, raw: dict[str, Any], key: str, path: str, default: bool) -> bool:
-        value = raw.get(key, default)
+        if isinstance(raw.get(key), str) and _ENV.search(raw[key]):
+            value = self.typed(raw[key], f"{path}.{key}")
+            if value is None:
+                return default  # a missing ${VAR}, already reported
+        else:
+            value = raw.get(key, default)
         if not isinstance(value, bool):
             self.problem(f"{path}.{key}", f"must be true or false, not {_kind(value)}")
             return default

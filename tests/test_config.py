@@ -127,6 +127,23 @@ def test_env_interpolation(base: dict[str, Any]) -> None:
     assert cfg.emarsys.auth.secret == Secret(SECRETS["H6_EM_SECRET"])
 
 
+def test_env_interpolation_of_numbers_and_booleans(base: dict[str, Any]) -> None:
+    data = with_value(base, "magento.timeout", "${H6_T}")
+    data = with_value(data, "contacts.subscribers.enabled", "${H6_E}")
+    data = with_value(data, "sync.max_attempts", "${H6_N}")
+    cfg = parse_config(data, env={**SECRETS, "H6_T": "2.5", "H6_E": "false", "H6_N": "3"})
+    assert (cfg.magento.timeout, cfg.contacts.subscribers.enabled) == (2.5, False)
+    assert cfg.sync.max_attempts == 3
+    assert problems_of(data, env={**SECRETS, "H6_T": "", "H6_E": "maybe", "H6_N": "x"}) == [
+        "magento.timeout: must be a number of seconds between 1 and 600",
+        "contacts.subscribers.enabled: must be true or false, not a string",
+        "sync.max_attempts: must be a whole number between 1 and 1000"]
+    assert problems_of(data, env=SECRETS) == [
+        "magento.timeout: environment variable H6_T is not set",
+        "contacts.subscribers.enabled: environment variable H6_E is not set",
+        "sync.max_attempts: environment variable H6_N is not set"]
+
+
 def test_missing_env_vars_are_each_named(base: dict[str, Any]) -> None:
     problems = problems_of(base, env={"H6_EM_USER": "u"})
     assert problems == [
