@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from magsync.errors import RemoteError
+from magsync.errors import AuthError, FatalRemoteError, RemoteError
 from magsync.magento.subscribers import (
     GuestOptIn,
     set_customer_subscription,
@@ -19,11 +19,17 @@ SUBSCRIBED, UNSUBSCRIBED = 1, 3
 
 
 class MagentoOptinWriter:
-    """Callable ``(contact, optin) -> problem or None``; safe to call from workers."""
+    """Callable ``(contact, optin) -> problem or None``; safe to call from workers.
 
-    def __init__(self, rt: Runtime, store: StateStore) -> None:
+    With ``refusals_only`` only Magento's refusal of this one write (a 4xx) becomes a
+    problem; outages, credentials and configuration errors propagate and stop the run.
+    """
+
+    def __init__(self, rt: Runtime, store: StateStore, *, refusals_only: bool = False
+                 ) -> None:
         self.rt = rt
         self.store = store
+        self.refusals_only = refusals_only
 
     def __call__(self, contact: Contact, optin: int) -> str | None:
         subscribed = optin == 1
@@ -38,6 +44,8 @@ class MagentoOptinWriter:
                 if problem:
                     return problem
         except RemoteError as exc:
+            if self.refusals_only and not _is_refusal(exc):
+                raise
             return f"Magento refused the opt-in change: {exc.message}"
         self._follow_mirror(contact, subscribed)
         return None
@@ -57,3 +65,8 @@ class MagentoOptinWriter:
         if row is not None:
             status = SUBSCRIBED if subscribed else UNSUBSCRIBED
             self.store.upsert_mirror([replace(row, status=status)])
+
+
+def _is_refusal(exc: RemoteError) -> bool:
+    """Magento refused this one request (validation, 404), not every request."""
+    return isinstance(exc, FatalRemoteError) and not isinstance(exc, AuthError)
