@@ -332,7 +332,9 @@ def run(argv: list[str] | None, *, debug: bool = False, quiet: bool = False) -> 
         return int(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
-        return EXIT_CONFIG if exc.exit_code == 2 else int(exc.exit_code)
+        # click's own errors (bad option, unreadable --file) are usage errors; its exit 1
+        # would read as "some contacts failed"
+        return EXIT_CONFIG
     except KeyboardInterrupt:
         click.echo("magsync: interrupted; the next run continues where this one stopped",
                    err=True)

@@ -143,6 +143,17 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], args: list[str]
     assert message in err and "Traceback" not in err
 
 
+def test_click_errors_other_than_usage_are_exit_2_too() -> None:
+    # a plain ClickException has exit code 1, which would mean "some contacts failed"
+    code = "import click\nfrom magsync.cli import cli, main\n" \
+           "@cli.command()\ndef refuse():\n" \
+           "    raise click.ClickException('cannot do that here')\nmain()\n"
+    proc = subprocess.run([sys.executable, "-c", code, "refuse"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == EXIT_CONFIG
+    assert proc.stderr == "Error: cannot do that here\n"
+
+
 # -- status ----------------------------------------------------------------------------------
 
 
