@@ -25,8 +25,9 @@ class MagsyncError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
+        # One line: cron mails and log greps read errors line by line.
         if self.hint:
-            return f"{self.message}\n  hint: {self.hint}"
+            return f"{self.message} (hint: {self.hint})"
         return self.message
 
 

@@ -74,8 +74,8 @@ def test_not_sqlite_is_a_state_error_with_a_fix(tmp_path: Path) -> None:
     with pytest.raises(StateError) as info:
         StateStore.open(path)
     assert str(info.value) == (
-        f"{path} is not a magsync state file (file is not a database)\n"
-        "  hint: point state.path (or $MAGSYNC_STATE) at another file, or move this one away")
+        f"{path} is not a magsync state file (file is not a database) "
+        "(hint: point state.path (or $MAGSYNC_STATE) at another file, or move this one away)")
     assert info.value.exit_code == EXIT_CONFIG
     assert path.read_text().startswith("this is a text file")  # left alone
 
@@ -89,7 +89,7 @@ def test_newer_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
         StateStore.open(path)
     assert str(info.value) == (
         f"{path} was written by a newer magsync (schema {SCHEMA_VERSION + 1}, this one knows "
-        f"{SCHEMA_VERSION})\n  hint: upgrade magsync, or use another state.path")
+        f"{SCHEMA_VERSION}) (hint: upgrade magsync, or use another state.path)")
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
     conn.close()
