@@ -219,7 +219,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: Path | None = None
     emarsys = _parse_required(r, raw, "emarsys", _emarsys)
     contacts = _contacts(r, r.section(raw, "contacts"))
     sync = _sync(r, r.section(raw, "sync"))
-    state = _state(r, r.section(raw, "state"), env)
+    state = _state(r, r.section(raw, "state"), env, source)
     if r.problems:
         where = f"{source}: " if source else ""
         raise ConfigError(f"{where}the configuration has {len(r.problems)} problem"
@@ -596,10 +596,16 @@ def _sync(r: _Reader, raw: dict[str, Any]) -> SyncConfig:
         subscriber_scan_minutes=r.integer(raw, "subscriber_scan_minutes", p, 60, 0, 10080))
 
 
-def _state(r: _Reader, raw: dict[str, Any], env: Mapping[str, str]) -> StateConfig:
+def _state(r: _Reader, raw: dict[str, Any], env: Mapping[str, str], source: Path | None
+           ) -> StateConfig:
     r.known(raw, "state", ("path",))
     text = env.get("MAGSYNC_STATE") or r.string(raw, "path", "state", DEFAULT_STATE_PATH)
-    return StateConfig(path=Path(text or DEFAULT_STATE_PATH).expanduser())
+    path = Path(text or DEFAULT_STATE_PATH).expanduser()
+    if not path.is_absolute() and source is not None and not env.get("MAGSYNC_STATE"):
+        # Beside the config, not the working directory: cron and a shell in another
+        # directory must share one state file (and its lock).
+        path = source.resolve().parent / path
+    return StateConfig(path=path)
 
 
 def iter_secrets(cfg: Config) -> list[str]:

@@ -633,7 +633,19 @@ def test_default_config_is_magsync_yaml_in_cwd(tmp_path: Path, base: dict[str, A
     write(tmp_path / "magsync.yaml", with_value(base, "state.path", "./here.db"))
     code, out, _ = cli(capsys, "status", "--json")
     assert code == 0
-    assert json.loads(out)["state_path"] == "here.db"
+    assert json.loads(out)["state_path"] == str(tmp_path.resolve() / "here.db")
+
+
+def test_relative_state_path_is_beside_the_config_not_the_cwd(
+        tmp_path: Path, base: dict[str, Any], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    conf_dir = tmp_path / "etc"
+    conf_dir.mkdir()
+    config = write(conf_dir / "magsync.yaml", with_value(base, "state.path", "state/x.db"))
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = cli(capsys, "--config", str(config), "status", "--json")
+    assert code == 0
+    assert json.loads(out)["state_path"] == str(conf_dir.resolve() / "state" / "x.db")
 
 
 def test_magsync_config_env_is_used(tmp_path: Path, base: dict[str, Any],
