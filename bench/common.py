@@ -147,6 +147,7 @@ class ChildResult:
     exit_code: int
     wall_seconds: float
     peak_rss_kb: int
+    cpu_seconds: float  # user + system time of the child alone
     stdout: str
     stderr: str
 
@@ -167,7 +168,8 @@ def run_measured(argv: list[str]) -> ChildResult:
         out.seek(0)
         err.seek(0)
         # ru_maxrss is in kilobytes on Linux
-        return ChildResult(proc.returncode, wall, int(usage.ru_maxrss), out.read(), err.read())
+        return ChildResult(proc.returncode, wall, int(usage.ru_maxrss),
+                           usage.ru_utime + usage.ru_stime, out.read(), err.read())
 
 
 def magsync_json(config: Path, *args: str) -> Any:

@@ -91,7 +91,7 @@ def build_figures(args: argparse.Namespace, cfg: dict[str, Any], child: ChildRes
         "magento_records": args.customers + subscribers,
         "expected_contacts": args.customers + guests,
         "contacts_sent": sent, "emarsys_contacts": emarsys_contacts, "counts": counts,
-        "wall_seconds": round(wall, 3),
+        "wall_seconds": round(wall, 3), "magsync_cpu_seconds": round(child.cpu_seconds, 3),
         "contacts_per_second": round(sent / wall, 1) if wall > 0 else None,
         "requests": requests,
         "requests_by_route": {side: _route_delta(before[side], after[side])
@@ -131,7 +131,8 @@ def render_text(f: dict[str, Any]) -> list[str]:
         f"export-initial: {f['customers']} customers, {f['subscribers']} subscribers "
         f"({f['guest_subscribers']} guests) -> {f['contacts_sent']} contacts sent "
         f"({f['emarsys_contacts']} in Emarsys)",
-        f"  wall {f['wall_seconds']:.2f} s, {f['contacts_per_second']} contacts/s",
+        f"  wall {f['wall_seconds']:.2f} s, {f['contacts_per_second']} contacts/s "
+        f"(magsync CPU {f['magsync_cpu_seconds']:.2f} s)",
         f"  peak RSS of magsync: {f['peak_rss_mb']} MB",
         f"  requests: Magento {f['requests']['magento']}, Emarsys {f['requests']['emarsys']}"
         f" (page_size {f['page_size']}, concurrency {f['magento_concurrency']}/"
