@@ -173,7 +173,8 @@ def serve(*, customers: int, subscribers: int, port_magento: int = 0, port_emars
         try:
             if written:
                 pair.write_config(written, state_path)
-            _announce(pair, render_config(pair, state_path), written, out)
+            if not stop.is_set():  # a signal while the shop was generated: just stop
+                _announce(pair, render_config(pair, state_path), written, out)
             while not stop.wait(0.2):
                 pass
         finally:
