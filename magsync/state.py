@@ -450,6 +450,19 @@ class StateStore:
     def queued_keys(self, kind: str = "sync") -> set[str]:
         return {r[0] for r in self._query("SELECT key FROM queue WHERE kind = ?", (kind,))}
 
+    def queue_attempted_at(self, keys: Iterable[str], kind: str = "sync"
+                           ) -> dict[str, datetime]:
+        """When each of these keys that is queued (live or dead) was last attempted."""
+        wanted = list(keys)
+        out: dict[str, datetime] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for key, at in self._query(f"SELECT key, updated_at FROM queue WHERE kind = ? "
+                                       f"AND key IN ({marks})", [kind, *chunk]):
+                out[key] = from_iso(at)
+        return out
+
     def revive_dead(self, kind: str = "sync") -> int:
         with self.atomic() as c:
             cur = c.execute("UPDATE queue SET dead = 0, attempts = 0 WHERE dead = 1 AND "

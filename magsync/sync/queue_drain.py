@@ -36,7 +36,9 @@ def drain_queue(sync: object, *, include_seen: bool = False) -> None:
     sync.counts.add("drained", len(queued))
     customer_ids, guest_ids = split_queue_keys(q.key for q in queued)
     if not include_seen:
+        # sent earlier in this run: that send was this drain's attempt
         customer_ids -= sync.seen
+        guest_ids -= sync.seen_guests
     gone: list[tuple[str, str | None, str]] = []
     found: set[int] = set()
     for page in iter_customers_by_ids(rt.magento, customer_ids):
@@ -57,7 +59,7 @@ def drain_queue(sync: object, *, include_seen: bool = False) -> None:
         sync.engine.submit(guest_items(rt, store, chunk))
     if gone and not rt.dry_run:
         store.dequeue(key for _, key, _ in gone if key)
-        store.add_reports(None, gone)
+        store.add_reports(sync.engine.run_id, gone)
     sync.counts.add("removed", len(gone))
 
 

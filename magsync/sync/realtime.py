@@ -36,7 +36,7 @@ from magsync.sync.sources import (
     subscription_disagrees,
 )
 from magsync.sync.tracking import RunCounts
-from magsync.timeutil import utcnow
+from magsync.timeutil import from_magento, utcnow
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,10 @@ class Sync:
         self.rt, self.store, self.engine, self.counts = rt, store, engine, counts
         self.progress = progress
         self.seen: set[int] = set()  # customers sent (or found unchanged) in this run
+        self.seen_guests: set[int] = set()  # guest subscriber ids sent in this run
         self.held: list[dict[str, Any]] = []  # customers waiting for a fresh mirror
+        # sync-realtime leaves queued contacts to the drain (see _without_queued)
+        self.defer_queued = False
 
     def customers(self, pages: Iterable[list[dict[str, Any]]], *, hold_stale: bool = False
                   ) -> None:
@@ -62,6 +65,8 @@ class Sync:
         ``is_subscribed`` disagrees with the mirror wait for ``rescan()``."""
         for page in pages:
             page = [c for c in page if int(c["id"]) not in self.seen]
+            if self.defer_queued:
+                page = self._without_queued(page)
             if hold_stale and self.rt.cfg.magento.subscribers != "none":
                 stale = self._stale(page)
                 self.held += stale
@@ -71,6 +76,21 @@ class Sync:
                 self.engine.submit(customer_items(self.rt, self.store, page))
             if self.progress:
                 self.progress("customers", self.counts.get("read"), None)
+
+    def _without_queued(self, page: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop queued customers that Magento did not change since their last attempt.
+
+        The overlap re-reads a rejected customer in every run for ``sync.overlap``; each
+        send would count an attempt (dead within minutes) and fail the run again. The
+        drain re-reads it anyway, so only a change after the attempt is sent at once.
+        """
+        attempted = self.store.queue_attempted_at(f"c:{c['id']}" for c in page)
+        if not attempted:
+            return page
+        keep = [c for c in page if f"c:{c['id']}" not in attempted
+                or _changed_after(c, attempted[f"c:{c['id']}"])]
+        self.counts.add("left_queued", len(page) - len(keep))
+        return keep
 
     def _stale(self, page: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Customers the mirror may describe wrongly: ``is_subscribed`` disagrees, or a
@@ -89,8 +109,15 @@ class Sync:
         if self.rt.cfg.magento.subscribers == "none":
             return
         changes = subscriber_changes(self.store, skip_customers=self.seen)
+        guests = [g for g in changes.guests if g.subscriber_id not in self.seen_guests]
+        if self.defer_queued:
+            # a guest has no change time: a queued one waits for the drain
+            queued = self.store.queue_attempted_at(f"s:{g.subscriber_id}" for g in guests)
+            self.counts.add("left_queued", len(queued))
+            guests = [g for g in guests if f"s:{g.subscriber_id}" not in queued]
         if self.rt.cfg.contacts.subscribers.enabled:
-            for chunk in chunked(changes.guests, self.rt.cfg.emarsys.batch_size):
+            self.seen_guests.update(g.subscriber_id for g in guests)
+            for chunk in chunked(guests, self.rt.cfg.emarsys.batch_size):
                 self.engine.submit(guest_items(self.rt, self.store, chunk))
         if self.rt.cfg.contacts.customers.enabled and changes.customer_ids:
             self.customers(iter_customers_by_ids(self.rt.magento, changes.customer_ids))
@@ -102,6 +129,11 @@ class Sync:
         if held:
             self.customers([held])
         self.subscribers()
+
+
+def _changed_after(customer: dict[str, Any], moment: datetime) -> bool:
+    stamp = customer.get("updated_at")
+    return bool(stamp) and from_magento(str(stamp)) > moment
 
 
 def window_start(store: StateStore, name: str, cfg: Config, start: datetime,
@@ -125,6 +157,7 @@ def sync_realtime(cfg: Config, store: StateStore, opts: SyncOptions,
                           verbose=opts.verbose) as rt, \
                 new_engine(rt, store, counts, run_id) as engine:
             sync = Sync(rt, store, engine, counts, progress)
+            sync.defer_queued = True
             scan = _scan_due(cfg, store, start)
             if scan:
                 refresh_mirror(rt, store, counts)
