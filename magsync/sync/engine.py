@@ -28,7 +28,7 @@ from magsync.sync.tracking import PageTracker, RunCounts
 log = get_logger("sync")
 
 
-@dataclass
+@dataclass(eq=False)
 class Item:
     """One contact on its way through the pipeline."""
 

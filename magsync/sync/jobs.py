@@ -10,10 +10,16 @@ records to save) for the main thread to commit.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from magsync.consent import OptinDecision, decide_send
+from magsync.consent import (
+    MAGENTO_OPTIN,
+    OptinDecision,
+    decide_send,
+    is_first_send,
+    parse_optin,
+)
 from magsync.diff import IdentityPlan, plan_identity, plan_send, record_after_send
 from magsync.emarsys.contacts import add_to_list, get_data, split_batches, upsert_batch
 from magsync.mapping import OPTIN_FIELD, Contact
@@ -29,14 +35,14 @@ NOT_FOUND = "2008"
 MagentoWriter = Callable[[Contact, int], "str | None"]
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
     items: list[Item]
     key_field: int
     restart: bool = False
 
 
-@dataclass
+@dataclass(eq=False)
 class Outcome:
     """What happened to one contact; ``record`` is saved, ``error`` queues it."""
 
@@ -49,13 +55,13 @@ class Outcome:
     extra_counts: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(eq=False)
 class JobResult:
     outcomes: list[Outcome]
     samples: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Plan:
     """An item's plan inside the job."""
 
@@ -145,8 +151,35 @@ def _decide(rt: Runtime, job: Job, p: _Plan) -> None:
     base = item.record if item.record is not None else item.inherit
     optin = p.identity.emarsys_optin if p.identity is not None else None
     p.decision = decide_send(item.contact.optin, base, optin, restart=job.restart)
+    if not job.restart:
+        p.decision = _settle_unsynced_optin(p.decision, item.contact.optin, base, optin)
     p.send = plan_send(item.contact, base, p.decision, on_empty=rt.mapping.on_empty,
                        restart=job.restart)
+
+
+def _settle_unsynced_optin(decision: OptinDecision, magento: int | None,
+                           base: ContactRecord | None, emarsys: str | None
+                           ) -> OptinDecision:
+    """What ``decide_send`` leaves open for a contact whose opt-in was never synced (it
+    was sent while its Magento status was pending, 2 or 4).
+
+    Sending it, the Emarsys opt-in just read is remembered, so a later opt-out there is
+    known as a change; when Magento then subscribes while Emarsys holds that new opt-out,
+    both sides changed and disagree: the opt-out wins on both sides (SPEC section 3).
+    """
+    unsynced = base is None or is_first_send(base)
+    if magento is None:
+        if unsynced and (base is None or OPTIN_FIELD not in base.sent):
+            return replace(decision, record={**decision.record,
+                                             OPTIN_FIELD: parse_optin(emarsys)})
+        return decision
+    if base is None or not unsynced or magento != 1 or decision.conflict is None \
+            or parse_optin(base.sent.get(OPTIN_FIELD)) == 2:
+        return decision
+    return OptinDecision(
+        record={OPTIN_FIELD: 2, MAGENTO_OPTIN: 2}, write_magento=2,
+        conflict="opted out in Emarsys and subscribed in Magento since the last sync; "
+                 "the opt-out wins (Magento unsubscribed)")
 
 
 # -- writing Emarsys --------------------------------------------------------------------------
@@ -212,8 +245,6 @@ def _join_lists(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
 
 
 def _without_role(send: Any, role: str) -> Any:
-    from dataclasses import replace
-
     return replace(send, join_lists=send.join_lists - {role})
 
 

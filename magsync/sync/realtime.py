@@ -70,7 +70,8 @@ class Sync:
             if hold_stale and self.rt.cfg.magento.subscribers != "none":
                 stale = self._stale(page)
                 self.held += stale
-                page = [c for c in page if c not in stale]
+                stale_ids = {id(c) for c in stale}
+                page = [c for c in page if id(c) not in stale_ids]
             self.seen.update(int(c["id"]) for c in page)
             if page:
                 self.engine.submit(customer_items(self.rt, self.store, page))
