@@ -15,7 +15,7 @@ from magsync.errors import EXIT_OK, EXIT_PARTIAL, MagsyncError
 from magsync.magento.subscribers import iter_subscribers
 from magsync.mapping import customer_contact, guest_contact
 from magsync.state import MirrorRow, StateStore
-from magsync.sync.engine import Engine, Item, plan_item
+from magsync.sync.engine import Engine, Item, plan_items
 from magsync.sync.runtime import Runtime
 from magsync.sync.tracking import RunCounts
 from magsync.timeutil import utcnow
@@ -103,16 +103,14 @@ def customer_items(rt: Runtime, store: StateStore, customers: list[dict[str, Any
     mirror = store.mirror_for_customers(ids)
     contacts = [customer_contact(c, mirror.get(int(c["id"]), []), rt.mapping)
                 for c in customers]
-    records = store.get_contacts([c.key for c in contacts])
-    return [plan_item(c, records, lane=lane, token=token, store=store) for c in contacts]
+    return plan_items(contacts, store, lane=lane, token=token)
 
 
 def guest_items(rt: Runtime, store: StateStore, rows: Iterable[MirrorRow], *,
                 lane: Hashable = None, token: Hashable = None) -> list[Item]:
     """Pipeline items for guest subscribers."""
     contacts = [guest_contact(r, rt.mapping) for r in rows]
-    records = store.get_contacts([c.key for c in contacts])
-    return [plan_item(c, records, lane=lane, token=token, store=store) for c in contacts]
+    return plan_items(contacts, store, lane=lane, token=token)
 
 
 def chunked(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -210,17 +210,24 @@ class Engine:
             self.on_progress()
 
 
-def plan_item(contact: Contact, records: dict[str, ContactRecord], *, lane: Hashable = None,
-              token: Hashable = None, store: StateStore | None = None) -> Item:
-    """An item with its record; a registered guest inherits its guest record (rule 4)."""
-    record = records.get(contact.key)
-    inherit = None
-    if record is None and contact.customer_id is not None and \
-            contact.subscriber_id is not None and store is not None:
-        guest = store.get_contact(f"s:{contact.subscriber_id}")
-        if guest is not None and guest.customer_id is None:
-            inherit = guest
-    return Item(contact=contact, record=record, lane=lane, token=token, inherit=inherit)
+def plan_items(contacts: list[Contact], store: StateStore, *, lane: Hashable = None,
+               token: Hashable = None) -> list[Item]:
+    """Items with their records; a registered guest inherits its guest record (rule 4)."""
+    records = store.get_contacts([c.key for c in contacts])
+    # Only a customer magsync never sent can be a guest who registered.
+    guest_keys = [f"s:{c.subscriber_id}" for c in contacts if c.key not in records
+                  and c.customer_id is not None and c.subscriber_id is not None]
+    guests = store.get_contacts(guest_keys) if guest_keys else {}
+    items = []
+    for c in contacts:
+        record = records.get(c.key)
+        inherit = None
+        if record is None and c.customer_id is not None and c.subscriber_id is not None:
+            guest = guests.get(f"s:{c.subscriber_id}")
+            if guest is not None and guest.customer_id is None:
+                inherit = guest
+        items.append(Item(contact=c, record=record, lane=lane, token=token, inherit=inherit))
+    return items
 
 
-__all__ = ["Engine", "Item", "plan_item", "record_after_send"]
+__all__ = ["Engine", "Item", "plan_items", "record_after_send"]

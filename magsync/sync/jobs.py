@@ -99,7 +99,8 @@ def _read_emarsys(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
     firsts = [p for p in plans if not p.item.decided and p.item.inherit is None
               and (job.restart or p.item.record is None)]
     inherits = [p for p in plans if not p.item.decided and p.item.inherit is not None]
-    checks = [p for p in plans if not p.item.decided and p not in firsts
+    first_ids = {id(p) for p in firsts}
+    checks = [p for p in plans if not p.item.decided and id(p) not in first_ids
               and p.item.inherit is None]
     by_sub = _rows_by(rt, m.subscriber_key_field,
                       {str(p.item.contact.subscriber_id) for p in firsts + inherits
