@@ -52,7 +52,6 @@ from magsync.sync.common import (
 from magsync.sync.optin_writer import MagentoOptinWriter
 from magsync.sync.runtime import DEFAULT_RETRY, Runtime
 from magsync.sync.tracking import RunCounts
-from magsync.timeutil import utcnow
 
 COMMAND = WATERMARK = "pull-optin"
 QUEUE_KIND = "pull"
@@ -100,7 +99,7 @@ def pull_optin(cfg: Config, store: StateStore, opts: PullOptions,
                progress: ProgressHook | None = None) -> RunReport:
     """Write Emarsys opt-in changes since the last run into Magento (SPEC section 4)."""
     with recorded_run(store, COMMAND, dry_run=opts.dry_run) as (report, run_id):
-        start = utcnow()
+        start = report.started_at
         begin = window_start(store, start, opts.since)
         counts = RunCounts()
         with Runtime.open(cfg, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
@@ -214,7 +213,8 @@ class Pending:
     """A row that is a change, waiting for Magento."""
 
     row: ChangeRow
-    key: str
+    key: str  # the state record the decision is recorded in
+    customer_id: int | None  # written as this customer; None: as the guest of ``row``
 
 
 class Puller:
@@ -259,26 +259,31 @@ class Puller:
         if row.bad_key is not None:
             self._unknown(None, f"key value {row.bad_key!r} is not a Magento id")
             return None
-        key = self._key_of(row)
-        if key is None:
+        if row.customer_id is None and row.subscriber_id is None:
             self.counts.add("ignored")  # not a Magento contact
             return None
-        if not decide_pull(row.optin, self.store.get_contact(key), None).changed:
+        found = self._route(row)
+        if not decide_pull(row.optin, self.store.get_contact(found.key), None).changed:
             self.counts.add("unchanged")
-            self._leave_queue(key)
+            self._leave_queue(found.key)
             return None
-        return Pending(row, key)
+        return found
 
-    def _key_of(self, row: ChangeRow) -> str | None:
-        if row.customer_id is not None:
-            return f"c:{row.customer_id}"
-        if row.subscriber_id is None:
-            return None
-        mirror = self.store.mirror_get(row.subscriber_id)
-        if mirror is not None and mirror.customer_id:
-            # The guest registered: the subscriber now belongs to that customer's contact.
-            return f"c:{mirror.customer_id}"
-        return f"s:{row.subscriber_id}"
+    def _route(self, row: ChangeRow) -> Pending:
+        """Which Magento person a row is, and which state record holds its opt-in."""
+        sid = row.subscriber_id
+        mirror = self.store.mirror_get(sid) if sid is not None else None
+        cid = row.customer_id or (mirror.customer_id if mirror is not None else 0) or None
+        if cid is None:
+            return Pending(row, f"s:{sid}", None)
+        key = f"c:{cid}"
+        if sid is not None and self.store.get_contact(key) is None:
+            guest = self.store.get_contact(f"s:{sid}")
+            if guest is not None and guest.customer_id is None:
+                # A guest who registered since the last sync: that sync takes the guest
+                # record over (SPEC 3, rule 4), so the decision belongs in it.
+                key = guest.key
+        return Pending(row, key, cid)
 
     # -- pass 2: Magento ------------------------------------------------------------------
     def apply(self, pending: list[Pending]) -> None:
@@ -292,56 +297,57 @@ class Puller:
             if not decision.changed:  # an earlier row of this export applied it
                 self.counts.add("unchanged")
                 continue
-            self._apply_one(contact, record, decision)
+            self._apply_one(item, contact, record, decision)
 
     def _read_contact(self, item: Pending) -> Contact | None:
         """The contact as Magento holds it now; None (reported) when unknown or failed."""
-        kind, _, value = item.key.partition(":")
-        if kind == "s":
-            row = self.store.mirror_get(int(value))
+        cid = item.customer_id
+        if cid is None:
+            sid = item.row.subscriber_id or 0
+            row = self.store.mirror_get(sid)
             if row is None:
-                self._unknown(item.key, f"subscriber {value} is not in Magento's "
+                self._unknown(item.key, f"subscriber {sid} is not in Magento's "
                                         "subscriber list")
                 return None
             return guest_contact(row, self.rt.mapping)
         try:
-            customer = get_customer(self.rt.magento, int(value))
+            customer = get_customer(self.rt.magento, cid)
         except FatalRemoteError as exc:
             if isinstance(exc, AuthError):
                 raise
             self._fail(item.key, None, f"Magento refused to read the customer: {exc.message}")
             return None
         if customer is None:
-            self._unknown(item.key, f"customer {value} does not exist in Magento")
+            self._unknown(item.key, f"customer {cid} does not exist in Magento")
             return None
-        rows = self.store.mirror_for_customers([int(value)]).get(int(value), [])
+        rows = self.store.mirror_for_customers([cid]).get(cid, [])
         return customer_contact(customer, rows, self.rt.mapping)
 
-    def _apply_one(self, contact: Contact, record: ContactRecord | None,
+    def _apply_one(self, item: Pending, contact: Contact, record: ContactRecord | None,
                    decision: PullDecision) -> None:
         if self.dry_run:
-            self._plan(contact, decision)
+            self._plan(item.key, decision)
             return
         error = None
         if decision.write_magento is not None:
             error = self.writer(contact, decision.write_magento)
         if error is None and decision.send_emarsys is not None:
-            error = self._send_optout(contact, decision.send_emarsys)
+            error = self._send_optout(item.row, decision.send_emarsys)
         if error is not None:
-            self._fail(contact.key, contact.email, error)
+            self._fail(item.key, contact.email, error)
             return
-        base = record or ContactRecord(key=contact.key, customer_id=contact.customer_id,
+        base = record or ContactRecord(key=item.key, customer_id=contact.customer_id,
                                        subscriber_id=contact.subscriber_id,
                                        email=contact.email)
         reports: list[Report] = []
         if decision.conflict:
             self.counts.add("conflicts")
-            reports.append(("consent_conflict", contact.key, decision.conflict))
+            reports.append(("consent_conflict", item.key, decision.conflict))
         with self.store.atomic():
             self.store.save_contacts([apply_record(base, decision.record)])
             if reports:
                 self.store.add_reports(self.run_id, reports)
-            self._leave_queue(contact.key)
+            self._leave_queue(item.key)
         self._count_writes(decision)
 
     def _count_writes(self, decision: PullDecision) -> None:
@@ -352,22 +358,26 @@ class Puller:
         if decision.write_magento is None and decision.send_emarsys is None:
             self.counts.add("unchanged")  # Magento already held it: only recorded
 
-    def _plan(self, contact: Contact, decision: PullDecision) -> None:
+    def _plan(self, key: str, decision: PullDecision) -> None:
         """Dry run: count what would be written, keep a few samples."""
         self._count_writes(decision)
         if decision.conflict:
             self.counts.add("conflicts")
-            self.planned.append(("consent_conflict", contact.key, decision.conflict))
+            self.planned.append(("consent_conflict", key, decision.conflict))
         if len(self.samples) < 3:
-            self.samples.append({"key": contact.key, "magento_optin": decision.write_magento,
+            self.samples.append({"key": key, "magento_optin": decision.write_magento,
                                  "emarsys_optin": decision.send_emarsys})
 
-    def _send_optout(self, contact: Contact, optin: int) -> str | None:
-        """Both sides changed: the opt-out goes to Emarsys too (update only)."""
-        key = str(contact.key_field)
-        result = upsert_batch(self.rt.emarsys, key, [{key: contact.key_value, OPTIN: optin}],
+    def _send_optout(self, row: ChangeRow, optin: int) -> str | None:
+        """Both sides changed: the opt-out goes to Emarsys too, keyed on the key the
+        exported contact carries (update only)."""
+        m = self.rt.mapping
+        field, value = ((m.customer_key_field, row.customer_id) if row.customer_id else
+                        (m.subscriber_key_field, row.subscriber_id))
+        key = str(field)
+        result = upsert_batch(self.rt.emarsys, key, [{key: str(value), OPTIN: optin}],
                               create=False)
-        errors = result.errors.get(contact.key_value)
+        errors = result.errors.get(str(value))
         if not errors:
             return None
         return "Emarsys refused the opt-out: " + "; ".join(
