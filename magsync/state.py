@@ -346,15 +346,22 @@ class StateStore:
                        ) -> int:
         """Replace the whole mirror with a fresh full read; returns the row count."""
         stamp = to_iso(seen_at or utcnow())
-        data = [(r.subscriber_id, r.customer_id, r.email, r.status, r.website_id,
-                 r.store_id, stamp) for r in rows]
+        count = 0
+
+        def data() -> Iterator[tuple[Any, ...]]:
+            nonlocal count
+            for r in rows:  # streamed: memory stays flat however many subscribers
+                count += 1
+                yield (r.subscriber_id, r.customer_id, r.email, r.status, r.website_id,
+                       r.store_id, stamp)
+
         with self.atomic() as c:
             c.execute("DELETE FROM subscribers")
             c.executemany("INSERT OR REPLACE INTO subscribers (subscriber_id, customer_id, "
                           "email, status, website_id, store_id, seen_at) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?)", data)
-        self.set_meta("mirror_read_at", stamp)
-        return len(data)
+                          "VALUES (?, ?, ?, ?, ?, ?, ?)", data())
+            self.set_meta("mirror_read_at", stamp)
+        return count
 
     def upsert_mirror(self, rows: Iterable[MirrorRow]) -> None:
         """Update single mirror rows (after pull-optin wrote them into Magento)."""
@@ -381,10 +388,18 @@ class StateStore:
                 out.setdefault(row[1], []).append(_mirror(row))
         return out
 
-    def mirror_rows(self, *, guests_only: bool = False) -> Iterator[MirrorRow]:
-        sql = _MIRROR_SELECT + (" WHERE customer_id = 0" if guests_only else "")
-        for row in self._query(sql + " ORDER BY subscriber_id"):
-            yield _mirror(row)
+    def mirror_rows(self, *, guests_only: bool = False, after: int = 0, chunk: int = 1000
+                    ) -> Iterator[MirrorRow]:
+        """Mirror rows in subscriber id order, read a chunk at a time (flat memory)."""
+        where = " AND customer_id = 0" if guests_only else ""
+        while True:
+            rows = self._query(_MIRROR_SELECT + f" WHERE subscriber_id > ?{where} "
+                               "ORDER BY subscriber_id LIMIT ?", (after, chunk))
+            for row in rows:
+                yield _mirror(row)
+            if len(rows) < chunk:
+                return
+            after = int(rows[-1][0])
 
     def mirror_guest_emails(self, emails: Iterable[str]) -> set[str]:
         """The given emails (lower-cased) that belong to a guest subscriber."""

@@ -91,9 +91,9 @@ def refresh_mirror(rt: Runtime, store: StateStore, counts: RunCounts) -> int:
     """Read every subscriber into the mirror (none with ``subscribers: none``)."""
     if rt.cfg.magento.subscribers == "none":
         return 0
-    rows = list(iter_subscribers(rt.magento))
-    counts.add("subscribers_read", len(rows))
-    return store.replace_mirror(rows)
+    n = store.replace_mirror(iter_subscribers(rt.magento))
+    counts.add("subscribers_read", n)
+    return n
 
 
 def customer_items(rt: Runtime, store: StateStore, customers: list[dict[str, Any]], *,

@@ -10,7 +10,7 @@ its start time and the mapping is recorded as done.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from magsync.config import Config
@@ -123,7 +123,10 @@ class _Export:
 
     def _customer_page(self, page: Page) -> None:
         token = ("c", page.range_index, next(self._seq))  # an empty last page repeats last_id
-        self.tracker.open_page(page.range_index, token, len(page.items), page)
+        # The tracker keeps only the page's position: holding its customers until the
+        # frontier passes would keep thousands of raw records alive (memory not flat).
+        self.tracker.open_page(page.range_index, token, len(page.items),
+                               replace(page, items=[]))
         if not page.items:
             self._committed()
             return
@@ -140,7 +143,7 @@ class _Export:
         if self.rt.cfg.magento.subscribers == "none" or self.checkpoint.get("guests_done"):
             return
         after = int(self.checkpoint.get("guests_after") or 0)
-        rows = (r for r in self.store.mirror_rows(guests_only=True) if r.subscriber_id > after)
+        rows = self.store.mirror_rows(guests_only=True, after=after)
         size = self.rt.cfg.emarsys.batch_size
         any_rows = False
         for chunk in chunked(rows, size):
