@@ -346,3 +346,27 @@ def test_status_after_runs_shows_runs_watermarks_queue_and_mirror(
     assert text.code == 0
     for word in ("sync-realtime", "export-initial", "queue", "dead", "mirror"):
         assert word in text.out.lower(), (word, text.out)
+
+
+def test_magento_down_exits_3_and_the_next_run_sends_the_change(
+        pair: SandboxPair, magsync: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAGSYNC_RETRY_BUDGET", "0.3")
+    shop = pair.magento.shop
+    _exported(magsync, pair)
+    mark = _status(magsync)["watermarks"]["sync-realtime"]
+    cid = min(shop.customers)
+    shop.edit_customer(cid, firstname="MagentoWasDown")
+    pair.magento.faults.fail_next(100000, 503)
+    try:
+        down = magsync("sync-realtime")
+    finally:
+        pair.magento.faults.clear()
+
+    assert down.code == 3, down
+    assert down.err.startswith("magsync: error: Magento"), down.err
+    assert _status(magsync)["watermarks"]["sync-realtime"] == mark
+
+    back = magsync("sync-realtime")
+
+    assert back.code == 0, back
+    assert pair.emarsys.account.contact(_one(pair, f"c:{cid}"))["1"] == "MagentoWasDown"
