@@ -1,27 +1,21 @@
 """``magsync pull-optin``: opt-in changes made in Emarsys, written back into Magento.
 
-The run asks Emarsys for a getchanges export of both key fields and the opt-in over
-``[window start - 1 day, today + 1 day]`` (CET dates), waits for it and reads it in two
-passes. While the CSV streams, each row is classified locally: no key (not a Magento
-contact), or a value that is no change (empty, or what magsync last sent or applied --
-this skips magsync's own upserts, which getchanges reports back). Only the changes are
-kept, so the download is not held open while Magento is written, and memory stays small
-after an export that lists every contact. Then each change is decided against Magento's
-current opt-in (``consent.decide_pull``), written into Magento (customer PUT, or the
-Emarsys module for guests), an opt-out is sent back to Emarsys when both sides changed,
-and the decision is recorded so that the next sync sends nothing back.
+A getchanges export (both key fields and the opt-in, ``[window start - 1 day, today +
+1 day]`` in CET dates) is read in two passes. While the CSV streams, rows are classified
+from the state file alone: no key (not a Magento contact) or no change (empty, or what
+magsync last sent or applied: its own upserts come back this way). Only changes are
+kept, so the download is not held open while Magento is written. Each change is then
+decided against Magento's current opt-in (``consent.decide_pull``), written (customer
+PUT, or the Emarsys module for guests), an opt-out goes back to Emarsys when both sides
+changed, and the decision is recorded so that the next sync sends nothing back.
 
-What counts as what:
-
-- *unknown*: the key matches nothing in Magento (the customer does not exist, the
-  subscriber is not in the subscriber list). Reported and skipped; it never holds the
-  watermark, since re-reading it cannot help.
-- *failed*: Magento (or Emarsys, for the conflict's opt-out) refused this one row's
-  write. Queued with kind ``pull``; while any failed row is not dead the watermark
-  stays, so the next run reads the window again. A row whose attempts reach
-  ``sync.max_attempts`` is dead and no longer holds it.
+- *unknown*: the key matches nothing in Magento (no such customer, subscriber not in the
+  subscriber list). Reported and skipped; it never holds the watermark.
+- *failed*: Magento (or Emarsys, for a conflict's opt-out) refused this one row's write.
+  Queued with kind ``pull``; while a failed row is not dead the watermark stays. A row
+  whose attempts reach ``sync.max_attempts`` is dead and no longer holds it.
 - An outage (retries used up), refused credentials or a configuration error stops the
-  run with the watermark where it was; nothing is queued for it.
+  run (exit 3 or 2) with the watermark where it was; nothing is queued for it.
 """
 
 from __future__ import annotations
@@ -112,10 +106,11 @@ def pull_optin(cfg: Config, store: StateStore, opts: PullOptions,
             rows = fetch_changes(rt.emarsys, first, last, fields, export_wait(opts))
             try:
                 pending = puller.classify(rows)
+                _close(rows)
+                puller.apply(pending)
             finally:
                 _close(rows)  # an error mid-stream must not leave the download open
-            puller.apply(pending)
-            finish_counts(report, counts, store, run_id)
+                finish_counts(report, counts, store, run_id)
         report.notes += [n for n in puller.notes() if n not in report.notes]
         report.samples = puller.samples
         if puller.holding:
@@ -167,15 +162,12 @@ def find_columns(header: Iterable[str], names: dict[int, str], customer_field: i
     """Which headers hold the key fields and the opt-in (exports name columns by field
     label; a numeric header is taken as a field id)."""
     header = list(header)
+    folded = {h.strip().casefold(): h for h in header}
 
     def column(fid: int) -> str | None:
-        wanted = names.get(fid, "")
-        for match in (lambda h: h == wanted, lambda h: h.strip().casefold() ==
-                      wanted.strip().casefold() and bool(wanted), lambda h: h == str(fid)):
-            found = next((h for h in header if match(h)), None)
-            if found is not None:
-                return found
-        return None
+        name = names.get(fid) or str(fid)
+        return name if name in header else folded.get(name.strip().casefold(),
+                                                      folded.get(str(fid)))
 
     optin = column(int(OPTIN))
     customer, subscriber = column(customer_field), column(subscriber_field)
