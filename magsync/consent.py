@@ -12,7 +12,7 @@ manufactured").
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from magsync.state import ContactRecord
@@ -179,3 +179,28 @@ def apply_record(record: ContactRecord, updates: dict[str, int | None]) -> Conta
 
 def _recorded(record: ContactRecord | None, key: str) -> int | None:
     return parse_optin(record.sent.get(key)) if record is not None else None
+
+
+def settle_unsynced_optin(decision: OptinDecision, magento: int | None,
+                           base: ContactRecord | None, emarsys: str | None
+                           ) -> OptinDecision:
+    """What ``decide_send`` leaves open for a contact whose opt-in was never synced (it
+    was sent while its Magento status was pending, 2 or 4).
+
+    Sending it, the Emarsys opt-in just read is remembered, so a later opt-out there is
+    known as a change; when Magento then subscribes while Emarsys holds that new opt-out,
+    both sides changed and disagree: the opt-out wins on both sides (SPEC section 3).
+    """
+    unsynced = base is None or is_first_send(base)
+    if magento is None:
+        if unsynced and (base is None or OPTIN not in base.sent):
+            return replace(decision, record={**decision.record,
+                                             OPTIN: parse_optin(emarsys)})
+        return decision
+    if base is None or not unsynced or magento != 1 or decision.conflict is None \
+            or parse_optin(base.sent.get(OPTIN)) == 2:
+        return decision
+    return OptinDecision(
+        record={OPTIN: 2, MAGENTO_OPTIN: 2}, write_magento=2,
+        conflict="opted out in Emarsys and subscribed in Magento since the last sync; "
+                 "the opt-out wins (Magento unsubscribed)")

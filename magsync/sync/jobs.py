@@ -14,11 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from magsync.consent import (
-    MAGENTO_OPTIN,
     OptinDecision,
     decide_send,
-    is_first_send,
-    parse_optin,
+    settle_unsynced_optin,
 )
 from magsync.diff import IdentityPlan, plan_identity, plan_send, record_after_send
 from magsync.emarsys.contacts import add_to_list, get_data, split_batches, upsert_batch
@@ -153,34 +151,9 @@ def _decide(rt: Runtime, job: Job, p: _Plan) -> None:
     optin = p.identity.emarsys_optin if p.identity is not None else None
     p.decision = decide_send(item.contact.optin, base, optin, restart=job.restart)
     if not job.restart:
-        p.decision = _settle_unsynced_optin(p.decision, item.contact.optin, base, optin)
+        p.decision = settle_unsynced_optin(p.decision, item.contact.optin, base, optin)
     p.send = plan_send(item.contact, base, p.decision, on_empty=rt.mapping.on_empty,
                        restart=job.restart)
-
-
-def _settle_unsynced_optin(decision: OptinDecision, magento: int | None,
-                           base: ContactRecord | None, emarsys: str | None
-                           ) -> OptinDecision:
-    """What ``decide_send`` leaves open for a contact whose opt-in was never synced (it
-    was sent while its Magento status was pending, 2 or 4).
-
-    Sending it, the Emarsys opt-in just read is remembered, so a later opt-out there is
-    known as a change; when Magento then subscribes while Emarsys holds that new opt-out,
-    both sides changed and disagree: the opt-out wins on both sides (SPEC section 3).
-    """
-    unsynced = base is None or is_first_send(base)
-    if magento is None:
-        if unsynced and (base is None or OPTIN_FIELD not in base.sent):
-            return replace(decision, record={**decision.record,
-                                             OPTIN_FIELD: parse_optin(emarsys)})
-        return decision
-    if base is None or not unsynced or magento != 1 or decision.conflict is None \
-            or parse_optin(base.sent.get(OPTIN_FIELD)) == 2:
-        return decision
-    return OptinDecision(
-        record={OPTIN_FIELD: 2, MAGENTO_OPTIN: 2}, write_magento=2,
-        conflict="opted out in Emarsys and subscribed in Magento since the last sync; "
-                 "the opt-out wins (Magento unsubscribed)")
 
 
 # -- writing Emarsys --------------------------------------------------------------------------
