@@ -180,3 +180,10 @@ def magsync_json(config: Path, *args: str) -> Any:
         raise BenchError(f"magsync {' '.join(args)} exited {result.returncode}: "
                          f"{result.stderr.strip()}")
     return json.loads(result.stdout)
+
+
+def route_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    """Requests per route between two ``stats()`` snapshots, busiest first, zeros left out."""
+    old = before.get("by_route", {})
+    delta = {route: n - old.get(route, 0) for route, n in after.get("by_route", {}).items()}
+    return {route: n for route, n in sorted(delta.items(), key=lambda kv: -kv[1]) if n}
