@@ -339,6 +339,9 @@ class _Server(ThreadingHTTPServer):
 def _make_handler(app: SandboxServer) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
+        # Headers and body go out in separate writes; without TCP_NODELAY, Nagle and the
+        # client's delayed ACK stall every reply by ~40 ms.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # the request log replaces stderr chatter
