@@ -448,15 +448,7 @@ class StateStore:
     def queue_items(self, *, dead: bool | None = False, kind: str | None = "sync"
                     ) -> list[QueueItem]:
         """Queued contacts (``dead=None``: both live and dead)."""
-        clauses: list[str] = []
-        args: list[Any] = []
-        if dead is not None:
-            clauses.append("dead = ?")
-            args.append(int(dead))
-        if kind is not None:
-            clauses.append("kind = ?")
-            args.append(kind)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, args = _queue_filter(dead, kind)
         rows = self._query("SELECT key, kind, email, attempts, last_error, queued_at, dead "
                            f"FROM queue{where} ORDER BY queued_at, key", args)
         return [QueueItem(r[0], r[1], r[2], int(r[3]), r[4], from_iso(r[5]), bool(r[6]))
@@ -485,15 +477,7 @@ class StateStore:
             return int(cur.rowcount or 0)
 
     def purge_queue(self, *, dead: bool | None = None, kind: str | None = None) -> int:
-        clauses: list[str] = []
-        args: list[Any] = []
-        if dead is not None:
-            clauses.append("dead = ?")
-            args.append(int(dead))
-        if kind is not None:
-            clauses.append("kind = ?")
-            args.append(kind)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, args = _queue_filter(dead, kind)
         with self.atomic() as c:
             return int(c.execute(f"DELETE FROM queue{where}", args).rowcount or 0)
 
@@ -543,6 +527,19 @@ def _run_info(row: Sequence[Any]) -> RunInfo:
     return RunInfo(id=int(row[0]), command=row[1], started_at=from_iso(row[2]),
                    ended_at=from_iso(row[3]) if row[3] else None, outcome=row[4],
                    exit_code=row[5], counts=json.loads(row[6] or "{}"), message=row[7])
+
+
+def _queue_filter(dead: bool | None, kind: str | None) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its arguments) selecting queue rows by dead flag and kind."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if dead is not None:
+        clauses.append("dead = ?")
+        args.append(int(dead))
+    if kind is not None:
+        clauses.append("kind = ?")
+        args.append(kind)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
 def _split_sql(script: str) -> list[str]:
