@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from magsync.errors import EXIT_OK, EXIT_PARTIAL, MagsyncError
+from magsync.logs import get_logger
 from magsync.magento.subscribers import iter_subscribers
 from magsync.mapping import customer_contact, guest_contact
 from magsync.state import MirrorRow, StateStore
@@ -19,6 +20,8 @@ from magsync.sync.engine import Engine, Item, plan_items
 from magsync.sync.runtime import Runtime
 from magsync.sync.tracking import RunCounts
 from magsync.timeutil import utcnow
+
+log = get_logger("run")
 
 ProgressHook = Callable[[str, int, int | None], None]  # (phase, done, total)
 
@@ -46,12 +49,16 @@ def recorded_run(store: StateStore, command: str, *, dry_run: bool = False
     name = f"{command} (dry run)" if dry_run else command
     run_id = store.start_run(name, started, pid=os.getpid())
     report = RunReport(command=command, started_at=started, dry_run=dry_run)
+    log.info("%s started", name, extra={"command": command, "run_id": run_id,
+                                        "dry_run": dry_run})
     try:
         yield report, run_id
     except MagsyncError as exc:
         report.duration = time.monotonic() - t0
         store.finish_run(run_id, outcome="failed", exit_code=exc.exit_code,
                          counts=report.counts, message=str(exc).splitlines()[0][:500])
+        log.info("%s failed", name, extra={"command": command, "run_id": run_id,
+                                           "exit_code": exc.exit_code, "error": str(exc)})
         raise
     except BaseException as exc:
         store.finish_run(run_id, outcome="interrupted" if isinstance(
@@ -65,6 +72,10 @@ def recorded_run(store: StateStore, command: str, *, dry_run: bool = False
     outcome = "ok" if report.exit_code == EXIT_OK else "partial"
     store.finish_run(run_id, outcome=outcome, exit_code=report.exit_code,
                      counts=report.counts, message="; ".join(report.notes)[:500] or None)
+    log.info("%s finished: %s", name, outcome, extra={
+        "command": command, "run_id": run_id, "outcome": outcome,
+        "exit_code": report.exit_code, "counts": report.counts,
+        "duration_s": round(report.duration, 3), "notes": report.notes})
 
 
 def finish_counts(report: RunReport, counts: RunCounts, store: StateStore,
