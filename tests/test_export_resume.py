@@ -24,6 +24,7 @@ import pytest
 from magsync.sandbox.base import Request, Response, SandboxServer
 from magsync.sandbox.pair import SandboxPair
 from magsync.state import StateStore
+from tests.helpers import cli
 from tests.helpers.export_checks import assert_export_complete, upserted_keys
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,7 @@ UPSERT = ("PUT", r"/contact/?$")
 LIST_ADD = ("POST", r"/contactlist/\d+/add")
 GETDATA = ("POST", r"/contact/getdata")
 CUSTOMER_PAGE = ("GET", r"/customers/search")
+magsync_cli = cli.magsync_cli  # the in-process CLI for any config
 
 
 @pytest.fixture
@@ -94,27 +96,6 @@ def _run_to_the_end(magsync: Any, cfg: Path) -> Any:
     result = magsync("export-initial", config=cfg)
     assert result.code == 0, result
     return result
-
-
-@pytest.fixture
-def magsync_cli(capsys: pytest.CaptureFixture[str]) -> Any:
-    """The in-process CLI for any config (the shared fixture is bound to ``pair``)."""
-    from magsync.cli import run
-
-    class Result:
-        def __init__(self, code: int, out: str, err: str) -> None:
-            self.code, self.out, self.err = code, out, err
-
-        def __repr__(self) -> str:
-            return f"Result({self.code}, {self.out!r}, {self.err!r})"
-
-    def call(*args: str, config: Path) -> Result:
-        capsys.readouterr()
-        code = run(["--config", str(config), *args])
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return call
 
 
 @pytest.mark.parametrize(("server", "point", "n"), [
