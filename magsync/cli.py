@@ -297,6 +297,9 @@ class _Exit(Exception):
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the CLI and map every error to its exit code."""
+    from magsync.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     quiet = any(a in ("-q", "--quiet") for a in (argv if argv is not None else sys.argv[1:]))
     code = run(argv, debug=debug, quiet=quiet)

@@ -62,7 +62,8 @@ class Engine:
         self.max_attempts = rt.cfg.sync.max_attempts
         self._pool = ThreadPoolExecutor(max_workers=rt.cfg.emarsys.concurrency,
                                         thread_name_prefix="emarsys")
-        self._max_inflight = rt.cfg.emarsys.concurrency * 2
+        # One job waiting per worker keeps every worker busy; more only holds memory.
+        self._max_inflight = rt.cfg.emarsys.concurrency + 1
         self._inflight: dict[Future[JobResult], Job] = {}
         self._keys_in_flight: set[str] = set()
         self._pending: dict[int, list[Item]] = {}
