@@ -15,7 +15,8 @@ from requests_oauthlib import OAuth1
 
 from magsync.sandbox.magento import MagentoSandbox
 
-SWAGGER = Path("/work/shared/specs/magento-2.4.9-customers.swagger.json")
+# A copy of ../shared/specs (Adobe's published 2.4.9 schema), so the suite runs anywhere.
+SWAGGER = Path(__file__).parent / "data" / "magento-2.4.9-customers.swagger.json"
 NOT_AUTHORIZED = "The consumer isn't authorized to access %resources."
 
 
