@@ -13,10 +13,11 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from functools import cached_property, lru_cache
 from typing import Any
 
 from magsync.config import Config, FieldRef
-from magsync.countries import CountryTable, build_country_table
+from magsync.countries import build_country_table
 from magsync.errors import ConfigError
 from magsync.state import MirrorRow
 
@@ -41,6 +42,17 @@ class MappedField:
 
 
 @dataclass(frozen=True)
+class CompiledField:
+    """A MappedField ready to run: its field id as the contact's key, its path reader
+    and its converter."""
+
+    entry: MappedField
+    key: str
+    read: Reader
+    convert: Converter
+
+
+@dataclass(frozen=True)
 class ResolvedMapping:
     """The field map of one run, with Emarsys ids resolved."""
 
@@ -52,6 +64,18 @@ class ResolvedMapping:
     subscribers_mode: str = "emarsys-module"
     hash: str = ""
     country_unmatched: tuple[str, ...] = ()
+
+    @cached_property
+    def compiled(self) -> tuple[CompiledField, ...]:
+        """The entries with their paths parsed and converters looked up, once per run
+        rather than once per customer."""
+        return tuple(CompiledField(e, str(e.field_id), compile_path(e.path),
+                                   CONVERTER_FUNCS[e.convert]) for e in self.entries)
+
+    @cached_property
+    def maps_email(self) -> bool:
+        """Whether an entry maps ``email`` (else the email goes to ``email_field``)."""
+        return any(e.path == "email" for e in self.entries)
 
     def field_ids(self) -> set[str]:
         """Every Emarsys field id (as a string) a contact of this mapping may carry."""
@@ -186,37 +210,70 @@ def _fold(text: str) -> str:
 # Reading values out of a customer
 
 
+# A reader takes the customer and a per-customer cache of its default addresses (role ->
+# address or None), so that several address attributes search the addresses once.
+Reader = Callable[[Mapping[str, Any], dict[str, Any]], Any]
+
+
 def extract_value(customer: Mapping[str, Any], path: str) -> Any:
     """The raw value at a mapping path (None when absent)."""
+    return compile_path(path)(customer, {})
+
+
+@lru_cache(maxsize=256)
+def compile_path(path: str) -> Reader:
+    """The reader of one mapping path: the path is parsed here, not per customer."""
     if path.startswith("custom_attributes."):
-        code = path.split(".", 1)[1]
+        return _custom_reader(path.split(".", 1)[1])
+    if path.startswith("extension_attributes."):
+        name = path.split(".", 1)[1]
+
+        def read_extension(customer: Mapping[str, Any], _: dict[str, Any]) -> Any:
+            ext = customer.get("extension_attributes")
+            return ext.get(name) if isinstance(ext, Mapping) else None
+        return read_extension
+    if path.startswith(_ADDRESS_PREFIXES):
+        _, role, attr = path.split(".", 2)
+        return _address_reader(role, attr)
+
+    def read_top(customer: Mapping[str, Any], _: dict[str, Any]) -> Any:
+        return customer.get(path)
+    return read_top
+
+
+def _custom_reader(code: str) -> Reader:
+    def read_custom(customer: Mapping[str, Any], _: dict[str, Any]) -> Any:
         for attr in customer.get("custom_attributes") or ():
             if isinstance(attr, Mapping) and attr.get("attribute_code") == code:
                 return attr.get("value")
         return None
-    if path.startswith("extension_attributes."):
-        ext = customer.get("extension_attributes")
-        return ext.get(path.split(".", 1)[1]) if isinstance(ext, Mapping) else None
-    if path.startswith(_ADDRESS_PREFIXES):
-        _, role, attr = path.split(".", 2)
-        address = find_default_address(customer, role)
+    return read_custom
+
+
+def _address_reader(role: str, attr: str) -> Reader:
+    def read_address(customer: Mapping[str, Any], addresses: dict[str, Any]) -> Any:
+        if role in addresses:
+            address = addresses[role]
+        else:
+            address = addresses[role] = find_default_address(customer, role)
         return _address_value(address, attr) if address is not None else None
-    return customer.get(path)
+    return read_address
 
 
 def find_default_address(customer: Mapping[str, Any], role: str
                          ) -> Mapping[str, Any] | None:
     """The customer's default billing or shipping address (``role`` is
     ``default_billing`` or ``default_shipping``)."""
-    addresses = [a for a in customer.get("addresses") or () if isinstance(a, Mapping)]
+    addresses = customer.get("addresses") or ()
     wanted = customer.get(role)
     if wanted not in (None, ""):
+        wanted_id = str(wanted)
         for address in addresses:
-            if str(address.get("id")) == str(wanted):
+            if isinstance(address, Mapping) and str(address.get("id")) == wanted_id:
                 return address
     # The customer's pointer is missing or stale: trust the address's own flag.
     for address in addresses:
-        if address.get(role) is True:
+        if isinstance(address, Mapping) and address.get(role) is True:
             return address
     return None
 
@@ -271,8 +328,8 @@ def convert_gender(value: Any, entry: MappedField) -> str | None:
 def convert_country(value: Any, entry: MappedField) -> str:
     """ISO alpha-2 -> the country choice id; an unknown code is an error."""
     code = str(value).strip().upper()
-    table = CountryTable(by_iso=dict(entry.choices))
-    found = table.choice_id(code) if len(code) == 2 else None
+    # ``choices`` is the field's CountryTable.by_iso, looked up directly (no copy per call).
+    found = entry.choices.get(code) if len(code) == 2 else None
     if found is None:
         raise ValueError(f"unknown country {str(value).strip()!r}")
     return found
@@ -286,7 +343,8 @@ def convert_choice(value: Any, entry: MappedField) -> str:
     return found
 
 
-CONVERTER_FUNCS: dict[str, Callable[[Any, MappedField], Any]] = {
+Converter = Callable[[Any, MappedField], Any]
+CONVERTER_FUNCS: dict[str, Converter] = {
     "text": convert_text, "date": convert_date, "gender": convert_gender,
     "country": convert_country, "choice": convert_choice,
 }
@@ -309,7 +367,7 @@ def customer_contact(customer: Mapping[str, Any], subscriber_rows: list[MirrorRo
     customer_id = int(customer["id"])
     fields, problems = _mapped_fields(customer, m)
     email = customer.get("email")
-    if not any(e.path == "email" for e in m.entries):
+    if not m.maps_email:
         fields[str(m.email_field)] = email or None
     row = choose_subscriber_row(customer, subscriber_rows)
     if m.subscribers_mode == "none":
@@ -352,6 +410,8 @@ def choose_subscriber_row(customer: Mapping[str, Any], rows: list[MirrorRow]
     A row without a website id is taken only when no row names the website; among
     several, the lowest subscriber id wins so that the choice is stable.
     """
+    if not rows:  # most customers have no subscription at all
+        return None
     customer_id = int(customer["id"])
     website = customer.get("website_id")
     own = [r for r in rows if r.customer_id == customer_id]
@@ -374,10 +434,12 @@ def _mapped_fields(customer: Mapping[str, Any], m: ResolvedMapping
                    ) -> tuple[dict[str, Any], list[str]]:
     fields: dict[str, Any] = {}
     problems: list[str] = []
-    for entry in m.entries:
-        raw = extract_value(customer, entry.path)
+    addresses: dict[str, Any] = {}
+    for f in m.compiled:
+        raw = f.read(customer, addresses)
         try:
-            fields[str(entry.field_id)] = convert_value(raw, entry)
+            # convert_value inlined: it runs for every entry of every customer.
+            fields[f.key] = None if _is_empty(raw) else f.convert(raw, f.entry)
         except ValueError as exc:
-            problems.append(f"{entry.path}: {exc}")
+            problems.append(f"{f.entry.path}: {exc}")
     return fields, problems
