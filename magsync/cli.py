@@ -273,6 +273,10 @@ def _render(app: App, report: Any) -> int:
     if report.dry_run and app.verbose:
         for sample in report.samples:
             out.line(f"  sample payload: {sample}")
+    if report.exit_code:
+        # Also under -q: cron mails what reaches stderr, and this run needs attention.
+        for note in report.notes[:5] or [f"exit {report.exit_code}"]:
+            click.echo(f"magsync: {report.command}: {scrub(note)}", err=True)
     return int(report.exit_code)
 
 
@@ -306,14 +310,50 @@ def main(argv: list[str] | None = None) -> NoReturn:
     sys.exit(code)
 
 
+_GLOBAL_FLAGS = {"-v", "--verbose", "-q", "--quiet", "--log-json", "--debug", "-vv", "-vvv"}
+_GLOBAL_VALUED = {"--config", "--lock-wait"}
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Move global options typed after the command in front of it, so that
+    ``magsync export-initial --dry-run -v`` works like ``magsync -v export-initial
+    --dry-run`` (no command defines an option of the same name)."""
+    head: list[str] = []
+    rest = list(argv)
+    while rest and rest[0].startswith("-"):  # already in front: keep as is
+        token = rest.pop(0)
+        head.append(token)
+        if token in _GLOBAL_VALUED and rest:
+            head.append(rest.pop(0))
+    if not rest:
+        return head
+    command, tail = [rest[0]], rest[1:]
+    moved: list[str] = []
+    i = 0
+    while i < len(tail):
+        token = tail[i]
+        if token == "--":
+            command += tail[i:]
+            break
+        if token in _GLOBAL_FLAGS or token.startswith(("--config=", "--lock-wait=")):
+            moved.append(token)
+        elif token in _GLOBAL_VALUED and i + 1 < len(tail):
+            moved += [token, tail[i + 1]]
+            i += 1
+        else:
+            command.append(token)
+        i += 1
+    return head + moved + command
+
+
 def run(argv: list[str] | None, *, debug: bool = False, quiet: bool = False) -> int:
     """Run the CLI; returns the exit code (the one place errors become exit codes)."""
     # the global flags count when run() is called directly (tests, demo), not only via main()
-    args = sys.argv[1:] if argv is None else argv
+    args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     debug = debug or "--debug" in args
     quiet = quiet or any(a in ("-q", "--quiet") for a in args)
     try:
-        result: Any = cli.main(args=argv, prog_name="magsync", standalone_mode=False)
+        result: Any = cli.main(args=args, prog_name="magsync", standalone_mode=False)
         return int(result) if isinstance(result, int) else EXIT_OK
     except _Exit as exc:
         if exc.message:

@@ -22,3 +22,20 @@ def test_log_json_events_for_a_run(magsync: Any) -> None:
 def test_quiet_run_prints_nothing(magsync: Any) -> None:
     r = magsync("-q", "export-initial")
     assert (r.code, r.out, r.err) == (0, "", "")
+
+
+def test_global_options_after_the_command(magsync: Any) -> None:
+    r = magsync("export-initial", "--dry-run", "-v")
+    assert r.code == 0, r
+    assert "sample payload:" in r.out
+    r = magsync("status", "--json", "-q")
+    assert r.code == 0 and r.out.startswith("{")
+
+
+def test_partial_failure_speaks_on_stderr_even_under_quiet(magsync: Any, pair: Any) -> None:
+    pair.emarsys.inject_contact_error(7001, 1, 2007, "Invalid value")
+    r = magsync("-q", "export-initial")
+    assert r.code == 1
+    assert r.out == ""
+    assert r.err.startswith("magsync: export-initial: 1 contact(s) failed: see `magsync queue "
+                            "list`")
