@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -319,7 +320,7 @@ class StateStore:
         """Insert or replace records (call inside ``atomic()`` to group with other writes)."""
         now = to_iso(utcnow())
         rows = [(r.key, r.customer_id, r.subscriber_id, r.email, r.emarsys_id,
-                 json.dumps(r.sent, sort_keys=True), json.dumps(sorted(r.lists)), now)
+                 _SORTED_JSON.encode(r.sent), _lists_json(r.lists), now)
                 for r in records]
         with self.atomic() as c:
             c.executemany(
@@ -507,6 +508,16 @@ class StateStore:
             rows = self._query("SELECT kind, key, detail, at FROM reports WHERE run_id = ? "
                                "ORDER BY id LIMIT ?", (run_id, limit))
         return [(r[0], r[1], r[2], from_iso(r[3])) for r in rows]
+
+
+# json.dumps(sort_keys=True) builds a new encoder per call; this runs once per contact.
+_SORTED_JSON = json.JSONEncoder(sort_keys=True)
+
+
+@lru_cache(maxsize=64)
+def _lists_json(lists: frozenset[str]) -> str:
+    """The stored form of a contact's list roles (a handful of distinct values)."""
+    return json.dumps(sorted(lists))
 
 
 _MIRROR_SELECT = ("SELECT subscriber_id, customer_id, email, status, website_id, store_id "
