@@ -136,6 +136,43 @@ def upsert_batch(client: EmarsysClient, key_field_id: int | str,
     return result
 
 
+def upsert_all(client: EmarsysClient, key_field_id: int | str,
+               contacts: Sequence[dict[str, Any]], *, batch_size: int = MAX_BATCH,
+               max_bytes: int = MAX_BYTES, create: bool = True
+               ) -> Iterator[tuple[list[dict[str, Any]], UpsertResult]]:
+    """Upsert ``contacts`` in as few ``PUT /contact`` requests as the limits allow:
+    (the batch as sent, its result) per request, batched as ``split_batches`` does.
+
+    The usual case, one request's worth of distinct keys, is encoded once and sent as
+    those bytes: sizing each contact first would encode everything twice.
+    """
+    key = str(key_field_id)
+    if len(contacts) <= batch_size:
+        keyless = [c for c in contacts if c.get(key) in (None, "")]
+        batch = [c for c in contacts if c.get(key) not in (None, "")]
+        if len({str(c[key]) for c in batch}) == len(batch):
+            batch += keyless  # split_batches' order: keyed contacts, then key-less ones
+            body = json.dumps({"key_id": key, "contacts": batch}, allow_nan=False)
+            if len(body) <= max_bytes - _ENVELOPE_RESERVE:  # ASCII: characters are bytes
+                yield batch, _put_contacts(client, key, body.encode(), create)
+                return
+    for batch in split_batches(contacts, key, batch_size, max_bytes):
+        yield batch, upsert_batch(client, key, batch, create=create)
+
+
+def _put_contacts(client: EmarsysClient, key: str, body: bytes, create: bool
+                  ) -> UpsertResult:
+    """``upsert_batch`` for a body already encoded (one batch of distinct keys)."""
+    resp = client.http.request("PUT", "/contact/", data=body,
+                               params={"create_if_not_exists": 1} if create else None,
+                               headers={"Content-Type": "application/json"})
+    data = client.unwrap(resp)[2] or {}
+    result = UpsertResult(ids=[str(i) for i in data.get("ids") or []],
+                          errors=_errors_by_key(data.get("errors")))
+    _raise_config_errors(client, key, result.errors)
+    return result
+
+
 def _errors_by_key(raw: Any) -> dict[str, dict[str, str]]:
     if not isinstance(raw, dict):
         return {}
@@ -243,4 +280,4 @@ def get_data(client: EmarsysClient, key_field_id: int | str, key_values: Iterabl
 
 __all__ = ["ContactList", "GetDataResult", "UpsertResult", "add_to_list", "find_list",
            "find_or_create_list", "get_data", "list_fields", "merge_duplicates",
-           "split_batches", "upsert_batch"]
+           "split_batches", "upsert_all", "upsert_batch"]

@@ -19,7 +19,7 @@ from magsync.consent import (
     settle_unsynced_optin,
 )
 from magsync.diff import IdentityPlan, plan_identity, plan_send, record_after_send
-from magsync.emarsys.contacts import add_to_list, get_data, split_batches, upsert_batch
+from magsync.emarsys.contacts import add_to_list, get_data, upsert_all, upsert_batch
 from magsync.mapping import OPTIN_FIELD, Contact
 from magsync.state import ContactRecord
 from magsync.sync.runtime import Runtime
@@ -192,8 +192,9 @@ def _upsert(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
     key = str(job.key_field)
     by_key = {str(p.send.payload[key]): p for p in plans}
     payloads = [p.send.payload for p in plans]
-    for batch in split_batches(payloads, key, rt.cfg.emarsys.batch_size, MAX_REQUEST_BYTES):
-        result = upsert_batch(rt.emarsys, key, batch, create=True)
+    for batch, result in upsert_all(rt.emarsys, key, payloads,
+                                    batch_size=rt.cfg.emarsys.batch_size,
+                                    max_bytes=MAX_REQUEST_BYTES):
         for contact in batch:
             p = by_key[str(contact[key])]
             errors = result.errors.get(str(contact[key]))
