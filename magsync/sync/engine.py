@@ -67,6 +67,8 @@ class Engine:
         self._inflight: dict[Future[JobResult], Job] = {}
         self._keys_in_flight: set[str] = set()
         self._pending: dict[int, list[Item]] = {}
+        # The queued keys, kept a superset of the queue table's (only this engine adds
+        # to it while it runs), so that committing skips keys that are not queued.
         self._queued = store.queued_keys()
         self.samples: list[dict[str, object]] = []
 
@@ -188,14 +190,19 @@ class Engine:
             if drops:
                 self.store.delete_contacts(drops)
                 self.store.dequeue(drops)
-            ok_keys = [o.item.contact.key for o in outcomes if o.error is None]
+            # Only keys known to be queued need a DELETE: one per contact would cost as
+            # much as saving it, and the queue is nearly always empty.
+            ok_keys = [o.item.contact.key for o in outcomes
+                       if o.error is None and o.item.contact.key in self._queued]
             if ok_keys:
                 self.store.dequeue(ok_keys)
+                self._queued.difference_update(ok_keys)
             reports: list[tuple[str, str | None, str]] = []
             for o in outcomes:
                 reports += o.item.reports + o.reports
                 if o.error is not None:
                     self.counts.add("queued")
+                    self._queued.add(o.item.contact.key)
                     dead = self.store.enqueue(o.item.contact.key, o.item.contact.email,
                                               o.error, max_attempts=self.max_attempts)
                     if dead:
