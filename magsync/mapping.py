@@ -26,6 +26,9 @@ EMAIL_FIELD = 3
 # Magento subscriber status -> Emarsys opt-in; 2 (not active) and 4 (unconfirmed) send
 # nothing so they never overwrite a confirmed state.
 STATUS_OPTIN: dict[int, int | None] = {1: 1, 2: None, 3: 2, 4: None}
+# Shared, not built per customer: frozensets are immutable.
+_CUSTOMER_LISTS = frozenset({"customers"})
+_SUBSCRIBED_CUSTOMER_LISTS = frozenset({"customers", "subscribers"})
 _ADDRESS_PREFIXES = ("addresses.default_billing.", "addresses.default_shipping.")
 
 
@@ -376,16 +379,16 @@ def customer_contact(customer: Mapping[str, Any], subscriber_rows: list[MirrorRo
     else:
         optin = STATUS_OPTIN.get(row.status) if row is not None else 2
     fields[str(m.customer_key_field)] = str(customer_id)
-    lists = {"customers"}
+    lists = _CUSTOMER_LISTS
     if row is not None:
         fields[str(m.subscriber_key_field)] = str(row.subscriber_id)
-        lists.add("subscribers")
+        lists = _SUBSCRIBED_CUSTOMER_LISTS
     if optin is not None:
         fields[OPTIN_FIELD] = optin
     return Contact(
         key=f"c:{customer_id}", key_field=m.customer_key_field, key_value=str(customer_id),
         customer_id=customer_id, subscriber_id=row.subscriber_id if row else None,
-        email=email, fields=fields, optin=optin, lists=frozenset(lists),
+        email=email, fields=fields, optin=optin, lists=lists,
         problems=tuple(problems), key_fields=(m.customer_key_field, m.subscriber_key_field))
 
 
