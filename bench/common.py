@@ -187,3 +187,37 @@ def route_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]
     old = before.get("by_route", {})
     delta = {route: n - old.get(route, 0) for route, n in after.get("by_route", {}).items()}
     return {route: n for route, n in sorted(delta.items(), key=lambda kv: -kv[1]) if n}
+
+
+def render_measurements(f: dict[str, Any]) -> list[str]:
+    """The lines both benchmarks print after their headline: time, memory, requests."""
+    lines = [
+        f"  wall {f['wall_seconds']:.2f} s, {f['contacts_per_second']} contacts/s "
+        f"(magsync CPU {f['magsync_cpu_seconds']:.2f} s)",
+        f"  peak RSS of magsync: {f['peak_rss_mb']} MB",
+        f"  requests: Magento {f['requests']['magento']}, Emarsys {f['requests']['emarsys']}"
+        f" (page_size {f['page_size']}, concurrency {f['magento_concurrency']}/"
+        f"{f['emarsys_concurrency']}, batch_size {f['emarsys_batch_size']})",
+    ]
+    for side, routes in f["requests_by_route"].items():
+        for route, n in routes.items():
+            lines.append(f"    {side:8} {n:7}  {route}")
+    if "bound_seconds" in f:
+        lines.append(
+            f"  latency {f['latency_ms']:g} ms: bound {f['bound_seconds']:.2f} s (Magento "
+            f"{f['bound_magento_seconds']:.2f} s, Emarsys {f['bound_emarsys_seconds']:.2f} s)"
+            f", wall/bound {f['wall_over_bound']}")
+    return lines
+
+
+def run_main(script: str, as_json: bool, run: Any, render: Any) -> int:
+    """Run a benchmark in a temporary directory and print its figures (or JSON);
+    1 when it could not run."""
+    with tempfile.TemporaryDirectory(prefix="magsync-bench-") as tmp:
+        try:
+            figures = run(Path(tmp))
+        except BenchError as exc:
+            print(f"{script}: {exc}", file=sys.stderr)
+            return 1
+    print(json.dumps(figures, indent=2) if as_json else "\n".join(render(figures)))
+    return 0

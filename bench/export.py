@@ -14,14 +14,22 @@ full concurrency all the time. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 # run as a script, this directory is sys.path[0]
-from common import BenchError, ChildResult, SandboxProcess, magsync_json, run_measured, tune_config
+from common import (
+    BenchError,
+    ChildResult,
+    SandboxProcess,
+    magsync_json,
+    render_measurements,
+    route_delta,
+    run_main,
+    run_measured,
+    tune_config,
+)
 
 MAX_REQUESTS_PER_MINUTE = 100000  # the config's ceiling; the limiter must not cap the run
 
@@ -94,7 +102,7 @@ def build_figures(args: argparse.Namespace, cfg: dict[str, Any], child: ChildRes
         "wall_seconds": round(wall, 3), "magsync_cpu_seconds": round(child.cpu_seconds, 3),
         "contacts_per_second": round(sent / wall, 1) if wall > 0 else None,
         "requests": requests,
-        "requests_by_route": {side: _route_delta(before[side], after[side])
+        "requests_by_route": {side: route_delta(before[side], after[side])
                               for side in after},
         "peak_rss_kb": child.peak_rss_kb, "peak_rss_mb": round(child.peak_rss_kb / 1024, 1),
         "latency_ms": args.latency, "page_size": cfg["magento"]["page_size"],
@@ -119,50 +127,22 @@ def latency_bound(latency_ms: float, requests: dict[str, int], figures: dict[str
             "wall_over_bound": round(wall / bound, 2) if bound > 0 else None}
 
 
-def _route_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
-    old = before.get("by_route", {})
-    delta = {route: n - old.get(route, 0) for route, n in after.get("by_route", {}).items()}
-    return {route: n for route, n in sorted(delta.items(), key=lambda kv: -kv[1]) if n}
-
-
 def render_text(f: dict[str, Any]) -> list[str]:
     """The figures for a person."""
     lines = [
         f"export-initial: {f['customers']} customers, {f['subscribers']} subscribers "
         f"({f['guest_subscribers']} guests) -> {f['contacts_sent']} contacts sent "
         f"({f['emarsys_contacts']} in Emarsys)",
-        f"  wall {f['wall_seconds']:.2f} s, {f['contacts_per_second']} contacts/s "
-        f"(magsync CPU {f['magsync_cpu_seconds']:.2f} s)",
-        f"  peak RSS of magsync: {f['peak_rss_mb']} MB",
-        f"  requests: Magento {f['requests']['magento']}, Emarsys {f['requests']['emarsys']}"
-        f" (page_size {f['page_size']}, concurrency {f['magento_concurrency']}/"
-        f"{f['emarsys_concurrency']}, batch_size {f['emarsys_batch_size']})",
     ]
-    for side, routes in f["requests_by_route"].items():
-        for route, n in routes.items():
-            lines.append(f"    {side:8} {n:7}  {route}")
-    if "bound_seconds" in f:
-        lines.append(
-            f"  latency {f['latency_ms']:g} ms: bound {f['bound_seconds']:.2f} s (Magento "
-            f"{f['bound_magento_seconds']:.2f} s, Emarsys {f['bound_emarsys_seconds']:.2f} s)"
-            f", wall/bound {f['wall_over_bound']}")
+    lines += render_measurements(f)
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures; exit 1 when it could not run."""
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="magsync-bench-") as tmp:
-        try:
-            figures = run_benchmark(args, Path(tmp))
-        except BenchError as exc:
-            print(f"bench/export.py: {exc}", file=sys.stderr)
-            return 1
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        print("\n".join(render_text(figures)))
-    return 0
+    return run_main("bench/export.py", args.json,
+                    lambda workdir: run_benchmark(args, workdir), render_text)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,8 @@ bench/export.py). See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +32,9 @@ from common import (
     ChildResult,
     SandboxProcess,
     magsync_json,
+    render_measurements,
     route_delta,
+    run_main,
     run_measured,
     tune_config,
 )
@@ -221,21 +221,8 @@ def render_text(f: dict[str, Any]) -> list[str]:
         f"{f['customers_changed']} customers edited, {f['subscribers_changed']} subscriber "
         f"statuses flipped -> {f['contacts_changed']} contacts changed, "
         f"{f['contacts_sent']} sent ({scan} a subscriber scan, exit {f['exit_code']})",
-        f"  wall {f['wall_seconds']:.2f} s, {f['contacts_per_second']} contacts/s "
-        f"(magsync CPU {f['magsync_cpu_seconds']:.2f} s)",
-        f"  peak RSS of magsync: {f['peak_rss_mb']} MB",
-        f"  requests: Magento {f['requests']['magento']}, Emarsys {f['requests']['emarsys']}"
-        f" (page_size {f['page_size']}, concurrency {f['magento_concurrency']}/"
-        f"{f['emarsys_concurrency']}, batch_size {f['emarsys_batch_size']})",
     ]
-    for side, routes in f["requests_by_route"].items():
-        for route, n in routes.items():
-            lines.append(f"    {side:8} {n:7}  {route}")
-    if "bound_seconds" in f:
-        lines.append(
-            f"  latency {f['latency_ms']:g} ms: bound {f['bound_seconds']:.2f} s (Magento "
-            f"{f['bound_magento_seconds']:.2f} s, Emarsys {f['bound_emarsys_seconds']:.2f} s)"
-            f", wall/bound {f['wall_over_bound']}")
+    lines += render_measurements(f)
     e = f["export"]
     lines.append(f"  (export-initial before it, no latency: {e['contacts_sent']} contacts in "
                  f"{e['wall_seconds']:.2f} s, peak RSS {e['peak_rss_mb']} MB)")
@@ -245,17 +232,8 @@ def render_text(f: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures; exit 1 when it could not run."""
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="magsync-bench-") as tmp:
-        try:
-            figures = run_benchmark(args, Path(tmp))
-        except BenchError as exc:
-            print(f"bench/sync.py: {exc}", file=sys.stderr)
-            return 1
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        print("\n".join(render_text(figures)))
-    return 0
+    return run_main("bench/sync.py", args.json,
+                    lambda workdir: run_benchmark(args, workdir), render_text)
 
 
 if __name__ == "__main__":

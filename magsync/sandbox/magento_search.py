@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from magsync.sandbox.magento_errors import MagentoHttpError
 from magsync.sandbox.shop import Shop
 
 NUMERIC_FIELDS = frozenset({"id", "entity_id", "group_id", "gender", "store_id", "website_id",
@@ -32,20 +33,12 @@ MAX_ID = 1 << 62
 Predicate = Callable[[dict[str, Any]], bool]
 
 
-class CriteriaError(Exception):
+class CriteriaError(MagentoHttpError):
     """A searchCriteria Magento answers with HTTP 400 (message with placeholders)."""
 
     def __init__(self, message: str, parameters: dict[str, Any] | list[Any] | None = None
                  ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.parameters = parameters
-
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"message": self.message}
-        if self.parameters is not None:
-            out["parameters"] = self.parameters
-        return out
+        super().__init__(400, message, parameters)
 
 
 @dataclass

@@ -17,8 +17,9 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 from urllib.parse import quote, unquote, urlsplit
+
+from magsync.sandbox.magento_errors import MagentoHttpError
 
 REQUIRED = ("oauth_consumer_key", "oauth_signature", "oauth_signature_method", "oauth_nonce",
             "oauth_timestamp", "oauth_token")
@@ -26,21 +27,8 @@ SUPPORTED_METHODS = ("HMAC-SHA256",)
 _HEADER_PARAM = re.compile(r'([A-Za-z0-9_\-]+)\s*=\s*(?:"([^"]*)"|([^,\s]*))')
 
 
-class OAuthRefused(Exception):
+class OAuthRefused(MagentoHttpError):
     """Why a request was refused: HTTP status and Magento's error body."""
-
-    def __init__(self, status: int, message: str,
-                 parameters: dict[str, Any] | list[Any] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.parameters = parameters
-
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"message": self.message}
-        if self.parameters is not None:
-            out["parameters"] = self.parameters
-        return out
 
 
 def percent_encode(text: str) -> str:
