@@ -45,14 +45,11 @@ def iter_subscribers(client: MagentoClient) -> Iterator[MirrorRow]:
     configured); nothing with ``magento.subscribers: none``."""
     if client.cfg.subscribers == "none":
         return
-    seen: set[int] = set()
     for website in client.cfg.website_ids or (None,):
-        for row in _iter_website(client, website):
-            # Offset pages over a changing table can repeat a row; the mirror is keyed
-            # by subscriber id, so a repeat is dropped here.
-            if row.subscriber_id not in seen:
-                seen.add(row.subscriber_id)
-                yield row
+        # Offset pages over a changing table can repeat a row. The mirror is keyed by
+        # subscriber id and keeps the last one; remembering every id here would make
+        # memory grow with the shop.
+        yield from _iter_website(client, website)
 
 
 def _iter_website(client: MagentoClient, website: int | None) -> Iterator[MirrorRow]:
