@@ -8,7 +8,6 @@ never show them.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import stat
@@ -20,43 +19,18 @@ from typing import Any, TypeVar
 
 import yaml
 
+from magsync.config_reader import Reader, Secret, kind
 from magsync.errors import ConfigError
-from magsync.timeutil import parse_duration
 
 DEFAULT_STATE_PATH = "~/.local/state/magsync/state.db"
 CONVERTERS = ("text", "date", "gender", "country", "choice")
 FIELD_TYPES = ("shorttext", "longtext", "largetext", "numeric", "date", "url")
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PATH = re.compile(
     r"^(?:[a-z_][a-z0-9_]*"
     r"|custom_attributes\.[A-Za-z0-9_]+"
     r"|extension_attributes\.[A-Za-z0-9_]+"
     r"|addresses\.default_(?:billing|shipping)\.[a-z_][a-z0-9_]*)$"
 )
-
-
-class Secret:
-    """A credential that never prints itself."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself, for the one place that needs it (auth)."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 FieldRef = int | str  # an Emarsys field id, or its name
@@ -209,7 +183,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
 
 def parse_config(raw: Any, *, env: Mapping[str, str], source: Path | None = None) -> Config:
     """Validate a parsed YAML document into a ``Config``."""
-    r = _Reader(env)
+    r = Reader(env)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -232,14 +206,14 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: Path | None = None
                   state=state, source=source, warnings=tuple(warnings))
 
 
-def _parse_required(r: _Reader, raw: dict[str, Any], key: str,
-                    parse: Callable[[_Reader, dict[str, Any]], _T]) -> _T:
+def _parse_required(r: Reader, raw: dict[str, Any], key: str,
+                    parse: Callable[[Reader, dict[str, Any]], _T]) -> _T:
     """Parse a required section; when it is missing or not a mapping, say only that."""
     before = len(r.problems)
     section = r.section(raw, key, required=True)
     if len(r.problems) > before:
         # every key of the section would be "required" too: noise that hides the one fix
-        return parse(_Reader(r.env), section)
+        return parse(Reader(r.env), section)
     return parse(r, section)
 
 
@@ -250,164 +224,7 @@ def _readable_by_others(path: Path) -> bool:
         return False
 
 
-class _Reader:
-    """Reads values out of the raw YAML, collecting every problem with its path."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-        self.inline_secrets = False
-
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
-
-    def known(self, raw: dict[str, Any], path: str, allowed: tuple[str, ...]) -> None:
-        for key in raw:
-            if key not in allowed:
-                where = f"{path}.{key}" if path else str(key)
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else \
-                    f" (allowed: {', '.join(allowed)})"
-                self.problem(where, f"unknown key{hint}")
-
-    def section(self, raw: dict[str, Any], key: str, *, required: bool = False,
-                path: str = "") -> dict[str, Any]:
-        where = f"{path}.{key}" if path else key
-        value = raw.get(key)
-        if value is None:
-            if required:
-                self.problem(where, "missing section")
-            return {}
-        if not isinstance(value, dict):
-            self.problem(where, f"must be a mapping, not {_kind(value)}")
-            return {}
-        return value
-
-    def interpolate(self, value: str, path: str) -> str | None:
-        def sub(m: re.Match[str]) -> str:
-            name = m.group(1)
-            if name not in self.env:
-                raise KeyError(name)
-            return self.env[name]
-        try:
-            return _ENV.sub(sub, value)
-        except KeyError as exc:
-            self.problem(path, f"environment variable {exc.args[0]} is not set")
-            return None
-
-    def typed(self, value: Any, path: str) -> Any:
-        """A ``${VAR}`` value read as a YAML scalar (``30``, ``2.5``, ``true``); None when
-        a variable is missing. Other values pass through."""
-        if not isinstance(value, str) or not _ENV.search(value):
-            return value
-        text = self.interpolate(value, path)
-        if text is None:
-            return None
-        if not text.strip():
-            return text  # an empty variable is not a null: let the caller reject it
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError:
-            return text
-
-    def string(self, raw: dict[str, Any], key: str, path: str, default: str | None = None,
-               *, required: bool = False, choices: tuple[str, ...] | None = None
-               ) -> str | None:
-        where = f"{path}.{key}"
-        value = raw.get(key)
-        if value is None:
-            if required:
-                self.problem(where, "is required")
-            return default
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            self.problem(where, f"must be a string, not {_kind(value)}")
-            return default
-        text = self.interpolate(str(value), where)
-        if text is None:
-            return default
-        if choices and text not in choices:
-            self.problem(where, f"must be one of {', '.join(choices)} (got {text!r})")
-            return default
-        return text
-
-    def secret(self, raw: dict[str, Any], key: str, path: str, *, required: bool
-               ) -> Secret | None:
-        value = raw.get(key)
-        # YAML reads an all-digit secret as a number; it is still an inline secret
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and \
-                str(value) and not _ENV.search(str(value)):
-            self.inline_secrets = True
-        text = self.string(raw, key, path, required=required)
-        if required and text == "" and raw.get(key) is not None:
-            self.problem(f"{path}.{key}", "is empty")
-        return Secret(text) if text else None
-
-    def integer(self, raw: dict[str, Any], key: str, path: str, default: int,
-                lo: int, hi: int) -> int:
-        where = f"{path}.{key}"
-        value = raw.get(key, default)
-        if isinstance(value, str):
-            value = self.interpolate(value, where)
-            try:
-                value = int(value) if value is not None else default
-            except ValueError:
-                self.problem(where, f"must be a whole number between {lo} and {hi}")
-                return default
-        if not isinstance(value, int) or isinstance(value, bool):
-            self.problem(where, f"must be a whole number between {lo} and {hi}")
-            return default
-        if not lo <= value <= hi:
-            self.problem(where, f"must be between {lo} and {hi} (got {value})")
-            return default
-        return value
-
-    def number(self, raw: dict[str, Any], key: str, path: str, default: float,
-               lo: float, hi: float) -> float:
-        where = f"{path}.{key}"
-        value = raw.get(key, default)
-        if isinstance(value, str):
-            value = self.typed(value, where)
-            if value is None:
-                return default  # a missing ${VAR}, already reported
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            self.problem(where, f"must be a number of seconds between {lo:g} and {hi:g}")
-            return default
-        if not lo <= value <= hi:
-            self.problem(where, f"must be between {lo:g} and {hi:g} (got {value})")
-            return default
-        return float(value)
-
-    def boolean(self, raw: dict[str, Any], key: str, path: str, default: bool) -> bool:
-        if isinstance(raw.get(key), str) and _ENV.search(raw[key]):
-            value = self.typed(raw[key], f"{path}.{key}")
-            if value is None:
-                return default  # a missing ${VAR}, already reported
-        else:
-            value = raw.get(key, default)
-        if not isinstance(value, bool):
-            self.problem(f"{path}.{key}", f"must be true or false, not {_kind(value)}")
-            return default
-        return value
-
-    def duration(self, raw: dict[str, Any], key: str, path: str, default: timedelta
-                 ) -> timedelta:
-        value = raw.get(key)
-        if value is None:
-            return default
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            self.problem(f"{path}.{key}", str(exc))
-            return default
-
-
-def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number", type(None): "empty"}.get(
-        type(value), type(value).__name__)
-
-
-def _magento(r: _Reader, raw: dict[str, Any]) -> MagentoConfig:
+def _magento(r: Reader, raw: dict[str, Any]) -> MagentoConfig:
     p = "magento"
     r.known(raw, p, ("base_url", "store_code", "auth", "page_size", "website_ids",
                      "subscribers", "timeout", "concurrency"))
@@ -419,7 +236,7 @@ def _magento(r: _Reader, raw: dict[str, Any]) -> MagentoConfig:
     before = len(r.problems)
     method = r.string(auth_raw, "method", ap, "oauth1", choices=("oauth1", "bearer"))
     # with a wrong method, which keys are missing or unknown is moot: say only that
-    ar = r if len(r.problems) == before else _Reader(r.env)
+    ar = r if len(r.problems) == before else Reader(r.env)
     if method == "bearer":
         ar.known(auth_raw, ap, ("method", "token"))
         auth = MagentoAuth(method="bearer",
@@ -452,7 +269,7 @@ def _magento(r: _Reader, raw: dict[str, Any]) -> MagentoConfig:
         concurrency=r.integer(raw, "concurrency", p, 2, 1, 16))
 
 
-def _emarsys(r: _Reader, raw: dict[str, Any]) -> EmarsysConfig:
+def _emarsys(r: Reader, raw: dict[str, Any]) -> EmarsysConfig:
     p = "emarsys"
     r.known(raw, p, ("api_url", "auth", "batch_size", "requests_per_minute", "concurrency",
                      "timeout", "key_fields"))
@@ -464,7 +281,7 @@ def _emarsys(r: _Reader, raw: dict[str, Any]) -> EmarsysConfig:
     before = len(r.problems)
     method = r.string(auth_raw, "method", ap, "wsse", choices=("wsse", "oauth2"))
     # with a wrong method, which keys are missing or unknown is moot: say only that
-    ar = r if len(r.problems) == before else _Reader(r.env)
+    ar = r if len(r.problems) == before else Reader(r.env)
     if method == "oauth2":
         ar.known(auth_raw, ap, ("method", "client_id", "client_secret", "token_url"))
         auth = EmarsysAuth(
@@ -497,7 +314,7 @@ def _emarsys(r: _Reader, raw: dict[str, Any]) -> EmarsysConfig:
         key_fields=key_fields)
 
 
-def _field_ref(r: _Reader, value: Any, path: str) -> FieldRef:
+def _field_ref(r: Reader, value: Any, path: str) -> FieldRef:
     if isinstance(value, bool) or value is None:
         r.problem(path, "must be an Emarsys field id or name")
         return ""
@@ -510,11 +327,11 @@ def _field_ref(r: _Reader, value: Any, path: str) -> FieldRef:
         if not text:
             r.problem(path, "must not be empty")
         return int(text) if text.isdigit() else text
-    r.problem(path, f"must be an Emarsys field id or name, not {_kind(value)}")
+    r.problem(path, f"must be an Emarsys field id or name, not {kind(value)}")
     return ""
 
 
-def _contacts(r: _Reader, raw: dict[str, Any]) -> ContactsConfig:
+def _contacts(r: Reader, raw: dict[str, Any]) -> ContactsConfig:
     p = "contacts"
     r.known(raw, p, ("customers", "subscribers"))
     c_raw = r.section(raw, "customers", path=p)
@@ -533,12 +350,12 @@ def _contacts(r: _Reader, raw: dict[str, Any]) -> ContactsConfig:
     return ContactsConfig(customers=customers, subscribers=subscribers)
 
 
-def _fields(r: _Reader, raw: Any, path: str) -> tuple[FieldMapping, ...]:
+def _fields(r: Reader, raw: Any, path: str) -> tuple[FieldMapping, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, dict):
         r.problem(path, f"must be a mapping of Magento attribute -> Emarsys field, "
-                        f"not {_kind(raw)}")
+                        f"not {kind(raw)}")
         return ()
     out: list[FieldMapping] = []
     seen: dict[str, str] = {}
@@ -570,7 +387,7 @@ def _fields(r: _Reader, raw: Any, path: str) -> tuple[FieldMapping, ...]:
     return tuple(out)
 
 
-def _sync(r: _Reader, raw: dict[str, Any]) -> SyncConfig:
+def _sync(r: Reader, raw: dict[str, Any]) -> SyncConfig:
     p = "sync"
     r.known(raw, p, ("mode", "background_runtime", "lookback", "overlap", "on_empty",
                      "max_attempts", "subscriber_scan_minutes"))
@@ -596,7 +413,7 @@ def _sync(r: _Reader, raw: dict[str, Any]) -> SyncConfig:
         subscriber_scan_minutes=r.integer(raw, "subscriber_scan_minutes", p, 60, 0, 10080))
 
 
-def _state(r: _Reader, raw: dict[str, Any], env: Mapping[str, str], source: Path | None
+def _state(r: Reader, raw: dict[str, Any], env: Mapping[str, str], source: Path | None
            ) -> StateConfig:
     r.known(raw, "state", ("path",))
     text = env.get("MAGSYNC_STATE") or r.string(raw, "path", "state", DEFAULT_STATE_PATH)
