@@ -7,7 +7,9 @@ opt-in goes through the customer PUT, writing a guest's through the module's POS
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,22 +55,45 @@ def iter_subscribers(client: MagentoClient) -> Iterator[MirrorRow]:
 
 
 def _iter_website(client: MagentoClient, website: int | None) -> Iterator[MirrorRow]:
-    page = 1
-    while page <= MAX_PAGES:
-        params: dict[str, Any] = {"page": page, "page_size": SUBSCRIBER_PAGE_SIZE}
-        if website is not None:
-            params["website_id"] = website
-        reply = client.call("GET", SUBSCRIPTIONS_PATH, params=params)
-        if not isinstance(reply, dict) or not isinstance(reply.get("subscriptions"), list):
-            raise FatalRemoteError("the Emarsys module answered GET /V1/emarsys/"
-                                   "subscriptions with an unexpected body", service=SERVICE)
-        rows = reply["subscriptions"]
-        for raw in rows:
-            yield parse_subscriber(raw)
-        last_page = _as_int(reply.get("last_page"), page)
-        if page >= last_page or not rows:
-            return
-        page += 1
+    """One website's rows, page by page; after page 1 (which tells ``last_page``) up to
+    ``magento.concurrency`` pages are read at once, and yielded in page order."""
+    first = _read_page(client, website, 1)
+    yield from first.rows
+    last_page = min(first.last_page, MAX_PAGES)
+    if not first.rows or last_page <= 1:
+        return
+    workers = max(1, client.cfg.concurrency)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="subscribers") as pool:
+        ahead: deque[Future[_SubscriberPage]] = deque()
+        next_page = 2
+        while next_page <= last_page or ahead:
+            while next_page <= last_page and len(ahead) < workers:
+                ahead.append(pool.submit(_read_page, client, website, next_page))
+                next_page += 1
+            page = ahead.popleft().result()
+            yield from page.rows
+            if not page.rows:  # the module ran out early: stop asking
+                for rest in ahead:
+                    rest.cancel()
+                return
+
+
+@dataclass(frozen=True)
+class _SubscriberPage:
+    rows: list[MirrorRow]
+    last_page: int
+
+
+def _read_page(client: MagentoClient, website: int | None, page: int) -> _SubscriberPage:
+    params: dict[str, Any] = {"page": page, "page_size": SUBSCRIBER_PAGE_SIZE}
+    if website is not None:
+        params["website_id"] = website
+    reply = client.call("GET", SUBSCRIPTIONS_PATH, params=params)
+    if not isinstance(reply, dict) or not isinstance(reply.get("subscriptions"), list):
+        raise FatalRemoteError("the Emarsys module answered GET /V1/emarsys/"
+                               "subscriptions with an unexpected body", service=SERVICE)
+    return _SubscriberPage([parse_subscriber(raw) for raw in reply["subscriptions"]],
+                           _as_int(reply.get("last_page"), page))
 
 
 def parse_subscriber(raw: dict[str, Any]) -> MirrorRow:

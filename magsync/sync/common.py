@@ -13,6 +13,7 @@ from typing import Any
 
 from magsync.errors import EXIT_OK, EXIT_PARTIAL, MagsyncError
 from magsync.logs import get_logger
+from magsync.magento.client import MagentoClient
 from magsync.magento.subscribers import iter_subscribers
 from magsync.mapping import customer_contact, guest_contact
 from magsync.state import MirrorRow, StateStore
@@ -100,11 +101,20 @@ def finish_counts(report: RunReport, counts: RunCounts, store: StateStore,
 
 def refresh_mirror(rt: Runtime, store: StateStore, counts: RunCounts) -> int:
     """Read every subscriber into the mirror (none with ``subscribers: none``)."""
-    if rt.cfg.magento.subscribers == "none":
-        return 0
-    n = store.replace_mirror(iter_subscribers(rt.magento))
-    counts.add("subscribers_read", n)
-    return n
+    return mirror_refresher(store, counts)(rt.magento)
+
+
+def mirror_refresher(store: StateStore, counts: RunCounts) -> Callable[[MagentoClient], int]:
+    """``refresh_mirror`` as a task for ``Runtime.open(alongside=...)``."""
+
+    def refresh(magento: MagentoClient) -> int:
+        if magento.cfg.subscribers == "none":
+            return 0
+        n = store.replace_mirror(iter_subscribers(magento))
+        counts.add("subscribers_read", n)
+        return n
+
+    return refresh
 
 
 def customer_items(rt: Runtime, store: StateStore, customers: list[dict[str, Any]], *,

@@ -23,9 +23,9 @@ from magsync.sync.common import (
     customer_items,
     finish_counts,
     guest_items,
+    mirror_refresher,
     new_engine,
     recorded_run,
-    refresh_mirror,
 )
 from magsync.sync.engine import Engine
 from magsync.sync.runtime import DEFAULT_RETRY, Runtime
@@ -60,8 +60,8 @@ def export_initial(cfg: Config, store: StateStore, opts: ExportOptions,
         if saved:
             report.notes.append(f"resumed the export started {saved['started_at']}")
         with Runtime.open(cfg, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
-                          verbose=opts.verbose) as rt:
-            refresh_mirror(rt, store, counts)
+                          verbose=opts.verbose,
+                          alongside=mirror_refresher(store, counts)) as rt:
             run = _Export(rt, store, counts, run_id, checkpoint, opts, progress)
             try:
                 run.customers()

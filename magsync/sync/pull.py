@@ -40,8 +40,8 @@ from magsync.sync.common import (
     ProgressHook,
     RunReport,
     finish_counts,
+    mirror_refresher,
     recorded_run,
-    refresh_mirror,
 )
 from magsync.sync.optin_writer import MagentoOptinWriter
 from magsync.sync.runtime import DEFAULT_RETRY, Runtime
@@ -97,8 +97,8 @@ def pull_optin(cfg: Config, store: StateStore, opts: PullOptions,
         begin = window_start(store, start, opts.since)
         counts = RunCounts()
         with Runtime.open(cfg, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
-                          verbose=opts.verbose) as rt:
-            refresh_mirror(rt, store, counts)
+                          verbose=opts.verbose,
+                          alongside=mirror_refresher(store, counts)) as rt:
             puller = Puller(rt, store, counts, run_id, progress)
             first, last = changes_dates(begin, start)
             fields = [rt.mapping.customer_key_field, rt.mapping.subscriber_key_field,

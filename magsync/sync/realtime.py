@@ -24,6 +24,7 @@ from magsync.sync.common import (
     customer_items,
     finish_counts,
     guest_items,
+    mirror_refresher,
     new_engine,
     recorded_run,
     refresh_mirror,
@@ -154,14 +155,13 @@ def sync_realtime(cfg: Config, store: StateStore, opts: SyncOptions,
         start = utcnow()
         since = window_start(store, "sync-realtime", cfg, start, opts.since)
         counts = RunCounts()
+        scan = _scan_due(cfg, store, start)
         with Runtime.open(cfg, dry_run=opts.dry_run, retry=REALTIME_RETRY,
-                          verbose=opts.verbose) as rt, \
+                          verbose=opts.verbose,
+                          alongside=mirror_refresher(store, counts) if scan else None) as rt, \
                 new_engine(rt, store, counts, run_id) as engine:
             sync = Sync(rt, store, engine, counts, progress)
             sync.defer_queued = True
-            scan = _scan_due(cfg, store, start)
-            if scan:
-                refresh_mirror(rt, store, counts)
             if cfg.contacts.customers.enabled:
                 sync.customers((p.items for p in iter_changed_customers(rt.magento, since,
                                                                          start)),
@@ -195,10 +195,10 @@ def sync_background(cfg: Config, store: StateStore, opts: SyncOptions,
         start = utcnow()
         counts = RunCounts()
         with Runtime.open(cfg, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
-                          verbose=opts.verbose) as rt, \
+                          verbose=opts.verbose,
+                          alongside=mirror_refresher(store, counts)) as rt, \
                 new_engine(rt, store, counts, run_id) as engine:
             sync = Sync(rt, store, engine, counts, progress)
-            refresh_mirror(rt, store, counts)
             mapping_changed = store.get_meta("mapping_hash") != rt.mapping.hash
             if cfg.contacts.customers.enabled:
                 if mapping_changed:

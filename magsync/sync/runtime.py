@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -57,10 +58,13 @@ class Runtime:
 
     @classmethod
     def open(cls, cfg: Config, *, dry_run: bool = False, retry: RetryPolicy = DEFAULT_RETRY,
-             verbose: int = 0, sleep: Callable[[float], None] | None = None) -> Runtime:
+             verbose: int = 0, sleep: Callable[[float], None] | None = None,
+             alongside: Callable[[MagentoClient], object] | None = None) -> Runtime:
         """Connect both clients, resolve every mapped field and find (or create) the lists.
 
-        A missing mapped field stops here, before any write (exit 2).
+        A missing mapped field stops here, before any write to Emarsys (exit 2).
+        ``alongside`` (e.g. the subscriber scan) runs on the Magento client meanwhile, so
+        the start-up reads of both sides overlap instead of adding up.
         """
         secrets = iter_secrets(cfg)
         retry = apply_retry_budget_override(retry)
@@ -69,13 +73,20 @@ class Runtime:
             kwargs["sleep"] = sleep
         magento = MagentoClient.from_config(cfg.magento, **kwargs)
         emarsys = EmarsysClient.from_config(cfg.emarsys, **kwargs)
-        try:
-            mapping = resolve_mapping(cfg, emarsys)
-            list_ids = resolve_lists(cfg, emarsys, mapping, create=not dry_run)
-        except BaseException:
-            magento.close()
-            emarsys.close()
-            raise
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="startup") as pool:
+            side = pool.submit(alongside, magento) if alongside is not None else None
+            try:
+                mapping = resolve_mapping(cfg, emarsys)
+                list_ids = resolve_lists(cfg, emarsys, mapping, create=not dry_run)
+                if side is not None:
+                    side.result()
+            except BaseException:
+                if side is not None:
+                    side.cancel()
+                    wait([side])
+                magento.close()
+                emarsys.close()
+                raise
         return cls(cfg, magento, emarsys, mapping, list_ids, dry_run, verbose)
 
     def close(self) -> None:
