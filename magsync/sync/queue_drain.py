@@ -37,7 +37,7 @@ def drain_queue(sync: object, *, include_seen: bool = False) -> None:
     customer_ids, guest_ids = split_queue_keys(q.key for q in queued)
     if not include_seen:
         # sent earlier in this run: that send was this drain's attempt
-        customer_ids -= sync.seen
+        customer_ids = set() if sync.read_everyone else customer_ids - sync.seen
         guest_ids -= sync.seen_guests
     gone: list[tuple[str, str | None, str]] = []
     found: set[int] = set()

@@ -20,7 +20,6 @@ from magsync.state import StateStore
 from magsync.sync.common import (
     ProgressHook,
     RunReport,
-    chunked,
     customer_items,
     finish_counts,
     guest_items,
@@ -33,7 +32,7 @@ from magsync.sync.engine import Engine
 from magsync.sync.runtime import DEFAULT_RETRY, REALTIME_RETRY, Runtime
 from magsync.sync.sources import (
     iter_customers_by_ids,
-    subscriber_changes,
+    iter_subscriber_changes,
     subscription_disagrees,
 )
 from magsync.sync.tracking import RunCounts
@@ -59,9 +58,17 @@ class Sync:
         self.held: list[dict[str, Any]] = []  # customers waiting for a fresh mirror
         # sync-realtime leaves queued contacts to the drain (see _without_queued)
         self.defer_queued = False
+        # After a full read every customer was sent with a fresh mirror; remembering each
+        # id in ``seen`` would make memory grow with the shop.
+        self.read_everyone = False
 
-    def customers(self, pages: Iterable[list[dict[str, Any]]], *, hold_stale: bool = False
-                  ) -> None:
+    def all_customers(self) -> None:
+        """Every customer once (after a mapping change)."""
+        self.customers((p.items for p in iter_all_customers(self.rt.magento)), track=False)
+        self.read_everyone = True
+
+    def customers(self, pages: Iterable[list[dict[str, Any]]], *, hold_stale: bool = False,
+                  track: bool = True) -> None:
         """Diff and send pages of customers; with ``hold_stale``, customers whose
         ``is_subscribed`` disagrees with the mirror wait for ``rescan()``."""
         for page in pages:
@@ -73,7 +80,8 @@ class Sync:
                 self.held += stale
                 stale_ids = {id(c) for c in stale}
                 page = [c for c in page if id(c) not in stale_ids]
-            self.seen.update(int(c["id"]) for c in page)
+            if track:
+                self.seen.update(int(c["id"]) for c in page)
             if page:
                 self.engine.submit(customer_items(self.rt, self.store, page))
             if self.progress:
@@ -110,19 +118,21 @@ class Sync:
         """Send guests and customers whose subscriber row differs from what was sent."""
         if self.rt.cfg.magento.subscribers == "none":
             return
-        changes = subscriber_changes(self.store, skip_customers=self.seen)
-        guests = [g for g in changes.guests if g.subscriber_id not in self.seen_guests]
-        if self.defer_queued:
-            # a guest has no change time: a queued one waits for the drain
-            queued = self.store.queue_attempted_at(f"s:{g.subscriber_id}" for g in guests)
-            self.counts.add("left_queued", len(queued))
-            guests = [g for g in guests if f"s:{g.subscriber_id}" not in queued]
-        if self.rt.cfg.contacts.subscribers.enabled:
-            self.seen_guests.update(g.subscriber_id for g in guests)
-            for chunk in chunked(guests, self.rt.cfg.emarsys.batch_size):
-                self.engine.submit(guest_items(self.rt, self.store, chunk))
-        if self.rt.cfg.contacts.customers.enabled and changes.customer_ids:
-            self.customers(iter_customers_by_ids(self.rt.magento, changes.customer_ids))
+        changed: set[int] = set()
+        for guests, customer_ids in iter_subscriber_changes(
+                self.store, skip_customers=self.seen, skip_all_customers=self.read_everyone):
+            changed |= customer_ids
+            guests = [g for g in guests if g.subscriber_id not in self.seen_guests]
+            if self.defer_queued:
+                # a guest has no change time: a queued one waits for the drain
+                queued = self.store.queue_attempted_at(f"s:{g.subscriber_id}" for g in guests)
+                self.counts.add("left_queued", len(queued))
+                guests = [g for g in guests if f"s:{g.subscriber_id}" not in queued]
+            if self.rt.cfg.contacts.subscribers.enabled and guests:
+                self.seen_guests.update(g.subscriber_id for g in guests)
+                self.engine.submit(guest_items(self.rt, self.store, guests))
+        if self.rt.cfg.contacts.customers.enabled and changed:
+            self.customers(iter_customers_by_ids(self.rt.magento, changed))
 
     def rescan(self) -> None:
         """Refresh the mirror, then send the held customers and every subscriber change."""
@@ -203,7 +213,7 @@ def sync_background(cfg: Config, store: StateStore, opts: SyncOptions,
             if cfg.contacts.customers.enabled:
                 if mapping_changed:
                     report.notes.append("the mapping changed: every customer was read")
-                    sync.customers(p.items for p in iter_all_customers(rt.magento))
+                    sync.all_customers()
                 elif cfg.sync.mode == "background-only" or opts.since is not None:
                     since = window_start(store, "sync-background", cfg, start, opts.since)
                     sync.customers(p.items for p in iter_changed_customers(rt.magento, since,

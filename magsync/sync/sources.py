@@ -4,7 +4,6 @@ differ from what magsync last sent, and the failsafe queue's contacts."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from magsync.consent import MAGENTO_OPTIN, parse_optin
@@ -40,35 +39,42 @@ def subscription_disagrees(customer: Customer, rows: list[MirrorRow]) -> bool:
     return bool(ext["is_subscribed"]) != mirror_says_subscribed(rows)
 
 
-@dataclass
-class SubscriberChanges:
-    """Guests to diff, and customers whose subscriber row differs from what was sent."""
-
-    guests: list[MirrorRow] = field(default_factory=list)
-    customer_ids: set[int] = field(default_factory=set)
-
-
-def subscriber_changes(store: StateStore, *, skip_customers: set[int] | None = None
-                       ) -> SubscriberChanges:
-    """Compare the mirror with the per-contact records (SPEC 3, "Finding what changed")."""
-    out = SubscriberChanges()
+def iter_subscriber_changes(store: StateStore, *, skip_customers: set[int] | None = None,
+                            skip_all_customers: bool = False, chunk: int = 1000
+                            ) -> Iterator[tuple[list[MirrorRow], set[int]]]:
+    """The mirror compared with the per-contact records (SPEC 3, "Finding what changed"),
+    a chunk of subscriber rows at a time so memory stays flat: (guest rows to diff, ids of
+    customers whose subscriber row differs from what was sent)."""
     skip = skip_customers or set()
-    linked: dict[int, list[MirrorRow]] = {}
+    rows: list[MirrorRow] = []
     for row in store.mirror_rows():
-        if row.customer_id == 0:
-            out.guests.append(row)
-        elif row.customer_id not in skip:
-            linked.setdefault(row.customer_id, []).append(row)
-    ids = list(linked)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        records = store.get_contacts(f"c:{cid}" for cid in chunk)
-        for cid in chunk:
+        rows.append(row)
+        if len(rows) >= chunk:
+            yield _changes_in(store, rows, skip, skip_all_customers)
+            rows = []
+    if rows:
+        yield _changes_in(store, rows, skip, skip_all_customers)
+
+
+def _changes_in(store: StateStore, rows: list[MirrorRow], skip: set[int], skip_all: bool
+                ) -> tuple[list[MirrorRow], set[int]]:
+    guests = [r for r in rows if r.customer_id == 0]
+    linked: dict[int, list[MirrorRow]] = {}
+    if not skip_all:
+        for r in rows:
+            if r.customer_id != 0 and r.customer_id not in skip:
+                linked.setdefault(r.customer_id, []).append(r)
+    changed: set[int] = set()
+    if linked:
+        # A customer's other rows may sit in another chunk; then it is read once more
+        # and found unchanged, never sent wrongly: its contact uses the whole mirror.
+        records = store.get_contacts(f"c:{cid}" for cid in linked)
+        for cid, own in linked.items():
             record = records.get(f"c:{cid}")
-            if record is None or _row_differs(linked[cid], record.subscriber_id,
+            if record is None or _row_differs(own, record.subscriber_id,
                                               record.sent.get(MAGENTO_OPTIN)):
-                out.customer_ids.add(cid)
-    return out
+                changed.add(cid)
+    return guests, changed
 
 
 def _row_differs(rows: list[MirrorRow], sent_sid: int | None, sent_m31: Any) -> bool:
