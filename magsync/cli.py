@@ -177,6 +177,9 @@ def queue_cmd(ctx: click.Context, action: str, dead: bool, yes: bool) -> int:
         return EXIT_OK
     if action == "purge":
         what = "dead contacts" if dead else "the whole failsafe queue"
+        if not yes and not sys.stdin.isatty():
+            _fail(EXIT_CONFIG, f"queue purge would remove {what}: pass --yes to confirm "
+                               "(no terminal to ask on)")
         if not yes and not click.confirm(f"Remove {what}?", default=False):
             _fail(EXIT_CONFIG, "nothing purged (pass --yes to skip the question)")
         with app.writing("queue purge") as store:

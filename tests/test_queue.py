@@ -260,3 +260,13 @@ def test_a_queued_customer_deleted_in_magento_leaves_the_queue_and_is_reported(
     issues = _status(run)["issues"]
     assert any(i["key"] == f"c:{cid}" and "no longer exists" in i["detail"]
                for i in issues), issues
+
+
+def test_purge_without_yes_and_without_a_terminal_refuses(magsync: Any, pair: Any) -> None:
+    """Under cron or a script nobody can answer the question: refuse, remove nothing."""
+    pair.emarsys.inject_contact_error(7001, 1, 2007, "Invalid value")
+    assert magsync("-q", "export-initial").code == 1
+    r = magsync("queue", "purge")
+    assert r.code == 2
+    assert "pass --yes to confirm" in r.err
+    assert json.loads(magsync("status", "--json").out)["queue"]["queued"] == 1

@@ -145,10 +145,18 @@ class Engine:
             return
         done, _ = wait(list(self._inflight), timeout=None if block else 0,
                        return_when=FIRST_COMPLETED)
+        error: BaseException | None = None
         for future in done:
             job = self._inflight.pop(future)
             self._keys_in_flight -= {it.contact.key for it in job.items}
-            self._commit(future.result())
+            try:
+                result = future.result()
+            except BaseException as exc:  # commit the other finished jobs first
+                error = error or exc
+                continue
+            self._commit(result)
+        if error is not None:
+            raise error
 
     def drain(self) -> None:
         """Send everything queued and commit it all."""
@@ -160,7 +168,23 @@ class Engine:
         if cancel:
             for future in self._inflight:
                 future.cancel()
+            self._settle()
         self._pool.shutdown(wait=True, cancel_futures=cancel)
+
+    def _settle(self) -> None:
+        """On the way out after an error: commit the jobs that still finished, so the
+        state knows what Emarsys has and the next run does not send it again."""
+        if not self._inflight:
+            return
+        wait(list(self._inflight))
+        for future in list(self._inflight):
+            del self._inflight[future]
+            if future.cancelled() or future.exception() is not None:
+                continue
+            try:
+                self._commit(future.result())
+            except Exception as exc:  # never mask the error that stopped the run
+                log.debug("could not commit a finished job while stopping: %r", exc)
 
     def __enter__(self) -> Engine:
         return self
