@@ -20,7 +20,7 @@ def check_config(app: App) -> tuple[Config | None, list[CheckResult]]:
         cfg = app.config()
     except ConfigError as exc:
         if not exc.problems:
-            return None, [CheckResult("configuration", False, str(exc))]
+            return None, [CheckResult("configuration", False, str(exc), exc.exit_code)]
         return None, [CheckResult("configuration", False, p) for p in exc.problems]
     results = [CheckResult("configuration", True, f"{cfg.source} is valid")]
     results += [CheckResult("configuration", True, f"warning: {w}") for w in cfg.warnings]
@@ -35,7 +35,7 @@ def check_state(cfg: Config) -> CheckResult:
     try:
         StateStore.open(path).close()
     except StateError as exc:
-        return CheckResult("state file", False, str(exc))
+        return CheckResult("state file", False, str(exc), exc.exit_code)
     return CheckResult("state file", True, str(path))
 
 
@@ -54,7 +54,7 @@ def _remote(service: str, run: Callable[[], list[CheckResult]]) -> list[CheckRes
     try:
         return run()
     except MagsyncError as exc:
-        return [CheckResult(f"{service} reachable", False, str(exc))]
+        return [CheckResult(f"{service} reachable", False, str(exc), exc.exit_code)]
 
 
 def _magento_checks(cfg: Config) -> list[CheckResult]:

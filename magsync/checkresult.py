@@ -12,3 +12,6 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+    # What a failure means for `magsync check`'s exit code: 2 a configuration or setup
+    # problem, 3 a remote system unreachable or refusing the credentials (SPEC exit codes).
+    exit_code: int = 2

@@ -52,7 +52,8 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool,
 def check(ctx: click.Context) -> None:
     """Validate the config and reach both APIs; change nothing.
 
-    Prints each check with OK/FAIL; exits 2 when any fails.
+    Prints each check with OK/FAIL; exits 3 when a remote system is unreachable or refuses
+    the credentials, 2 for any other failed check.
     """
     from magsync.check import run_checks
 
@@ -61,7 +62,9 @@ def check(ctx: click.Context) -> None:
     _out(app).checks(results)
     failed = [r for r in results if not r.ok]
     if failed:
-        _fail(EXIT_CONFIG, f"{len(failed)} check{'s' if len(failed) != 1 else ''} failed")
+        # 3 when a remote system was unreachable or refused the credentials, else 2
+        _fail(max(r.exit_code for r in failed),
+              f"{len(failed)} check{'s' if len(failed) != 1 else ''} failed")
 
 
 @cli.command()

@@ -29,7 +29,7 @@ def check_emarsys(cfg: Config, client: EmarsysClient) -> list[CheckResult]:
     try:
         count = len(list_fields(client, refresh=True))
     except MagsyncError as exc:
-        return [CheckResult("Emarsys credentials", False, exc.message)]
+        return [CheckResult("Emarsys credentials", False, exc.message, exc.exit_code)]
     results = [CheckResult("Emarsys credentials", True,
                            f"{client.auth_method} accepted ({count} fields readable)")]
     kf = cfg.emarsys.key_fields
@@ -56,7 +56,7 @@ def _check_field(client: EmarsysClient, name: str, ref: FieldRef, convert: str
     try:
         fld = find_field(client, ref)
     except MagsyncError as exc:
-        return CheckResult(name, False, exc.message), None
+        return CheckResult(name, False, exc.message, exc.exit_code), None
     if fld is None:
         fix = ("run `magsync fields --create-missing`" if isinstance(ref, str)
                else "check the id in the Emarsys field editor")
@@ -79,7 +79,7 @@ def _check_lists(cfg: Config, client: EmarsysClient) -> list[CheckResult]:
         try:
             lst = find_list(client, name)
         except MagsyncError as exc:
-            out.append(CheckResult(title, False, exc.message))
+            out.append(CheckResult(title, False, exc.message, exc.exit_code))
             continue
         detail = f"{name!r} (id {lst.id})" if lst else f"{name!r} will be created"
         out.append(CheckResult(title, True, detail))
@@ -89,13 +89,16 @@ def _check_lists(cfg: Config, client: EmarsysClient) -> list[CheckResult]:
 def _check_indexed(client: EmarsysClient, label: str, fld: EmarsysField) -> CheckResult:
     """An update-only upsert of an impossible key: 2015 means no index, 2008 indexed."""
     name = f"Emarsys {label} indexed"
-    probe = f"magsync-check-{secrets.token_hex(6)}"
+    # A value the field accepts (a numeric key field rejects text with 2007 before it
+    # looks at its index), yet one no contact can hold: ids are never this large.
+    probe = (str(10**15 + secrets.randbelow(10**14)) if fld.type == "numeric"
+             else f"magsync-check-{secrets.token_hex(6)}")
     try:
         result = upsert_batch(client, fld.id, [{str(fld.id): probe}], create=False)
     except RemoteConfigError as exc:
-        return CheckResult(name, False, str(exc))
+        return CheckResult(name, False, str(exc), exc.exit_code)
     except MagsyncError as exc:
-        return CheckResult(name, False, exc.message)
+        return CheckResult(name, False, exc.message, exc.exit_code)
     codes = sorted(result.errors.get(probe, {}))
     if codes == [NOT_FOUND] or not codes:
         return CheckResult(name, True, f"{fld.name!r} (id {fld.id}) is indexed")

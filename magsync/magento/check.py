@@ -25,14 +25,16 @@ def check_magento(cfg: MagentoConfig, client: MagentoClient) -> list[CheckResult
         if cfg.auth.method == "oauth1" and NOT_AUTHORIZED in exc.message.lower():
             results += [CheckResult("Magento credentials", True,
                                     "OAuth 1.0a signature accepted"),
-                        CheckResult("Magento permission: read customers", False, str(exc))]
+                        CheckResult("Magento permission: read customers", False, str(exc),
+                                    exc.exit_code)]
         else:
-            results.append(CheckResult("Magento credentials", False, str(exc)))
+            results.append(CheckResult("Magento credentials", False, str(exc),
+                                       exc.exit_code))
         return results
     except RetriableError as exc:
-        return [CheckResult("Magento reachable", False, str(exc))]
+        return [CheckResult("Magento reachable", False, str(exc), exc.exit_code)]
     except MagsyncError as exc:
-        return [CheckResult("Magento reachable", False, f"{where}: {exc}")]
+        return [CheckResult("Magento reachable", False, f"{where}: {exc}", exc.exit_code)]
     total = reply.get("total_count")
     results = [CheckResult("Magento reachable", True, where),
                CheckResult("Magento credentials", True, f"auth.method {cfg.auth.method}"),
@@ -52,7 +54,7 @@ def check_subscriber_endpoint(cfg: MagentoConfig, client: MagentoClient) -> Chec
     try:
         reply = client.call("GET", SUBSCRIPTIONS_PATH, params=params)
     except MagsyncError as exc:
-        return CheckResult(name, False, str(exc))
+        return CheckResult(name, False, str(exc), exc.exit_code)
     if not isinstance(reply, dict) or "subscriptions" not in reply:
         return CheckResult(name, False, "GET /V1/emarsys/subscriptions answered an "
                                         "unexpected body; is the Emarsys module current?")
