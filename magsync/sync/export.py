@@ -62,6 +62,7 @@ def export_initial(cfg: Config, store: StateStore, opts: ExportOptions,
         with Runtime.open(cfg, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
                           verbose=opts.verbose,
                           alongside=mirror_refresher(store, counts)) as rt:
+            checkpoint.setdefault("mapping_hash", rt.mapping.hash)
             run = _Export(rt, store, counts, run_id, checkpoint, opts, progress)
             try:
                 run.customers()
@@ -81,7 +82,10 @@ def _complete(store: StateStore, checkpoint: dict[str, Any], mapping_hash: str) 
     with store.atomic():
         for name in WATERMARKS:
             store.set_watermark(name, started)
-        store.set_meta("mapping_hash", mapping_hash)
+        # A mapping changed between a crash and the resume reached only the contacts sent
+        # after it: leave it unrecorded, so the next sync-background reads every customer.
+        if checkpoint.get("mapping_hash", mapping_hash) == mapping_hash:
+            store.set_meta("mapping_hash", mapping_hash)
         store.clear_checkpoint(CHECKPOINT)
 
 
