@@ -28,6 +28,14 @@ def _out(app: App) -> Output:
     return Output(quiet=app.quiet, is_tty=app.is_tty)
 
 
+dry_run_option = click.option("--dry-run", is_flag=True,
+                              help="Read and plan everything, write nothing.")
+since_option = click.option(
+    "--since", metavar="WHEN", callback=lambda c, p, v: _when(v),
+    help="Also read changes since WHEN (ISO date/date-time or 48h, 7d); only widens the "
+         "window.")
+
+
 @click.group(context_settings=CONTEXT)
 @click.option("--config", "config_path", metavar="PATH",
               help="Config file (default: $MAGSYNC_CONFIG, else ./magsync.yaml).")
@@ -110,7 +118,7 @@ def fields(ctx: click.Context, create_missing: bool) -> None:
               help="Export guest subscribers (default: as enabled in config).")
 @click.option("--restart", is_flag=True,
               help="Start over and send every mapped field again.")
-@click.option("--dry-run", is_flag=True, help="Read and plan everything, write nothing.")
+@dry_run_option
 @click.pass_context
 def export_initial_cmd(ctx: click.Context, customers: bool | None, subscribers: bool | None,
                        restart: bool, dry_run: bool) -> int:
@@ -128,7 +136,7 @@ def export_initial_cmd(ctx: click.Context, customers: bool | None, subscribers: 
 
 
 @cli.command("sync-realtime")
-@click.option("--dry-run", is_flag=True, help="Read and plan everything, write nothing.")
+@dry_run_option
 @click.pass_context
 def sync_realtime_cmd(ctx: click.Context, dry_run: bool) -> int:
     """Send every contact changed since the last run (cron: every minute)."""
@@ -142,10 +150,8 @@ def sync_realtime_cmd(ctx: click.Context, dry_run: bool) -> int:
 
 
 @cli.command("sync-background")
-@click.option("--since", metavar="WHEN", callback=lambda c, p, v: _when(v),
-              help="Also read changes since WHEN (ISO date/date-time or 48h, 7d); "
-                   "only widens the window.")
-@click.option("--dry-run", is_flag=True, help="Read and plan everything, write nothing.")
+@since_option
+@dry_run_option
 @click.pass_context
 def sync_background_cmd(ctx: click.Context, since: Any, dry_run: bool) -> int:
     """Daily run: changes (background-only mode), mapping changes, failsafe queue."""
@@ -207,10 +213,8 @@ def _when(value: str | None) -> Any:
 
 
 @cli.command("pull-optin")
-@click.option("--since", metavar="WHEN", callback=lambda c, p, v: _when(v),
-              help="Also read changes since WHEN (ISO date/date-time or 48h, 7d); "
-                   "only widens the window.")
-@click.option("--dry-run", is_flag=True, help="Read and plan everything, write nothing.")
+@since_option
+@dry_run_option
 @click.pass_context
 def pull_optin_cmd(ctx: click.Context, since: Any, dry_run: bool) -> int:
     """Bring opt-in changes made in Emarsys back into Magento."""
