@@ -12,6 +12,7 @@ from magsync.http import RetryPolicy
 from magsync.state import StateStore
 
 CHECK_RETRY = RetryPolicy(budget=15.0, base_delay=0.5, max_delay=5.0)
+EMARSYS_RATE_LIMIT = 1000  # requests a minute per API user (API-NOTES, "Rate limits")
 
 
 def check_config(app: App) -> tuple[Config | None, list[CheckResult]]:
@@ -24,6 +25,12 @@ def check_config(app: App) -> tuple[Config | None, list[CheckResult]]:
         return None, [CheckResult("configuration", False, p) for p in exc.problems]
     results = [CheckResult("configuration", True, f"{cfg.source} is valid")]
     results += [CheckResult("configuration", True, f"warning: {w}") for w in cfg.warnings]
+    if cfg.emarsys.requests_per_minute > EMARSYS_RATE_LIMIT:
+        results.append(CheckResult(
+            "configuration", True,
+            f"warning: emarsys.requests_per_minute {cfg.emarsys.requests_per_minute} is above "
+            f"the ~{EMARSYS_RATE_LIMIT} a minute Emarsys allows an API user: expect 429s "
+            "(magsync waits them out, but runs take longer)"))
     return cfg, results
 
 

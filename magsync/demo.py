@@ -52,7 +52,8 @@ def run_demo(say: Callable[[str], None] = print) -> int:
     """Run every step; 0 when each did what the narration says."""
     with tempfile.TemporaryDirectory(prefix="magsync-demo-") as tmp, \
             SandboxPair(CUSTOMERS, SUBSCRIBERS, seed=SEED) as pair:
-        config = pair.write_config(Path(tmp) / "magsync.yaml", Path(tmp) / "state.db")
+        config = pair.write_config(Path(tmp) / "magsync.yaml", Path(tmp) / "state.db",
+                                   emarsys={"requests_per_minute": 1000})
         demo = Demo(pair, config, say)
         say(f"magsync demo — a sandbox shop with {CUSTOMERS} customers and {SUBSCRIBERS} "
             f"newsletter subscribers (Magento at {pair.magento.url}) and an Emarsys account "

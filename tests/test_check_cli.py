@@ -102,3 +102,14 @@ def test_emarsys_module_missing(magsync: Any, pair: SandboxPair) -> None:
     assert r.code == 2, r
     line = next(ln for ln in r.out.splitlines() if ln.startswith("FAIL"))
     assert "Emarsys" in line and "module" in line
+
+
+def test_a_request_ceiling_above_emarsys_limit_is_a_warning(magsync: Any, pair: SandboxPair,
+                                                          tmp_path: Path) -> None:
+    high = _config(pair, tmp_path, emarsys={"requests_per_minute": 5000})
+    r = magsync("check", config=high)
+    assert r.code == 0, r
+    assert "warning: emarsys.requests_per_minute 5000 is above" in r.out
+    r = magsync("check")  # the fixture's own config sends 100000: also warned
+    low = _config(pair, tmp_path, emarsys={"requests_per_minute": 600})
+    assert "requests_per_minute" not in magsync("check", config=low).out

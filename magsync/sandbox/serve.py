@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 import yaml
@@ -103,9 +104,13 @@ def start_pair(*, customers: int, subscribers: int, port_magento: int = 0,
     return pair.start()
 
 
+# What a user should start from: Emarsys's own rate (the test suite's configs run faster).
+USER_SETTINGS: dict[str, Any] = {"emarsys": {"requests_per_minute": 1000}}
+
+
 def render_config(pair: SandboxPair, state_path: Path) -> str:
     """The ready-to-use config for ``pair`` as YAML text."""
-    return yaml.safe_dump(pair.config(state_path), sort_keys=False)
+    return yaml.safe_dump(pair.config(state_path, **USER_SETTINGS), sort_keys=False)
 
 
 def describe(pair: SandboxPair, config_text: str, written: Path | None) -> list[str]:
@@ -172,7 +177,7 @@ def serve(*, customers: int, subscribers: int, port_magento: int = 0, port_emars
                           knobs=knobs)
         try:
             if written:
-                pair.write_config(written, state_path)
+                pair.write_config(written, state_path, **USER_SETTINGS)
             if not stop.is_set():  # a signal while the shop was generated: just stop
                 _announce(pair, render_config(pair, state_path), written, out)
             while not stop.wait(0.2):
