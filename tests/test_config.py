@@ -512,7 +512,7 @@ def test_check_shows_the_inline_secrets_warning(pair: SandboxPair, tmp_path: Pat
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     path = pair.write_config(tmp_path / "inline.yaml", tmp_path / "state.db")  # secrets inline
     code, out, _ = cli(capsys, "--config", str(path), "check")
-    assert code == 0 and "warning" not in out  # written with mode 600
+    assert code == 0 and "holds secrets inline" not in out  # written with mode 600
     path.chmod(0o640)
     code, out, err = cli(capsys, "--config", str(path), "check")
     assert code == 0, out
