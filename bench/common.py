@@ -7,6 +7,7 @@ CPU and memory are not counted against magsync's, exactly as a real shop's serve
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -221,3 +222,16 @@ def run_main(script: str, as_json: bool, run: Any, render: Any) -> int:
             return 1
     print(json.dumps(figures, indent=2) if as_json else "\n".join(render(figures)))
     return 0
+
+
+def add_shop_arguments(p: argparse.ArgumentParser) -> None:
+    """The options both benchmarks take: shop size, concurrencies, page size, output."""
+    p.add_argument("--customers", type=int, default=100000, help="customers (default 100000)")
+    p.add_argument("--subscribers", type=int, default=None,
+                   help="newsletter subscribers (default customers/5)")
+    p.add_argument("--magento-concurrency", type=int, default=None,
+                   help="magento.concurrency (default: the sandbox config's)")
+    p.add_argument("--emarsys-concurrency", type=int, default=None,
+                   help="emarsys.concurrency (default: the sandbox config's)")
+    p.add_argument("--page-size", type=int, default=300, help="magento.page_size (default 300)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")

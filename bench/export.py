@@ -23,6 +23,7 @@ from common import (
     BenchError,
     ChildResult,
     SandboxProcess,
+    add_shop_arguments,
     magsync_json,
     render_measurements,
     route_delta,
@@ -36,18 +37,10 @@ MAX_REQUESTS_PER_MINUTE = 100000  # the config's ceiling; the limiter must not c
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Benchmark magsync export-initial.")
-    p.add_argument("--customers", type=int, default=100000, help="customers (default 100000)")
-    p.add_argument("--subscribers", type=int, default=None,
-                   help="newsletter subscribers (default customers/5)")
+    add_shop_arguments(p)
     p.add_argument("--latency", type=float, default=0.0, metavar="MS",
                    help="latency added to every request on both servers (default 0)")
-    p.add_argument("--magento-concurrency", type=int, default=None,
-                   help="magento.concurrency (default: the sandbox config's)")
-    p.add_argument("--emarsys-concurrency", type=int, default=None,
-                   help="emarsys.concurrency (default: the sandbox config's)")
-    p.add_argument("--page-size", type=int, default=300, help="magento.page_size (default 300)")
     p.add_argument("--seed", type=int, default=0, help="shop generator seed (default 0)")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = p.parse_args(argv)
     if args.subscribers is None:
         args.subscribers = args.customers // 5

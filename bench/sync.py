@@ -31,6 +31,7 @@ from common import (
     BenchError,
     ChildResult,
     SandboxProcess,
+    add_shop_arguments,
     magsync_json,
     render_measurements,
     route_delta,
@@ -38,7 +39,8 @@ from common import (
     run_measured,
     tune_config,
 )
-from export import MAX_REQUESTS_PER_MINUTE, latency_bound
+from export import config_overrides as export_overrides
+from export import latency_bound
 
 SIDES = ("magento", "emarsys")
 STATUS_SUBSCRIBED, STATUS_UNSUBSCRIBED = 1, 3
@@ -49,9 +51,7 @@ SETTLE_SECONDS = 1.1
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Benchmark magsync sync-realtime.")
-    p.add_argument("--customers", type=int, default=100000, help="customers (default 100000)")
-    p.add_argument("--subscribers", type=int, default=None,
-                   help="newsletter subscribers (default customers/5)")
+    add_shop_arguments(p)
     p.add_argument("--changes", type=int, default=None,
                    help="customers edited before the run (default 5%% of customers)")
     p.add_argument("--subscriber-changes", type=int, default=None,
@@ -62,13 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-subscriber-scan", action="store_true",
                    help="keep sync.subscriber_scan_minutes at 60: the run does not re-read "
                         "the subscriber list, so status flips wait for a later scan")
-    p.add_argument("--magento-concurrency", type=int, default=None,
-                   help="magento.concurrency (default: the sandbox config's)")
-    p.add_argument("--emarsys-concurrency", type=int, default=None,
-                   help="emarsys.concurrency (default: the sandbox config's)")
-    p.add_argument("--page-size", type=int, default=300, help="magento.page_size (default 300)")
     p.add_argument("--seed", type=int, default=0, help="shop generator and change seed")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = p.parse_args(argv)
     if args.subscribers is None:
         args.subscribers = args.customers // 5
@@ -84,17 +78,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """What the benchmark changes in the sandbox's config."""
-    magento: dict[str, Any] = {"page_size": args.page_size}
-    emarsys: dict[str, Any] = {"requests_per_minute": MAX_REQUESTS_PER_MINUTE}
-    if args.magento_concurrency is not None:
-        magento["concurrency"] = args.magento_concurrency
-    if args.emarsys_concurrency is not None:
-        emarsys["concurrency"] = args.emarsys_concurrency
+    """What the benchmark changes in the sandbox's config: export.py's, plus the scan."""
+    overrides = export_overrides(args)
     # 0: this run re-reads the subscriber list (as the hourly scan does), so status flips
     # are sent; 60 is the default, and right after the export no scan is due
-    sync = {"subscriber_scan_minutes": 60 if args.no_subscriber_scan else 0}
-    return {"magento": magento, "emarsys": emarsys, "sync": sync}
+    overrides["sync"] = {"subscriber_scan_minutes": 60 if args.no_subscriber_scan else 0}
+    return overrides
 
 
 @dataclass
