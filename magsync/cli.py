@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
@@ -130,9 +131,8 @@ def export_initial_cmd(ctx: click.Context, customers: bool | None, subscribers: 
     opts = ExportOptions(customers=customers if customers is not None else not only,
                          subscribers=subscribers if subscribers is not None else not only,
                          restart=restart, dry_run=dry_run, verbose=app.verbose)
-    with app.writing("export-initial") as store, _progress(app) as hook:
-        report = export_initial(app.config(), store, opts, progress=hook)
-    return _render(app, report)
+    return _run(app, "export-initial",
+                lambda cfg, store, hook: export_initial(cfg, store, opts, progress=hook))
 
 
 @cli.command("sync-realtime")
@@ -143,10 +143,9 @@ def sync_realtime_cmd(ctx: click.Context, dry_run: bool) -> int:
     from magsync.sync.realtime import SyncOptions, sync_realtime
 
     app = _app(ctx)
-    with app.writing("sync-realtime") as store, _progress(app) as hook:
-        report = sync_realtime(app.config(), store,
-                               SyncOptions(dry_run=dry_run, verbose=app.verbose), hook)
-    return _render(app, report)
+    opts = SyncOptions(dry_run=dry_run, verbose=app.verbose)
+    return _run(app, "sync-realtime",
+                lambda cfg, store, hook: sync_realtime(cfg, store, opts, hook))
 
 
 @cli.command("sync-background")
@@ -158,10 +157,9 @@ def sync_background_cmd(ctx: click.Context, since: Any, dry_run: bool) -> int:
     from magsync.sync.realtime import SyncOptions, sync_background
 
     app = _app(ctx)
-    with app.writing("sync-background") as store, _progress(app) as hook:
-        report = sync_background(app.config(), store, SyncOptions(
-            dry_run=dry_run, since=since, verbose=app.verbose), hook)
-    return _render(app, report)
+    opts = SyncOptions(dry_run=dry_run, since=since, verbose=app.verbose)
+    return _run(app, "sync-background",
+                lambda cfg, store, hook: sync_background(cfg, store, opts, hook))
 
 
 @cli.command("queue")
@@ -196,9 +194,8 @@ def queue_cmd(ctx: click.Context, action: str, dead: bool, yes: bool) -> int:
         return EXIT_OK
     from magsync.sync.queue_drain import retry_queue
 
-    with app.writing("queue retry") as store, _progress(app) as hook:
-        report = retry_queue(app.config(), store, dead=dead, progress=hook)
-    return _render(app, report)
+    return _run(app, "queue retry",
+                lambda cfg, store, hook: retry_queue(cfg, store, dead=dead, progress=hook))
 
 
 def _when(value: str | None) -> Any:
@@ -221,10 +218,8 @@ def pull_optin_cmd(ctx: click.Context, since: Any, dry_run: bool) -> int:
     from magsync.sync.pull import PullOptions, pull_optin
 
     app = _app(ctx)
-    with app.writing("pull-optin") as store, _progress(app) as hook:
-        report = pull_optin(app.config(), store, PullOptions(
-            since=since, dry_run=dry_run, verbose=app.verbose), hook)
-    return _render(app, report)
+    opts = PullOptions(since=since, dry_run=dry_run, verbose=app.verbose)
+    return _run(app, "pull-optin", lambda cfg, store, hook: pull_optin(cfg, store, opts, hook))
 
 
 @cli.command()
@@ -273,6 +268,13 @@ def sandbox_serve(ctx: click.Context, customers: int, subscribers: int, port_mag
     serve(customers=customers, subscribers=subscribers, port_magento=port_magento,
           port_emarsys=port_emarsys, write_config=write_config, seed=seed,
           out=_out(_app(ctx)))
+
+
+def _run(app: App, command: str, work: Callable[[Any, Any, Any], Any]) -> int:
+    """A writing command: the lock and state file, progress on a terminal, the summary."""
+    with app.writing(command) as store, _progress(app) as hook:
+        report = work(app.config(), store, hook)
+    return _render(app, report)
 
 
 def _render(app: App, report: Any) -> int:
