@@ -233,10 +233,7 @@ def _magento(r: Reader, raw: dict[str, Any]) -> MagentoConfig:
         r.problem(f"{p}.base_url", f"must be an http(s) URL (got {base_url!r})")
     auth_raw = r.section(raw, "auth", path=p)
     ap = f"{p}.auth"
-    before = len(r.problems)
-    method = r.string(auth_raw, "method", ap, "oauth1", choices=("oauth1", "bearer"))
-    # with a wrong method, which keys are missing or unknown is moot: say only that
-    ar = r if len(r.problems) == before else Reader(r.env)
+    method, ar = _auth_method(r, auth_raw, ap, ("oauth1", "bearer"))
     if method == "bearer":
         ar.known(auth_raw, ap, ("method", "token"))
         auth = MagentoAuth(method="bearer",
@@ -269,6 +266,16 @@ def _magento(r: Reader, raw: dict[str, Any]) -> MagentoConfig:
         concurrency=r.integer(raw, "concurrency", p, 2, 1, 16))
 
 
+def _auth_method(r: Reader, auth_raw: dict[str, Any], path: str, methods: tuple[str, ...]
+                 ) -> tuple[str | None, Reader]:
+    """The auth method (the first of ``methods`` by default), and the reader for the rest
+    of the section: with a wrong method, which keys are missing or unknown is moot, so
+    those findings go to a throwaway reader and only the method is reported."""
+    before = len(r.problems)
+    method = r.string(auth_raw, "method", path, methods[0], choices=methods)
+    return method, (r if len(r.problems) == before else Reader(r.env))
+
+
 def _emarsys(r: Reader, raw: dict[str, Any]) -> EmarsysConfig:
     p = "emarsys"
     r.known(raw, p, ("api_url", "auth", "batch_size", "requests_per_minute", "concurrency",
@@ -278,10 +285,7 @@ def _emarsys(r: Reader, raw: dict[str, Any]) -> EmarsysConfig:
         r.problem(f"{p}.api_url", f"must be an http(s) URL (got {api_url!r})")
     auth_raw = r.section(raw, "auth", path=p)
     ap = f"{p}.auth"
-    before = len(r.problems)
-    method = r.string(auth_raw, "method", ap, "wsse", choices=("wsse", "oauth2"))
-    # with a wrong method, which keys are missing or unknown is moot: say only that
-    ar = r if len(r.problems) == before else Reader(r.env)
+    method, ar = _auth_method(r, auth_raw, ap, ("wsse", "oauth2"))
     if method == "oauth2":
         ar.known(auth_raw, ap, ("method", "client_id", "client_secret", "token_url"))
         auth = EmarsysAuth(
