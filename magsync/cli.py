@@ -316,10 +316,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     from magsync.memory import limit_malloc_arenas
 
     limit_malloc_arenas()
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    quiet = any(a in ("-q", "--quiet") for a in (argv if argv is not None else sys.argv[1:]))
-    code = run(argv, debug=debug, quiet=quiet)
-    sys.exit(code)
+    sys.exit(run(argv))  # run() reads --debug and -q from the arguments itself
 
 
 _GLOBAL_FLAGS = {"-v", "--verbose", "-q", "--quiet", "--log-json", "--debug", "-vv", "-vvv"}
