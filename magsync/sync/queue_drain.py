@@ -7,6 +7,8 @@ contact that no longer exists in Magento leaves the queue and is reported.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from magsync.config import Config
 from magsync.state import StateStore
 from magsync.sync.common import (
@@ -23,12 +25,12 @@ from magsync.sync.runtime import DEFAULT_RETRY, Runtime
 from magsync.sync.sources import iter_customers_by_ids, split_queue_keys
 from magsync.sync.tracking import RunCounts
 
-
-def drain_queue(sync: object, *, include_seen: bool = False) -> None:
-    """Send every live queued contact once more (``sync`` is a ``realtime.Sync``)."""
+if TYPE_CHECKING:  # realtime imports this module: the class is only needed for hints
     from magsync.sync.realtime import Sync
 
-    assert isinstance(sync, Sync)
+
+def drain_queue(sync: Sync, *, include_seen: bool = False) -> None:
+    """Send every live queued contact once more."""
     store, rt = sync.store, sync.rt
     queued = store.queue_items(dead=False)
     if not queued:
