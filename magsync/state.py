@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from magsync import jsoncodec
 from magsync.errors import StateError
 from magsync.statelock import StateLock
 from magsync.timeutil import from_iso, to_iso, utcnow
@@ -320,7 +321,7 @@ class StateStore:
         """Insert or replace records (call inside ``atomic()`` to group with other writes)."""
         now = to_iso(utcnow())
         rows = [(r.key, r.customer_id, r.subscriber_id, r.email, r.emarsys_id,
-                 _SORTED_JSON.encode(r.sent), _lists_json(r.lists), now)
+                 jsoncodec.dumps_text(r.sent, sort_keys=True), _lists_json(r.lists), now)
                 for r in records]
         with self.atomic() as c:
             c.executemany(
@@ -510,10 +511,6 @@ class StateStore:
         return [(r[0], r[1], r[2], from_iso(r[3])) for r in rows]
 
 
-# json.dumps(sort_keys=True) builds a new encoder per call; this runs once per contact.
-_SORTED_JSON = json.JSONEncoder(sort_keys=True)
-
-
 @lru_cache(maxsize=64)
 def _lists_json(lists: frozenset[str]) -> str:
     """The stored form of a contact's list roles (a handful of distinct values)."""
@@ -530,7 +527,7 @@ def _mirror(row: Sequence[Any]) -> MirrorRow:
 
 def _contact(row: Sequence[Any]) -> ContactRecord:
     return ContactRecord(key=row[0], customer_id=row[1], subscriber_id=row[2], email=row[3],
-                         emarsys_id=row[4], sent=json.loads(row[5]),
+                         emarsys_id=row[4], sent=jsoncodec.loads(row[5]),
                          lists=frozenset(json.loads(row[6])))
 
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import requests
 from requests.auth import AuthBase
 
+from magsync import jsoncodec
 from magsync.config import EmarsysConfig
 from magsync.emarsys.auth import OAuth2ClientCredentials, WsseAuth
 from magsync.errors import AuthError, FatalRemoteError
@@ -103,7 +104,7 @@ class EmarsysClient:
     def unwrap(self, resp: requests.Response) -> tuple[int, str, Any]:
         """(replyCode, replyText, data) of a successful reply; typed errors otherwise."""
         try:
-            body = resp.json()
+            body = jsoncodec.loads(resp.content)
             code, text = body["replyCode"], str(body.get("replyText") or "")
             code = int(code)
         except (ValueError, KeyError, TypeError):

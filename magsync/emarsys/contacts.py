@@ -7,11 +7,11 @@ field) are raised, as ``RemoteConfigError`` (exit 2).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from magsync import jsoncodec
 from magsync.emarsys.client import EmarsysApiError, EmarsysClient
 from magsync.emarsys.fields import find_field, list_fields
 from magsync.errors import RemoteConfigError
@@ -75,8 +75,8 @@ def merge_duplicates(contacts: Iterable[dict[str, Any]], key: str) -> list[dict[
 
 
 def _size(contact: dict[str, Any]) -> int:
-    # requests serialises with json.dumps defaults (ASCII), so len() counts bytes.
-    return len(json.dumps(contact)) + 2
+    # What the request will carry: the same encoder's bytes, plus a separator.
+    return len(jsoncodec.dumps(contact)) + 1
 
 
 def split_batches(contacts: Iterable[dict[str, Any]], key: str,
@@ -152,9 +152,9 @@ def upsert_all(client: EmarsysClient, key_field_id: int | str,
         batch = [c for c in contacts if c.get(key) not in (None, "")]
         if len({str(c[key]) for c in batch}) == len(batch):
             batch += keyless  # split_batches' order: keyed contacts, then key-less ones
-            body = json.dumps({"key_id": key, "contacts": batch}, allow_nan=False)
-            if len(body) <= max_bytes - _ENVELOPE_RESERVE:  # ASCII: characters are bytes
-                yield batch, _put_contacts(client, key, body.encode(), create)
+            body = jsoncodec.dumps({"key_id": key, "contacts": batch})
+            if len(body) <= max_bytes - _ENVELOPE_RESERVE:
+                yield batch, _put_contacts(client, key, body, create)
                 return
     for batch in split_batches(contacts, key, batch_size, max_bytes):
         yield batch, upsert_batch(client, key, batch, create=create)

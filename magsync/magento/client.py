@@ -15,6 +15,7 @@ from typing import Any
 
 import requests
 
+from magsync import jsoncodec
 from magsync.config import MagentoConfig
 from magsync.errors import (
     AuthError,
@@ -73,9 +74,15 @@ class MagentoClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def search(self, path: str, criteria: SearchCriteria) -> dict[str, Any]:
-        """GET a ``.../search`` endpoint with searchCriteria; the decoded reply."""
-        reply = self.call("GET", f"{path}?{encode_query(criteria.pairs())}")
+    def search(self, path: str, criteria: SearchCriteria, *, fields: str | None = None
+               ) -> dict[str, Any]:
+        """GET a ``.../search`` endpoint with searchCriteria; the decoded reply.
+
+        ``fields`` is Magento's response filter (``items[id,email]``); Magento answers a
+        filter it cannot parse with ``[]``, which is refused here as an unexpected body.
+        """
+        pairs = criteria.pairs() + ([("fields", fields)] if fields else [])
+        reply = self.call("GET", f"{path}?{encode_query(pairs)}")
         if not isinstance(reply, dict) or not isinstance(reply.get("items", []), list):
             raise FatalRemoteError(f"Magento answered {path} with an unexpected body",
                                    service=SERVICE)
@@ -215,7 +222,7 @@ def decode_json(resp: requests.Response, path: str) -> Any:
     if not resp.content:
         return None
     try:
-        return resp.json()
+        return jsoncodec.loads(resp.content)
     except ValueError:
         if looks_like_html(resp):
             raise FatalRemoteError(
