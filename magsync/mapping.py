@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import cached_property, lru_cache
@@ -289,6 +289,50 @@ def _address_value(address: Mapping[str, Any], attr: str) -> Any:
     if attr == "region" and isinstance(value, Mapping):
         return value.get("region")
     return value
+
+
+# What the sync reads from every customer besides the mapped paths: identity, the
+# website that picks the subscriber row, the change stamp, the subscription hint.
+_ALWAYS_READ = ("id", "email", "website_id", "updated_at")
+_STRUCTURED = ("custom_attributes", "extension_attributes", "addresses")
+
+
+def customer_fields_filter(paths: Iterable[str]) -> str:
+    """Magento's ``fields`` filter for customer searches: only what the mapping paths and
+    the sync read, so a page is a fraction of the full customers to send and decode.
+
+    Paths are the config's (``_PATH`` there allows word characters only, which is all the
+    filter syntax accepts). A structured attribute mapped whole is requested whole.
+    """
+    top: dict[str, None] = dict.fromkeys(_ALWAYS_READ)
+    extension = {"is_subscribed"}
+    roles: set[str] = set()
+    address_attrs: set[str] = set()
+    for path in paths:
+        if path.startswith("custom_attributes."):
+            top["custom_attributes"] = None
+        elif path.startswith("extension_attributes."):
+            extension.add(path.split(".", 1)[1])
+        elif path.startswith(_ADDRESS_PREFIXES):
+            _, role, attr = path.split(".", 2)
+            roles.add(role)
+            address_attrs.add(attr)
+        else:
+            top[path] = None
+    # The customer's default_* pointer picks the address by id; the address's own
+    # default_* flag is the fallback when the pointer is stale.
+    top.update(dict.fromkeys(sorted(roles)))
+    parts = [name for name in top if name not in _STRUCTURED or name == "custom_attributes"]
+    if "extension_attributes" in top:
+        parts.append("extension_attributes")
+    else:
+        parts.append(f"extension_attributes[{','.join(sorted(extension))}]")
+    if "addresses" in top:
+        parts.append("addresses")
+    elif roles:
+        wanted = ["id", *sorted(roles), *sorted(address_attrs - {"id", *roles})]
+        parts.append(f"addresses[{','.join(wanted)}]")
+    return f"items[{','.join(parts)}]"
 
 
 # ---------------------------------------------------------------------------------------

@@ -108,28 +108,31 @@ class ExportProgress:
 
 
 def iter_all_customers(client: MagentoClient, *, after_id: int = 0,
-                       ranges: Sequence[IdRange] | None = None
+                       ranges: Sequence[IdRange] | None = None, fields: str | None = None
                        ) -> Generator[Page, None, None]:
     """Every customer with an id above ``after_id`` (or in ``ranges``), page by page.
 
     With ``magento.concurrency`` > 1 the ids are split into that many ranges read in
     parallel; pages of different ranges interleave. Use ``plan_ranges`` first and pass
-    its result to keep the plan for an ``ExportProgress``.
+    its result to keep the plan for an ``ExportProgress``. ``fields`` is the response
+    filter of every page (see ``MagentoClient.search``).
     """
     if ranges is None:
         ranges = plan_ranges(client, after_id)
-    readers = [functools.partial(read_range, client, r) for r in ranges]
+    readers = [functools.partial(read_range, client, r, fields=fields) for r in ranges]
     workers = max(1, min(client.cfg.concurrency, len(readers)))
     return fan_in(readers, workers=workers, depth=workers)
 
 
 def iter_changed_customers(client: MagentoClient, since: datetime, until: datetime, *,
-                           after_id: int = 0) -> Generator[Page, None, None]:
+                           after_id: int = 0, fields: str | None = None
+                           ) -> Generator[Page, None, None]:
     """Customers whose ``updated_at`` lies in ``[since, until)`` (UTC), by keyset on
     ``entity_id`` from ``after_id``, the next page prefetched."""
     window = Window(since, until)
     rng = IdRange(0, after_id, None)
-    return fan_in([functools.partial(read_range, client, rng, window)], workers=1, depth=1)
+    return fan_in([functools.partial(read_range, client, rng, window, fields=fields)],
+                  workers=1, depth=1)
 
 
 def plan_ranges(client: MagentoClient, after_id: int = 0, parts: int | None = None
@@ -174,8 +177,8 @@ def get_customer(client: MagentoClient, customer_id: int) -> Customer | None:
     return reply
 
 
-def read_range(client: MagentoClient, rng: IdRange, window: Window | None = None
-               ) -> Iterator[Page]:
+def read_range(client: MagentoClient, rng: IdRange, window: Window | None = None, *,
+               fields: str | None = None) -> Iterator[Page]:
     """Keyset pages of one id range, in id order, until a short page."""
     size = max(1, min(client.cfg.page_size, MAX_PAGE_SIZE))
     last = rng.after_id
@@ -185,7 +188,7 @@ def read_range(client: MagentoClient, rng: IdRange, window: Window | None = None
         if rng.upto_id is not None:
             criteria.where("entity_id", "lteq", rng.upto_id)
         criteria.order_by("entity_id", "ASC").page(size)
-        items = client.search(SEARCH_PATH, criteria)["items"]
+        items = client.search(SEARCH_PATH, criteria, fields=fields)["items"]
         last = check_keyset(items, last, rng)
         done = len(items) < size
         yield Page(items, rng.index, last, done)

@@ -122,7 +122,8 @@ class _Export:
         if not ranges:
             self.checkpoint["customers_done"] = True
             return
-        for page in iter_all_customers(self.rt.magento, ranges=ranges):
+        for page in iter_all_customers(self.rt.magento, ranges=ranges,
+                                       fields=self.rt.customer_fields):
             self._customer_page(page)
 
     def _customer_page(self, page: Page) -> None:

@@ -43,7 +43,8 @@ def drain_queue(sync: Sync, *, include_seen: bool = False) -> None:
         guest_ids -= sync.seen_guests
     gone: list[tuple[str, str | None, str]] = []
     found: set[int] = set()
-    for page in iter_customers_by_ids(rt.magento, customer_ids):
+    for page in iter_customers_by_ids(rt.magento, customer_ids,
+                                      fields=rt.customer_fields):
         found.update(int(c["id"]) for c in page)
         sync.customers([page])
     gone += [("removed", f"c:{cid}", "customer no longer exists in Magento; left the queue")

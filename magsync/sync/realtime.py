@@ -64,7 +64,8 @@ class Sync:
 
     def all_customers(self) -> None:
         """Every customer once (after a mapping change)."""
-        self.customers((p.items for p in iter_all_customers(self.rt.magento)), track=False)
+        pages = iter_all_customers(self.rt.magento, fields=self.rt.customer_fields)
+        self.customers((p.items for p in pages), track=False)
         self.read_everyone = True
 
     def customers(self, pages: Iterable[list[dict[str, Any]]], *, hold_stale: bool = False,
@@ -132,7 +133,8 @@ class Sync:
                 self.seen_guests.update(g.subscriber_id for g in guests)
                 self.engine.submit(guest_items(self.rt, self.store, guests))
         if self.rt.cfg.contacts.customers.enabled and changed:
-            self.customers(iter_customers_by_ids(self.rt.magento, changed))
+            self.customers(iter_customers_by_ids(self.rt.magento, changed,
+                                                 fields=self.rt.customer_fields))
 
     def rescan(self) -> None:
         """Refresh the mirror, then send the held customers and every subscriber change."""
@@ -173,9 +175,9 @@ def sync_realtime(cfg: Config, store: StateStore, opts: SyncOptions,
             sync = Sync(rt, store, engine, counts, progress)
             sync.defer_queued = True
             if cfg.contacts.customers.enabled:
-                sync.customers((p.items for p in iter_changed_customers(rt.magento, since,
-                                                                         start)),
-                               hold_stale=not scan)
+                changed = iter_changed_customers(rt.magento, since, start,
+                                                 fields=rt.customer_fields)
+                sync.customers((p.items for p in changed), hold_stale=not scan)
             if scan:
                 sync.subscribers()
             elif sync.held:
@@ -216,8 +218,9 @@ def sync_background(cfg: Config, store: StateStore, opts: SyncOptions,
                     sync.all_customers()
                 elif cfg.sync.mode == "background-only" or opts.since is not None:
                     since = window_start(store, "sync-background", cfg, start, opts.since)
-                    sync.customers(p.items for p in iter_changed_customers(rt.magento, since,
-                                                                           start))
+                    changed = iter_changed_customers(rt.magento, since, start,
+                                                     fields=rt.customer_fields)
+                    sync.customers(p.items for p in changed)
             sync.subscribers()
             engine.drain()
             drain_queue(sync)

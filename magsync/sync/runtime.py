@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from magsync.config import Config, FieldRef, iter_secrets
@@ -16,7 +17,7 @@ from magsync.errors import ConfigError, RemoteConfigError
 from magsync.http import RetryPolicy
 from magsync.logs import get_logger
 from magsync.magento.client import MagentoClient
-from magsync.mapping import ResolvedMapping, build_mapping
+from magsync.mapping import ResolvedMapping, build_mapping, customer_fields_filter
 
 log = get_logger("sync")
 
@@ -55,6 +56,11 @@ class Runtime:
     list_ids: dict[str, int | None] = field(default_factory=dict)
     dry_run: bool = False
     verbose: int = 0
+
+    @cached_property
+    def customer_fields(self) -> str:
+        """The response filter of the customer searches: what the mapping reads."""
+        return customer_fields_filter(f.path for f in self.cfg.contacts.customers.fields)
 
     @classmethod
     def open(cls, cfg: Config, *, dry_run: bool = False, retry: RetryPolicy = DEFAULT_RETRY,

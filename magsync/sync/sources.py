@@ -16,7 +16,8 @@ from magsync.state import MirrorRow, StateStore
 Customer = dict[str, Any]
 
 
-def iter_customers_by_ids(client: MagentoClient, ids: Iterable[int]) -> Iterator[list[Customer]]:
+def iter_customers_by_ids(client: MagentoClient, ids: Iterable[int], *,
+                          fields: str | None = None) -> Iterator[list[Customer]]:
     """Pages of the customers with these ids (deleted ones are simply absent)."""
     wanted = sorted(set(ids))
     size = max(1, min(client.cfg.page_size, MAX_PAGE_SIZE))
@@ -24,7 +25,7 @@ def iter_customers_by_ids(client: MagentoClient, ids: Iterable[int]) -> Iterator
         chunk = wanted[start:start + size]
         criteria = SearchCriteria().where("entity_id", "in", chunk) \
             .order_by("entity_id", "ASC").page(size)
-        yield list(client.search(SEARCH_PATH, criteria)["items"])
+        yield list(client.search(SEARCH_PATH, criteria, fields=fields)["items"])
 
 
 def mirror_says_subscribed(rows: list[MirrorRow]) -> bool:
