@@ -16,6 +16,8 @@ from magsync.consent import OptinDecision, parse_optin
 from magsync.mapping import OPTIN_FIELD, Contact
 from magsync.state import ContactRecord
 
+_ABSENT = object()  # never equal to a value, so a field not sent before is sent
+
 
 @dataclass(frozen=True)
 class Send:
@@ -37,15 +39,16 @@ def plan_send(contact: Contact, record: ContactRecord | None, decision: OptinDec
     """
     previous: Mapping[str, Any] = {} if record is None or restart else record.sent
     key_field = str(contact.key_field)
+    clear = on_empty == "clear"
     payload: dict[str, Any] = {}
+    # Runs for every contact of every sync: one dict lookup per field, no membership
+    # test followed by an index.
     for fid, value in contact.fields.items():
-        if fid in (OPTIN_FIELD, key_field):
-            continue
         if value is None or value == "":
-            if on_empty != "clear":
+            if not clear:
                 continue
             value = ""
-        if fid not in previous or previous[fid] != value:
+        if previous.get(fid, _ABSENT) != value and fid != OPTIN_FIELD and fid != key_field:
             payload[fid] = value
     if decision.send is not None:
         payload[OPTIN_FIELD] = decision.send
@@ -62,16 +65,18 @@ def record_after_send(contact: Contact, record: ContactRecord | None, send: Send
                       ) -> ContactRecord:
     """The record to save for a contact Emarsys accepted (never for a rejected one)."""
     sent: dict[str, Any] = dict(record.sent) if record is not None else {}
-    lists = set(record.lists) if record is not None else set()
+    lists = record.lists if record is not None else frozenset()
     if send is not None:
         sent.update(send.payload)
-        lists |= send.join_lists
-    sent.update(decision.record)
+        if send.join_lists:
+            lists = lists | send.join_lists
+    if decision.record:
+        sent.update(decision.record)
     return ContactRecord(
         key=contact.key, customer_id=contact.customer_id,
         subscriber_id=contact.subscriber_id, email=contact.email,
         emarsys_id=emarsys_id or (record.emarsys_id if record is not None else None),
-        sent=sent, lists=frozenset(lists))
+        sent=sent, lists=lists)
 
 
 # ---------------------------------------------------------------------------------------

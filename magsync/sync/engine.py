@@ -12,6 +12,7 @@ flight.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -76,8 +77,9 @@ class Engine:
     def submit(self, items: Iterable[Item]) -> None:
         """Diff each item; queue what must be sent; count the rest as unchanged."""
         unsent: list[Item] = []
+        read = 0
         for item in items:
-            self.counts.add("read")
+            read += 1
             if item.contact.problems:
                 self.counts.add("unconvertible", len(item.contact.problems))
                 item.reports += [("unconvertible", item.contact.key, p)
@@ -89,6 +91,7 @@ class Engine:
             group.append(item)
             if len(group) >= self.batch_size:
                 self._dispatch(self._pending.pop(item.contact.key_field))
+        self.counts.add("read", read)
         if unsent:
             self._finish_unsent(unsent)
         self.collect(block=False)
@@ -194,10 +197,11 @@ class Engine:
 
     def _commit(self, result: JobResult) -> None:
         outcomes = result.outcomes
+        tally: Counter[str] = Counter(o.status for o in outcomes)
         for o in outcomes:
-            self.counts.add(o.status)
-            for name in o.extra_counts:
-                self.counts.add(name)
+            if o.extra_counts:
+                tally.update(o.extra_counts)
+        self.counts.update(tally)
         if self.rt.dry_run:
             self.samples.extend(result.samples[: max(0, 3 - len(self.samples))])
             self._page_done([o.item for o in outcomes])

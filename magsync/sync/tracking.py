@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,11 @@ class RunCounts:
         if n:
             with self._lock:
                 self._c[name] += n
+
+    def update(self, counts: Mapping[str, int]) -> None:
+        """Add several counts under one lock (a whole job's outcomes at a time)."""
+        with self._lock:
+            self._c.update(counts)
 
     def get(self, name: str) -> int:
         with self._lock:
