@@ -340,11 +340,15 @@ def customer_fields_filter(paths: Iterable[str]) -> str:
 
 
 def _is_empty(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip()) or value == []
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or value == []
 
 
 def convert_text(value: Any, _: MappedField) -> str | None:
     """The value as a string."""
+    if type(value) is str:  # nearly every value: skip the (slow) abstract Mapping check
+        return value.strip() or None
     if isinstance(value, (dict, Mapping)):
         raise ValueError("is a structure, not a text value")
     if isinstance(value, list):

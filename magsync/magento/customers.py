@@ -158,14 +158,15 @@ def plan_ranges(client: MagentoClient, after_id: int = 0, parts: int | None = No
 def find_max_customer_id(client: MagentoClient) -> int:
     """The highest customer id (within ``website_ids``), 0 in an empty shop."""
     criteria = _website_filter(client, SearchCriteria()).order_by("entity_id", "DESC")
-    items = client.search(SEARCH_PATH, criteria.page(1))["items"]
+    items = client.search(SEARCH_PATH, criteria.page(1), fields="items[id]").get("items")
     return int(items[0]["id"]) if items else 0
 
 
 def count_customers(client: MagentoClient, window: Window | None = None) -> int:
     """Magento's ``total_count`` for all customers or a change window (for progress)."""
     criteria = _window_filter(window, _website_filter(client, SearchCriteria())).page(1)
-    return int(client.search(SEARCH_PATH, criteria).get("total_count") or 0)
+    return int(client.search(SEARCH_PATH, criteria, fields="total_count")
+               .get("total_count") or 0)
 
 
 def get_customer(client: MagentoClient, customer_id: int) -> Customer | None:
