@@ -4,7 +4,8 @@ subscription endpoints, behind honest OAuth 1.0a (or, when enabled, bearer) auth
 Behaviour follows ``API-NOTES.md``: Magento's error format (``message`` with
 ``%placeholders`` plus ``parameters``), the 2.4.7 input limits (pageSize default 20,
 max 300), empty pages past the end, ``is_subscribed`` matched by email across websites,
-a PUT's ``addresses`` key replacing the address book. Switches (attributes, and
+a PUT's ``addresses`` key replacing the address book, ``?fields=`` partial replies (see
+``magento_fields``). Switches (attributes, and
 ``POST /_sandbox/magento``) turn on bearer tokens, newsletter confirmation, maintenance
 mode (503 HTML) and remove the Emarsys module (its routes then 404).
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 from magsync.sandbox.base import Handler, Request, Response, SandboxServer
 from magsync.sandbox.magento_control import control_routes
+from magsync.sandbox.magento_fields import Spec, apply_filter, requested_filter
 from magsync.sandbox.magento_search import CriteriaError, parse_criteria, run_search
 from magsync.sandbox.oauth1 import OAuth1Verifier, OAuthRefused, parse_authorization
 from magsync.sandbox.shop import Shop, ShopError, generate_shop
@@ -152,12 +154,15 @@ class MagentoSandbox(SandboxServer):
 
     # -- customers -----------------------------------------------------------------------
     def _search(self, req: Request) -> Response:
+        filtered, spec = requested_filter(req.query)
         try:
             criteria = parse_criteria(req.query)
             with self.shop.lock:
                 ids, total, size = run_search(
                     self.shop, criteria, default_page_size=20 if self.input_limits else None,
                     max_page_size=300 if self.input_limits else None)
+                if filtered:
+                    return self._filtered_page(ids, total, criteria.echo(size), spec)
                 items = b",".join(self.shop.customer_json(cid) for cid in ids)
         except CriteriaError as err:
             return Response.json(err.body(), 400)
@@ -165,12 +170,34 @@ class MagentoSandbox(SandboxServer):
         return Response.raw_json(b'{"items":[' + items + b'],"search_criteria":' + echo
                                  + b',"total_count":' + str(total).encode() + b"}")
 
+    def _filtered_page(self, ids: list[int], total: int, echo: dict[str, Any],
+                       spec: Spec | None) -> Response:
+        """A search page cut down by ``?fields=`` (the caller holds the shop lock): each
+        customer is filtered straight from its stored record, nothing copied first."""
+        if spec is None:
+            return Response.raw_json(b"[]")  # an invalid filter: Magento's whole answer
+        wanted = spec.get("items")
+        items: list[dict[str, Any]] = []
+        if isinstance(wanted, dict) and "extension_attributes" not in wanted:
+            items = [self.shop.customers[cid] for cid in ids]  # the filter only reads them
+        elif wanted is not None:
+            items = [self.shop.customer_view(cid) for cid in ids]
+        page = {"items": items, "search_criteria": echo, "total_count": total}
+        return filtered_reply(page, spec)
+
     def _get_customer(self, req: Request) -> Response:
         cid = int(req.params["cid"])
         with self.shop.lock:
             if cid not in self.shop.customers:
                 return self._no_customer(cid)
+            return self._customer_reply(req, cid)
+
+    def _customer_reply(self, req: Request, cid: int) -> Response:
+        """The customer's JSON (cached), or with ``?fields=`` the filtered customer."""
+        filtered, spec = requested_filter(req.query)
+        if not filtered:
             return Response.raw_json(self.shop.customer_json(cid))
+        return filtered_reply(self.shop.customer_view(cid), spec)
 
     @staticmethod
     def _no_customer(cid: int) -> Response:
@@ -200,7 +227,7 @@ class MagentoSandbox(SandboxServer):
             if isinstance(subscribed, bool):
                 self.shop.set_customer_subscription(
                     cid, subscribed, confirmation_required=self.confirmation_required)
-            return Response.raw_json(self.shop.customer_json(cid))
+            return self._customer_reply(req, cid)
 
     @staticmethod
     def _check_customer_body(customer: dict[str, Any]) -> Response | None:
@@ -242,9 +269,9 @@ class MagentoSandbox(SandboxServer):
                   "subscriber_email": s.subscriber_email,
                   "subscriber_status": str(s.subscriber_status)}
                  for s in rows[(page - 1) * size:page * size]]
-        return Response.json({"subscriptions": items, "total_count": len(rows),
-                              "current_page": page, "last_page": last_page,
-                              "page_size": size})
+        return json_reply(req, {"subscriptions": items, "total_count": len(rows),
+                                "current_page": page, "last_page": last_page,
+                                "page_size": size})
 
     def _post_subscriptions(self, req: Request) -> Response:
         try:
@@ -256,8 +283,8 @@ class MagentoSandbox(SandboxServer):
             return required_error("subscriptions")
         errors = [e for item in items if (e := self._apply_subscription(item)) is not None]
         if errors:
-            return Response.json({"status": "error", "errors": errors})
-        return Response.json({"status": "ok"})
+            return json_reply(req, {"status": "error", "errors": errors})
+        return json_reply(req, {"status": "ok"})
 
     def _apply_subscription(self, item: Any) -> dict[str, Any] | None:
         """Set one existing row's status; None when done or silently skipped."""
@@ -278,6 +305,19 @@ class MagentoSandbox(SandboxServer):
             if row is not None:  # a guest without a row is skipped without a word
                 self.shop.set_subscriber_status(row.subscriber_id, 1 if status else 3)
         return None
+
+
+def json_reply(req: Request, data: Any) -> Response:
+    """A 200 reply of ``data``, cut down as the request's ``?fields=`` asks."""
+    filtered, spec = requested_filter(req.query)
+    return filtered_reply(data, spec) if filtered else Response.json(data)
+
+
+def filtered_reply(data: Any, spec: Spec | None) -> Response:
+    """A 200 reply of ``data`` filtered by ``spec``; ``[]`` when the filter was invalid.
+    Raises ``FieldsTypeError`` where Magento fails with a 500."""
+    body = [] if spec is None else apply_filter(data, spec)
+    return Response.raw_json(json.dumps(body, ensure_ascii=False).encode())
 
 
 def _parse_flag(value: str | None) -> bool | None:

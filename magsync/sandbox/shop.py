@@ -124,16 +124,21 @@ class Shop:
 
     def customer_dict(self, cid: int) -> dict[str, Any]:
         """The customer as the REST API shows it (a deep copy)."""
-        out = copy.deepcopy(self.customers[cid])
-        out["extension_attributes"] = {"is_subscribed": self.is_subscribed(out["email"])}
-        return out
+        return copy.deepcopy(self.customer_view(cid))
+
+    def customer_view(self, cid: int) -> dict[str, Any]:
+        """The customer as the REST API shows it, sharing the stored values: to read (or
+        serialise) under the shop lock, never to change."""
+        record = self.customers[cid]
+        return {**record, "extension_attributes": {
+            "is_subscribed": self.is_subscribed(record["email"])}}
 
     def customer_json(self, cid: int) -> bytes:
         """The customer's REST JSON, serialised once and cached until it changes."""
         body = self._json.get(cid)
         if body is None:
             with self.lock:
-                body = json.dumps(self.customer_dict(cid), ensure_ascii=False).encode()
+                body = json.dumps(self.customer_view(cid), ensure_ascii=False).encode()
                 self._json[cid] = body
         return body
 
