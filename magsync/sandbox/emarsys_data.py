@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from magsync.sandbox.emarsys_fields import (
@@ -24,6 +24,7 @@ from magsync.sandbox.emarsys_fields import (
     index_form,
     make_string_id,
     normalize_value,
+    value_normalizer,
 )
 from magsync.sandbox.emarsys_types import (
     ChangeEvent,
@@ -42,7 +43,7 @@ FIRST_CUSTOM_FIELD_ID = 7001
 FIRST_LIST_ID = 900_101
 MAX_LIST_ADD = 10_000
 INTERNAL_ID = "id"
-CHANGE_FIELDS = (EMAIL, OPT_IN)  # what getchanges watches
+CHANGE_FIELDS = frozenset({EMAIL, OPT_IN})  # what getchanges watches
 
 
 class EmarsysAccount:
@@ -69,6 +70,8 @@ class EmarsysAccount:
         self.changes: list[ChangeEvent] = []
         self._writes: dict[int, list[WriteEntry]] = {}
         self._injected: dict[tuple[str, str], tuple[int, str]] = {}
+        # field-id text as sent -> (id, normaliser) of a writable field (fields never change)
+        self._writable: dict[str, tuple[int, Callable[[Any], str | None]]] = {}
 
     # -- fields ----------------------------------------------------------------------
     def create_field(self, name: str, application_type: str) -> Field:
@@ -150,20 +153,24 @@ class EmarsysAccount:
     # -- writes ----------------------------------------------------------------------
     def _set_fields(self, cid: int, values: dict[int, str | None], source: str) -> None:
         """Write values to a contact, keeping indexes and the change history right."""
-        contact = self.contacts.setdefault(cid, {})
+        contact = self.contacts.get(cid)
+        if contact is None:
+            contact = self.contacts[cid] = {}
+        indexes = self._index
         changed = False
         for fid, new in values.items():
             old = contact.get(fid)
             if old == new:
                 continue
-            index = self._index.get(fid)
-            if index is not None:
+            if fid in indexes:  # most fields have no index
+                index = indexes[fid]
                 if old is not None:
                     index.get(index_form(fid, old), set()).discard(cid)
                 if new is not None:
                     index.setdefault(index_form(fid, new), set()).add(cid)
             contact[fid] = new
-            changed = changed or fid in CHANGE_FIELDS
+            if fid in CHANGE_FIELDS:
+                changed = True
         if changed and source != "import":
             self.changes.append(ChangeEvent(self.clock(), cid, source))
 
@@ -174,19 +181,31 @@ class EmarsysAccount:
     def _check_values(self, raw: dict[str, Any], key: int | str) -> dict[int, str | None]:
         """Field-id strings -> stored values; raises ContactError 2006/2007."""
         values: dict[int, str | None] = {}
+        writable = self._writable
         for name, value in raw.items():
-            if key == INTERNAL_ID and name == INTERNAL_ID:
-                continue
-            fld = self.fields.get(int(name)) if str(name).isdigit() else None
-            if fld is None:
-                raise ContactError(2006, f"Invalid field id: {name}")
-            if fld.read_only:
-                raise ContactError(2006, f"Field {name} ({fld.name}) is read-only")
+            hit = writable.get(name)
+            if hit is None:
+                if key == INTERNAL_ID and name == INTERNAL_ID:
+                    continue
+                hit = self._writable_field(name)
+            fid, normalize = hit
             try:
-                values[fld.id] = normalize_value(fld, value)
+                values[fid] = normalize(value)
             except InvalidValue as exc:
                 raise ContactError(2007, str(exc)) from None
         return values
+
+    def _writable_field(self, name: Any) -> tuple[int, Callable[[Any], str | None]]:
+        """The field a contact's key ``name`` writes (cached); raises ContactError 2006."""
+        fld = self.fields.get(int(name)) if str(name).isdigit() else None
+        if fld is None:
+            raise ContactError(2006, f"Invalid field id: {name}")
+        if fld.read_only:
+            raise ContactError(2006, f"Field {name} ({fld.name}) is read-only")
+        hit = (fld.id, value_normalizer(fld))
+        if type(name) is str:  # what JSON sends; a bool or int key must not alias it
+            self._writable[name] = hit
+        return hit
 
     # -- upsert ----------------------------------------------------------------------
     def upsert(self, key_id: Any, contacts: list[Any], *, create: bool,
@@ -203,8 +222,9 @@ class EmarsysAccount:
                 key: int | str = self.resolve_key(key_id)
             except ContactError as exc:
                 key, key_error = "", exc
+            key_name = str(key_id)
             for raw in contacts:
-                key_value = _key_value(raw, str(key_id))
+                key_value = _key_value(raw, key_name)
                 try:
                     if key_error is not None:
                         raise key_error
@@ -213,8 +233,8 @@ class EmarsysAccount:
                     result.errors[key_value] = {str(exc.code): exc.text}
                     continue
                 result.ids.append(cid if created else str(cid))
-                entry = WriteEntry(cid, {k: v for k, v in raw.items()
-                                         if not (key == INTERNAL_ID and k == INTERNAL_ID)})
+                entry = WriteEntry(cid, dict(raw) if key != INTERNAL_ID else
+                                   {k: v for k, v in raw.items() if k != INTERNAL_ID})
                 self._writes.setdefault(cid, []).append(entry)
                 result.writes.append(entry)
                 if list_id is not None:
@@ -225,13 +245,13 @@ class EmarsysAccount:
                     create_only: bool) -> tuple[int, bool]:
         if not isinstance(raw, dict):
             raise ContactError(2006, "A contact must be an object of field ids to values")
-        injected = self._injected.get((str(key), key_value))
+        injected = self._injected.get((str(key), key_value)) if self._injected else None
         if injected is not None:
             raise ContactError(*injected)
         if key_value == "":
             raise ContactError(2005, f"No value provided for key field: {key}")
         values = self._check_values(raw, key)
-        found = self.find(key, key_value)
+        found = self._find_key(key, key_value, values)
         if len(found) > 1:
             raise ContactError(2010, f"More than one contact found with the external id: "
                                      f"{key} - {key_value}")
@@ -244,9 +264,18 @@ class EmarsysAccount:
             cid = self._new_contact_id()
             self._set_fields(cid, values, "api")
             return cid, True
-        cid = found.pop()
+        cid = next(iter(found))  # may be the index's own set: read, never change it
         self._set_fields(cid, values, "api")
         return cid, False
+
+    def _find_key(self, key: int | str, key_value: str, values: dict[int, str | None]
+                  ) -> Collection[int]:
+        """``find(key, key_value)`` for a contact being written: when ``values`` holds
+        exactly ``key_value`` for the key, normalising it again gives the same (true of every
+        field but opt-in), so the index is read directly, its set not copied."""
+        if isinstance(key, int) and key != OPT_IN and values.get(key) == key_value:
+            return self._index_for(key).get(index_form(key, key_value), ())
+        return self.find(key, key_value)
 
     def inject_contact_error(self, key_id: Any, key_value: Any, code: int, text: str) -> None:
         """Make every upsert of this key fail with ``code`` until cleared."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from magsync.sandbox.emarsys_countries import COUNTRIES
@@ -24,6 +26,7 @@ EMAIL, GENDER, COUNTRY, OPT_IN = 3, 5, 14, 31
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 _NUMBER_RE = re.compile(r"-?\d+(\.\d+)?\Z")
 _MAX_LEN = {"shorttext": 255, "longtext": 255, "url": 1024}
+_PLAIN = frozenset({str, int, float})  # exactly these types: bool and subclasses take the full path
 
 
 class InvalidValue(ValueError):
@@ -114,15 +117,49 @@ def normalize_value(fld: Field, value: Any) -> str | None:
         raise InvalidValue(f"Invalid value for the Opt-In field: {value!r}")
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise InvalidValue(f"Invalid value type for field {fld.id}: {value!r}")
+    return _body_normalizer(fld)(fld, value)
+
+
+def value_normalizer(fld: Field) -> Callable[[Any], str | None]:
+    """``normalize_value`` for one field, with its type's branch chosen once: a plain
+    non-empty str, int or float (what JSON carries) goes straight to that branch, any
+    other value takes the full path. Same results and errors; cache it per field."""
+    if fld.id == OPT_IN:
+        return partial(normalize_value, fld)
+    body = _body_normalizer(fld)
+    if body is _normalize_text:
+        limit = _MAX_LEN.get(fld.application_type, 1_000_000)
+
+        def normalize_text(value: Any) -> str | None:
+            if type(value) is str and 0 < len(value) <= limit:
+                return value
+            return normalize_value(fld, value)
+
+        return normalize_text
+
+    def normalize(value: Any) -> str | None:
+        if type(value) in _PLAIN and value != "":
+            return body(fld, value)
+        return normalize_value(fld, value)
+
+    return normalize
+
+
+def _body_normalizer(fld: Field) -> Callable[[Field, str | int | float], str]:
+    """The branch of ``normalize_value`` for a non-empty value of an accepted type."""
     if fld.choices is not None:
-        return _normalize_choice(fld, value)
+        return _normalize_choice
     kind = fld.application_type
     if kind in ("date", "birthdate"):
-        return _normalize_date(fld, value)
+        return _normalize_date
     if kind == "numeric":
-        return _normalize_number(fld, value)
+        return _normalize_number
+    return _normalize_text
+
+
+def _normalize_text(fld: Field, value: str | int | float) -> str:
     text = str(value)
-    if len(text) > _MAX_LEN.get(kind, 1_000_000):
+    if len(text) > _MAX_LEN.get(fld.application_type, 1_000_000):
         raise InvalidValue(f"Value too long for field {fld.id} ({len(text)} chars)")
     return text
 

@@ -22,7 +22,7 @@ class ContactError(Exception):
         self.code, self.text = code, text
 
 
-@dataclass
+@dataclass(slots=True)  # one per contact written: no __dict__ each
 class WriteEntry:
     """The fields one upsert request wrote to one contact; ``seq`` is stamped by the server."""
 
