@@ -83,6 +83,9 @@ class MagentoClient:
         """
         pairs = criteria.pairs() + ([("fields", fields)] if fields else [])
         reply = self.call("GET", f"{path}?{encode_query(pairs)}")
+        if fields and isinstance(reply, dict) and "items" in reply and reply["items"] is None:
+            # FieldsFilter turns an empty list under a nested filter into null.
+            reply["items"] = []
         if not isinstance(reply, dict) or not isinstance(reply.get("items", []), list):
             raise FatalRemoteError(f"Magento answered {path} with an unexpected body",
                                    service=SERVICE)
