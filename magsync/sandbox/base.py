@@ -22,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from magsync import jsoncodec
+
 CONTROL_PREFIX = "/_sandbox/"
 _NUMERIC_SEGMENT = re.compile(r"/\d+(?=/|\Z)")
 
@@ -49,7 +51,7 @@ class Request:
         """The body as JSON; raises ``ValueError`` when it is not."""
         if not self.body:
             raise ValueError("empty body")
-        return json.loads(self.body)
+        return jsoncodec.loads(self.body)
 
 
 @dataclass
@@ -64,7 +66,7 @@ class Response:
     @classmethod
     def json(cls, data: Any, status: int = 200, headers: dict[str, str] | None = None
              ) -> Response:
-        return cls(status, json.dumps(data).encode(), "application/json", dict(headers or {}))
+        return cls(status, jsoncodec.dumps(data), "application/json", dict(headers or {}))
 
     @classmethod
     def raw_json(cls, body: bytes, status: int = 200) -> Response:

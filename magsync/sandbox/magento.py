@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from magsync import jsoncodec
 from magsync.sandbox.base import Handler, Request, Response, SandboxServer
 from magsync.sandbox.magento_control import control_routes
 from magsync.sandbox.magento_fields import Spec, apply_filter, requested_filter
@@ -317,7 +318,7 @@ def filtered_reply(data: Any, spec: Spec | None) -> Response:
     """A 200 reply of ``data`` filtered by ``spec``; ``[]`` when the filter was invalid.
     Raises ``FieldsTypeError`` where Magento fails with a 500."""
     body = [] if spec is None else apply_filter(data, spec)
-    return Response.raw_json(json.dumps(body, ensure_ascii=False).encode())
+    return Response.raw_json(jsoncodec.dumps(body))
 
 
 def _parse_flag(value: str | None) -> bool | None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import bisect
 import copy
-import json
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
+
+from magsync import jsoncodec
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 STATUS_SUBSCRIBED, STATUS_NOT_ACTIVE, STATUS_UNSUBSCRIBED, STATUS_UNCONFIRMED = 1, 2, 3, 4
@@ -138,7 +139,7 @@ class Shop:
         body = self._json.get(cid)
         if body is None:
             with self.lock:
-                body = json.dumps(self.customer_view(cid), ensure_ascii=False).encode()
+                body = jsoncodec.dumps(self.customer_view(cid))
                 self._json[cid] = body
         return body
 
