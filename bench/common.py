@@ -129,6 +129,65 @@ class SandboxProcess:
         self.stop()
 
 
+class Sandboxes:
+    """The two simulators for a benchmark, each in a ``sandbox serve`` process of its own
+    (a shop's Magento and Emarsys are separate servers: one's work never waits on the
+    other's), or both in one process with ``one_process``. A context manager; the config
+    for both is written to ``config_path`` once they are ready.
+
+    The Emarsys process is a ``sandbox serve`` with an empty shop: its Emarsys account is
+    set up (key fields created) exactly as in the shop's own process.
+    """
+
+    def __init__(self, *, customers: int, subscribers: int, config_path: Path,
+                 latency_ms: float = 0.0, seed: int = 0, one_process: bool = False) -> None:
+        self.config_path = config_path
+        stem = config_path.with_suffix("")
+        shop = SandboxProcess(customers=customers, subscribers=subscribers,
+                              config_path=Path(f"{stem}-magento.yaml"),
+                              latency_ms=latency_ms, seed=seed)
+        account = shop if one_process else SandboxProcess(
+            customers=0, subscribers=0, config_path=Path(f"{stem}-emarsys.yaml"),
+            latency_ms=latency_ms, seed=seed)
+        self.procs = {"magento": shop, "emarsys": account}
+
+    def start(self) -> Sandboxes:
+        """Start each process (once) and write the combined config."""
+        for proc in {id(p): p for p in self.procs.values()}.values():
+            proc.start()
+        cfg: dict[str, Any] = yaml.safe_load(self.procs["magento"].config_path.read_text())
+        emarsys = yaml.safe_load(self.procs["emarsys"].config_path.read_text())
+        cfg["emarsys"] = emarsys["emarsys"]
+        self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        self.config_path.chmod(0o600)  # it holds the sandbox's secrets
+        return self
+
+    def base_url(self, side: str) -> str:
+        return self.procs[side].base_url(side)
+
+    def control(self, side: str, method: str, path: str, body: Any = None) -> Any:
+        """Call the control plane (``/_sandbox/...``) of one side; returns the JSON."""
+        return self.procs[side].control(side, method, path, body)
+
+    def stats(self, side: str) -> dict[str, Any]:
+        """Request counts of one side (``GET /_sandbox/stats``)."""
+        return self.procs[side].stats(side)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.stop()
+
+    def __enter__(self) -> Sandboxes:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 def tune_config(source: Path, target: Path, state_path: Path,
                 overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Copy the sandbox's config with ``overrides`` merged per section; returns it."""
@@ -234,4 +293,7 @@ def add_shop_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--emarsys-concurrency", type=int, default=None,
                    help="emarsys.concurrency (default: the sandbox config's)")
     p.add_argument("--page-size", type=int, default=300, help="magento.page_size (default 300)")
+    p.add_argument("--one-sandbox-process", action="store_true",
+                   help="run both simulators in one process (default: one process each, "
+                        "as Magento and Emarsys are separate servers)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")

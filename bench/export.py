@@ -22,7 +22,7 @@ from typing import Any
 from common import (
     BenchError,
     ChildResult,
-    SandboxProcess,
+    Sandboxes,
     add_shop_arguments,
     magsync_json,
     render_measurements,
@@ -61,9 +61,9 @@ def config_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Start the sandbox, run the export once, collect the figures, stop the sandbox."""
     config = workdir / "bench.yaml"
-    with SandboxProcess(customers=args.customers, subscribers=args.subscribers,
-                        config_path=workdir / "sandbox.yaml", latency_ms=args.latency,
-                        seed=args.seed) as sandbox:
+    with Sandboxes(customers=args.customers, subscribers=args.subscribers,
+                   config_path=workdir / "sandbox.yaml", latency_ms=args.latency,
+                   seed=args.seed, one_process=args.one_sandbox_process) as sandbox:
         cfg = tune_config(workdir / "sandbox.yaml", config, workdir / "state.db",
                           config_overrides(args))
         before = {side: sandbox.stats(side) for side in ("magento", "emarsys")}

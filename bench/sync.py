@@ -30,7 +30,7 @@ import requests
 from common import (
     BenchError,
     ChildResult,
-    SandboxProcess,
+    Sandboxes,
     add_shop_arguments,
     magsync_json,
     render_measurements,
@@ -100,7 +100,7 @@ class DayOfChanges:
         return len(self.customers | self.subscriber_customers) + len(self.guests)
 
 
-def make_changes(sandbox: SandboxProcess, args: argparse.Namespace) -> DayOfChanges:
+def make_changes(sandbox: Sandboxes, args: argparse.Namespace) -> DayOfChanges:
     """Edit customers and flip subscriber statuses through the control plane."""
     rng = random.Random(args.seed)
     shop = sandbox.control("magento", "GET", "shop")
@@ -130,7 +130,7 @@ def _post(http: requests.Session, url: str, body: dict[str, Any]) -> None:
         raise BenchError(f"the sandbox refused a change ({url}): {resp.text.strip()}")
 
 
-def set_latency(sandbox: SandboxProcess, latency_ms: float) -> None:
+def set_latency(sandbox: Sandboxes, latency_ms: float) -> None:
     """Latency on both servers from now on (the control plane itself is never delayed)."""
     for side in SIDES:
         sandbox.control(side, "POST", "faults", {"latency_ms": latency_ms})
@@ -149,8 +149,9 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Start the sandbox, export, change the shop, run sync-realtime once, collect."""
     config = workdir / "bench.yaml"
     # no latency yet: the export is only the starting point, set_latency() adds it later
-    with SandboxProcess(customers=args.customers, subscribers=args.subscribers,
-                        config_path=workdir / "sandbox.yaml", seed=args.seed) as sandbox:
+    with Sandboxes(customers=args.customers, subscribers=args.subscribers,
+                   config_path=workdir / "sandbox.yaml", seed=args.seed,
+                   one_process=args.one_sandbox_process) as sandbox:
         cfg = tune_config(workdir / "sandbox.yaml", config, workdir / "state.db",
                           config_overrides(args))
         export = run_export(config)

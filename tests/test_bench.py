@@ -34,13 +34,15 @@ def test_export_benchmark_reports_its_figures() -> None:
 
 def test_benchmark_passes_options_into_the_config() -> None:
     result = run_bench("--customers", "30", "--subscribers", "4", "--page-size", "10",
-                       "--magento-concurrency", "1", "--emarsys-concurrency", "2", "--json")
+                       "--magento-concurrency", "1", "--emarsys-concurrency", "2",
+                       "--one-sandbox-process", "--json")
     assert result.returncode == 0, result.stderr
     f = json.loads(result.stdout)
     assert (f["page_size"], f["magento_concurrency"], f["emarsys_concurrency"]) == (10, 1, 2)
     # 30 customers in pages of 10 need at least 3 search requests
     assert f["requests_by_route"]["magento"]["GET /rest/all/V1/customers/search"] >= 3
     assert "bound_seconds" not in f  # no latency, no bound
+    assert f["contacts_sent"] == f["expected_contacts"] == f["emarsys_contacts"]
 
 
 def test_benchmark_reports_a_failed_export() -> None:
