@@ -159,6 +159,7 @@ def test_valid_choice_date_and_null_values_are_stored(sb: EmarsysSandbox, api: A
 @pytest.mark.parametrize(("contact", "code"), [
     ({CUSTOMER: "1", "99999": "x"}, "2006"), ({CUSTOMER: "1", "32": "x"}, "2006"),
     ({CUSTOMER: "1", "first_name": "x"}, "2006"), ({"3": "no-key@example.com"}, "2005"),
+    ({CUSTOMER: "1", "\u00b2": "x"}, "2006"),  # a digit to str.isdigit, not to int()
 ])
 def test_bad_fields_and_missing_keys(api: Api, contact: dict[str, Any], code: str) -> None:
     data = api.upsert([contact])

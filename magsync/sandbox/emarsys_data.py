@@ -105,7 +105,7 @@ class EmarsysAccount:
         if str(key_id) == INTERNAL_ID:
             return INTERNAL_ID
         text = str(key_id)
-        fld = self.fields.get(int(text)) if text.isdigit() else None
+        fld = self.fields.get(int(text)) if text.isdecimal() else None
         if fld is None or fld.read_only:
             raise ContactError(2004, f"Invalid key field id: {key_id}")
         if not self.is_indexed(fld):
@@ -119,7 +119,7 @@ class EmarsysAccount:
             if value is None or value == "":
                 return set()
             if key == INTERNAL_ID:
-                cid = int(value) if str(value).isdigit() else -1
+                cid = int(value) if str(value).isdecimal() else -1
                 return {cid} if cid in self.contacts else set()
             fid = int(key)
             fld = self.fields.get(fid)
@@ -197,7 +197,7 @@ class EmarsysAccount:
 
     def _writable_field(self, name: Any) -> tuple[int, Callable[[Any], str | None]]:
         """The field a contact's key ``name`` writes (cached); raises ContactError 2006."""
-        fld = self.fields.get(int(name)) if str(name).isdigit() else None
+        fld = self.fields.get(int(name)) if str(name).isdecimal() else None
         if fld is None:
             raise ContactError(2006, f"Invalid field id: {name}")
         if fld.read_only:
@@ -391,7 +391,7 @@ class EmarsysAccount:
         """``POST /contact/getdata``: every contact each key matches (all of them when
         several do), and an error entry per key that matches none."""
         with self.lock:
-            wanted = [int(f) for f in fields if str(f).isdigit() and int(f) in self.fields]
+            wanted = [int(f) for f in fields if str(f).isdecimal() and int(f) in self.fields]
             try:
                 key = self.resolve_key(key_id)
             except ContactError as exc:

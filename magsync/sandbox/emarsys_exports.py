@@ -153,7 +153,7 @@ def _parse_fields(account: EmarsysAccount, value: Any) -> list[int]:
     ids: list[int] = []
     for item in value:
         text = str(item)
-        if not text.isdigit() or int(text) not in account.fields:
+        if not text.isdecimal() or int(text) not in account.fields:
             raise RequestFailed(400, 2006, f"Invalid field id: {item}")
         ids.append(int(text))
     return ids

@@ -167,7 +167,7 @@ def _normalize_text(fld: Field, value: str | int | float) -> str:
 def _normalize_choice(fld: Field, value: str | int | float) -> str:
     assert fld.choices is not None
     text = str(value)
-    if not text.isdigit() or int(text) not in fld.choices:
+    if not text.isdecimal() or int(text) not in fld.choices:
         raise InvalidValue(f"Invalid choice id for field {fld.id}: {value!r}")
     return str(int(text))
 
@@ -201,6 +201,6 @@ def render_for_export(fld: Field, stored: str | None) -> str:
     """A stored value as an export CSV shows it: choice labels, opt-in as True/False."""
     if stored is None:
         return ""
-    if fld.choices is not None and stored.isdigit():
+    if fld.choices is not None and stored.isdecimal():
         return fld.choices.get(int(stored), stored)
     return stored

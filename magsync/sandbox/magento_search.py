@@ -107,7 +107,7 @@ def _indexed(node: Any) -> list[Any]:
     """The children of a ``[0][1]...`` node in numeric order."""
     if not isinstance(node, dict):
         return []
-    keys = sorted(node, key=lambda k: (0, int(k)) if k.isdigit() else (1, k))
+    keys = sorted(node, key=lambda k: (0, int(k)) if k.isdecimal() else (1, k))
     return [node[k] for k in keys]
 
 
@@ -270,7 +270,7 @@ def _fold(plan: Plan, f: Filter) -> bool:
         if f.condition in upper:
             plan.high = min(plan.high, bound - 1 if f.condition == "lt" else bound)
         return True
-    if f.field == "website_id" and f.condition == "eq" and f.value.isdigit() \
+    if f.field == "website_id" and f.condition == "eq" and f.value.isdecimal() \
             and plan.website is None:
         plan.website = int(f.value)
         return True
