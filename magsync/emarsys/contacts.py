@@ -209,20 +209,27 @@ def _field_label(client: EmarsysClient, key: str) -> str:
 # Contact lists
 
 
-def find_list(client: EmarsysClient, name: str) -> ContactList | None:
-    """The contact list called ``name`` (exact, else case-insensitive), if any."""
+def read_lists(client: EmarsysClient) -> list[ContactList]:
+    """Every contact list of the account (one request)."""
     data = client.call("GET", "/contactlist") or []
-    lists = [ContactList(int(x["id"]), str(x.get("name") or "")) for x in data]
+    return [ContactList(int(x["id"]), str(x.get("name") or "")) for x in data]
+
+
+def find_list(client: EmarsysClient, name: str,
+              known: list[ContactList] | None = None) -> ContactList | None:
+    """The contact list called ``name`` (exact, else case-insensitive), if any;
+    ``known`` is the account's lists when already read."""
+    lists = read_lists(client) if known is None else known
     exact = [x for x in lists if x.name == name]
     loose = [x for x in lists if x.name.lower() == name.strip().lower()]
     matches = exact or loose
     return matches[0] if matches else None
 
 
-def find_or_create_list(client: EmarsysClient, name: str, key_field_id: int | str
-                        ) -> ContactList:
+def find_or_create_list(client: EmarsysClient, name: str, key_field_id: int | str,
+                        known: list[ContactList] | None = None) -> ContactList:
     """The list called ``name``, created (empty) when missing."""
-    found = find_list(client, name)
+    found = find_list(client, name, known)
     if found is not None:
         return found
     try:
@@ -278,6 +285,18 @@ def get_data(client: EmarsysClient, key_field_id: int | str, key_values: Iterabl
     return out
 
 
-__all__ = ["ContactList", "GetDataResult", "UpsertResult", "add_to_list", "find_list",
-           "find_or_create_list", "get_data", "list_fields", "merge_duplicates",
-           "split_batches", "upsert_all", "upsert_batch"]
+__all__ = [
+    "ContactList",
+    "GetDataResult",
+    "UpsertResult",
+    "add_to_list",
+    "find_list",
+    "find_or_create_list",
+    "get_data",
+    "list_fields",
+    "merge_duplicates",
+    "read_lists",
+    "split_batches",
+    "upsert_all",
+    "upsert_batch",
+]

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from magsync.config import Config, FieldRef, iter_secrets
 from magsync.emarsys.client import EmarsysClient
-from magsync.emarsys.contacts import find_list, find_or_create_list
+from magsync.emarsys.contacts import (
+    ContactList,
+    find_list,
+    find_or_create_list,
+    read_lists,
+)
 from magsync.emarsys.fields import read_choices, resolve_field
 from magsync.errors import ConfigError, RemoteConfigError
 from magsync.http import RetryPolicy
@@ -20,6 +26,7 @@ from magsync.magento.client import MagentoClient
 from magsync.mapping import ResolvedMapping, build_mapping, customer_fields_filter
 
 log = get_logger("sync")
+T = TypeVar("T")
 
 REALTIME_RETRY = RetryPolicy(budget=15.0, base_delay=0.5, max_delay=5.0)
 DEFAULT_RETRY = RetryPolicy()
@@ -56,6 +63,12 @@ class Runtime:
     list_ids: dict[str, int | None] = field(default_factory=dict)
     dry_run: bool = False
     verbose: int = 0
+    # At most emarsys.concurrency Emarsys requests in flight: a running job holds one
+    # slot; a job's independent reads and list adds run side by side only on slots the
+    # other workers leave free (at the end of a run, when fewer jobs are left).
+    request_slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(1))
+    side_requests: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="emarsys-side"))
 
     @cached_property
     def customer_fields(self) -> str:
@@ -82,8 +95,7 @@ class Runtime:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="startup") as pool:
             side = pool.submit(alongside, magento) if alongside is not None else None
             try:
-                mapping = resolve_mapping(cfg, emarsys)
-                list_ids = resolve_lists(cfg, emarsys, mapping, create=not dry_run)
+                mapping, list_ids = resolve_remote(cfg, emarsys, create_lists=not dry_run)
                 if side is not None:
                     side.result()
             except BaseException:
@@ -93,11 +105,40 @@ class Runtime:
                 magento.close()
                 emarsys.close()
                 raise
-        return cls(cfg, magento, emarsys, mapping, list_ids, dry_run, verbose)
+        side_requests = ThreadPoolExecutor(max_workers=cfg.emarsys.concurrency,
+                                           thread_name_prefix="emarsys-side")
+        return cls(cfg, magento, emarsys, mapping, list_ids, dry_run, verbose,
+                   threading.Semaphore(cfg.emarsys.concurrency), side_requests)
 
     def close(self) -> None:
+        self.side_requests.shutdown(wait=True, cancel_futures=True)
         self.magento.close()
         self.emarsys.close()
+
+    def side_by_side(self, *calls: Callable[[], T]) -> list[T]:
+        """Run ``calls`` (each one Emarsys request) at once where a free request slot
+        allows, else one after the other in this thread; their results in order.
+
+        The caller holds a slot for its own request (see ``run_job``); nothing here
+        waits for a slot, so this cannot deadlock.
+        """
+        futures: dict[int, Future[T]] = {}
+        for i, call in enumerate(calls[1:], start=1):
+            if not self.request_slots.acquire(blocking=False):
+                break
+            futures[i] = self.side_requests.submit(self._in_slot, call)
+        try:
+            results = {i: call() for i, call in enumerate(calls) if i not in futures}
+        finally:
+            wait(list(futures.values()))
+        results.update((i, f.result()) for i, f in futures.items())
+        return [results[i] for i in range(len(calls))]
+
+    def _in_slot(self, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        finally:
+            self.request_slots.release()
 
     def __enter__(self) -> Runtime:
         return self
@@ -106,7 +147,30 @@ class Runtime:
         self.close()
 
 
-def resolve_mapping(cfg: Config, emarsys: EmarsysClient) -> ResolvedMapping:
+def resolve_remote(cfg: Config, emarsys: EmarsysClient, *, create_lists: bool
+                   ) -> tuple[ResolvedMapping, dict[str, int | None]]:
+    """The mapping and the list ids. After the field list, the choice lists and the
+    contact lists are read at once (each start-up request in a row costs a round trip,
+    and sync-realtime starts every minute); a missing list is created only once the
+    mapping resolved, so a mapping error writes nothing."""
+    field_ids = resolve_field_ids(cfg, emarsys)
+    wanted = {field_ids[fm.field] for fm in cfg.contacts.customers.fields
+              if fm.convert in ("country", "choice", "gender")}
+    with ThreadPoolExecutor(max_workers=min(len(wanted) + 1, cfg.emarsys.concurrency),
+                            thread_name_prefix="startup-emarsys") as pool:
+        known = pool.submit(read_lists, emarsys)
+        reads = {fid: pool.submit(read_choices, emarsys, fid) for fid in sorted(wanted)}
+        choices = {fid: [(str(c.id), c.label) for c in f.result()] for fid, f in reads.items()}
+        lists = known.result()
+    mapping = build_mapping(cfg, field_ids, choices)
+    if mapping.country_unmatched:
+        log.debug("Emarsys country labels matched to no ISO code: %s",
+                  ", ".join(mapping.country_unmatched))
+    keys = (mapping.customer_key_field, mapping.subscriber_key_field)
+    return mapping, resolve_lists(cfg, emarsys, keys, lists, create=create_lists)
+
+
+def resolve_field_ids(cfg: Config, emarsys: EmarsysClient) -> dict[FieldRef, int]:
     """Every mapped field, both key fields, email and opt-in must exist in Emarsys."""
     refs: list[FieldRef] = [cfg.emarsys.key_fields.customer_id,
                             cfg.emarsys.key_fields.subscriber_id, 3, 31]
@@ -124,28 +188,20 @@ def resolve_mapping(cfg: Config, emarsys: EmarsysClient) -> ResolvedMapping:
             "fields must exist before a sync", service="Emarsys",
             hint="run `magsync fields --create-missing` (fields referenced by name), or fix "
                  "the field ids in the config")
-    choices: dict[int, list[tuple[str, str]]] = {}
-    for fm in cfg.contacts.customers.fields:
-        if fm.convert in ("country", "choice", "gender"):
-            fid = field_ids[fm.field]
-            choices[fid] = [(str(c.id), c.label) for c in read_choices(emarsys, fid)]
-    mapping = build_mapping(cfg, field_ids, choices)
-    if mapping.country_unmatched:
-        log.debug("Emarsys country labels matched to no ISO code: %s",
-                  ", ".join(mapping.country_unmatched))
-    return mapping
+    return field_ids
 
 
-def resolve_lists(cfg: Config, emarsys: EmarsysClient, mapping: ResolvedMapping, *,
-                  create: bool) -> dict[str, int | None]:
-    """The ids of both contact lists (None under --dry-run when a list does not exist)."""
-    names = {"customers": (cfg.contacts.customers.list, mapping.customer_key_field),
-             "subscribers": (cfg.contacts.subscribers.list, mapping.subscriber_key_field)}
+def resolve_lists(cfg: Config, emarsys: EmarsysClient, key_fields: tuple[int, int],
+                  known: list[ContactList], *, create: bool) -> dict[str, int | None]:
+    """The ids of both contact lists (None under --dry-run when a list does not exist);
+    ``known`` is the account's lists as just read."""
+    names = {"customers": (cfg.contacts.customers.list, key_fields[0]),
+             "subscribers": (cfg.contacts.subscribers.list, key_fields[1])}
     out: dict[str, int | None] = {}
     for role, (name, key_field) in names.items():
         if create:
-            out[role] = find_or_create_list(emarsys, name, key_field).id
+            out[role] = find_or_create_list(emarsys, name, key_field, known).id
         else:
-            found = find_list(emarsys, name)
+            found = find_list(emarsys, name, known)
             out[role] = found.id if found else None
     return out
