@@ -10,10 +10,13 @@ its start time and the mapping is recorded as done.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
 from magsync.config import Config
+from magsync.magento.client import MagentoClient
 from magsync.magento.customers import ExportProgress, IdRange, Page, iter_all_customers, plan_ranges
 from magsync.state import StateStore
 from magsync.sync.common import (
@@ -59,11 +62,16 @@ def export_initial(cfg: Config, store: StateStore, opts: ExportOptions,
                                "restart": opts.restart}
         if saved:
             report.notes.append(f"resumed the export started {saved['started_at']}")
+        planned: list[list[IdRange]] = []
+        plan_ranges_early = opts.customers and cfg.contacts.customers.enabled \
+            and "ranges" not in checkpoint and not checkpoint.get("customers_done")
         with Runtime.open(cfg, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
                           verbose=opts.verbose,
-                          alongside=mirror_refresher(store, counts)) as rt:
+                          alongside=_startup_reads(store, counts, plan_ranges_early,
+                                                   planned)) as rt:
             checkpoint.setdefault("mapping_hash", rt.mapping.hash)
             run = _Export(rt, store, counts, run_id, checkpoint, opts, progress)
+            run.planned = planned[0] if planned else None
             try:
                 run.customers()
                 run.guests()
@@ -75,6 +83,24 @@ def export_initial(cfg: Config, store: StateStore, opts: ExportOptions,
         if not opts.dry_run:
             _complete(store, checkpoint, rt.mapping.hash)
     return report
+
+
+def _startup_reads(store: StateStore, counts: RunCounts, plan: bool,
+                   planned: list[list[IdRange]]) -> Callable[[MagentoClient], None]:
+    """What Magento can answer while Emarsys resolves fields and lists: the subscriber
+    scan, and beside it (``plan``) the id ranges of a fresh customer export, appended to
+    ``planned``."""
+    refresh = mirror_refresher(store, counts)
+
+    def reads(magento: MagentoClient) -> None:
+        if not plan:
+            refresh(magento)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="startup-ranges") as pool:
+            ranges = pool.submit(plan_ranges, magento)
+            refresh(magento)
+            planned.append(ranges.result())
+    return reads
 
 
 def _complete(store: StateStore, checkpoint: dict[str, Any], mapping_hash: str) -> None:
@@ -101,6 +127,7 @@ class _Export:
         self.progress_hook = progress
         self.tracker = PageTracker()
         self.ranges: ExportProgress | None = None
+        self.planned: list[IdRange] | None = None  # read during start-up
         self._seq = itertools.count()
         self.engine: Engine = new_engine(rt, store, counts, run_id,
                                          restart=bool(checkpoint.get("restart")),
@@ -113,8 +140,10 @@ class _Export:
         if self.checkpoint.get("customers_done"):
             return
         saved = self.checkpoint.get("ranges")
-        ranges = [IdRange(*r) for r in saved] if saved is not None else \
-            plan_ranges(self.rt.magento)
+        if saved is not None:
+            ranges = [IdRange(*r) for r in saved]
+        else:
+            ranges = self.planned if self.planned is not None else plan_ranges(self.rt.magento)
         self.ranges = ExportProgress(ranges)
         if not self.opts.dry_run:  # keeps the first run's start time from the outset
             self.checkpoint["ranges"] = [[r.index, r.after_id, r.upto_id] for r in ranges]

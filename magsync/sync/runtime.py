@@ -197,11 +197,12 @@ def resolve_lists(cfg: Config, emarsys: EmarsysClient, key_fields: tuple[int, in
     ``known`` is the account's lists as just read."""
     names = {"customers": (cfg.contacts.customers.list, key_fields[0]),
              "subscribers": (cfg.contacts.subscribers.list, key_fields[1])}
-    out: dict[str, int | None] = {}
-    for role, (name, key_field) in names.items():
-        if create:
-            out[role] = find_or_create_list(emarsys, name, key_field, known).id
-        else:
-            found = find_list(emarsys, name, known)
-            out[role] = found.id if found else None
-    return out
+    if not create:
+        found = {role: find_list(emarsys, name, known) for role, (name, _) in names.items()}
+        return {role: lst.id if lst else None for role, lst in found.items()}
+    # A first run creates both lists: at once, as the other start-up reads.
+    workers = max(1, min(len(names), cfg.emarsys.concurrency))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="startup-lists") as pool:
+        made = {role: pool.submit(find_or_create_list, emarsys, name, key_field, known)
+                for role, (name, key_field) in names.items()}
+        return {role: f.result().id for role, f in made.items()}
