@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import requests
 import yaml
@@ -32,7 +32,31 @@ class BenchError(RuntimeError):
     """The benchmark could not run (the sandbox did not start, a child failed)."""
 
 
-class SandboxProcess:
+_S = TypeVar("_S", bound="_Started")
+
+
+class _Started:
+    """A context manager over ``start()`` and ``stop()``: stopped also when starting
+    fails half-way."""
+
+    def start(self: _S) -> _S:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _S) -> _S:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class SandboxProcess(_Started):
     """``magsync sandbox serve`` in a child process; a context manager that stops it."""
 
     def __init__(self, *, customers: int, subscribers: int, config_path: Path,
@@ -118,18 +142,9 @@ class SandboxProcess:
             self._stderr.close()
             self._stderr = None
 
-    def __enter__(self) -> SandboxProcess:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
-class Sandboxes:
+class Sandboxes(_Started):
     """The two simulators for a benchmark, each in a ``sandbox serve`` process of its own
     (a shop's Magento and Emarsys are separate servers: one's work never waits on the
     other's), or both in one process with ``one_process``. A context manager; the config
@@ -176,16 +191,6 @@ class Sandboxes:
     def stop(self) -> None:
         for proc in self.procs.values():
             proc.stop()
-
-    def __enter__(self) -> Sandboxes:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def tune_config(source: Path, target: Path, state_path: Path,
