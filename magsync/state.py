@@ -301,10 +301,10 @@ class StateStore:
         key_list = list(dict.fromkeys(keys))
         for i in range(0, len(key_list), 500):
             chunk = key_list[i:i + 500]
-            marks = ",".join("?" * len(chunk))
+            marks, args = _in_list(chunk)
             for row in self._query(
                     "SELECT key, customer_id, subscriber_id, email, emarsys_id, sent, lists "
-                    f"FROM contacts WHERE key IN ({marks})", chunk):
+                    f"FROM contacts WHERE key IN ({marks})", args):
                 out[row[0]] = _contact(row)
         return out
 
@@ -385,8 +385,8 @@ class StateStore:
         ids = list(dict.fromkeys(customer_ids))
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self._query(_MIRROR_SELECT + f" WHERE customer_id IN ({marks})", chunk):
+            marks, args = _in_list(chunk)
+            for row in self._query(_MIRROR_SELECT + f" WHERE customer_id IN ({marks})", args):
                 out.setdefault(row[1], []).append(_mirror(row))
         return out
 
@@ -409,10 +409,10 @@ class StateStore:
         found: set[str] = set()
         for i in range(0, len(wanted), 500):
             chunk = wanted[i:i + 500]
-            marks = ",".join("?" * len(chunk))
+            marks, args = _in_list(chunk)
             found.update(r[0].lower() for r in self._query(
                 "SELECT email FROM subscribers WHERE customer_id = 0 AND email COLLATE NOCASE "
-                f"IN ({marks})", chunk))
+                f"IN ({marks})", args))
         return found
 
     def mirror_get(self, subscriber_id: int) -> MirrorRow | None:
@@ -466,9 +466,9 @@ class StateStore:
         out: dict[str, datetime] = {}
         for start in range(0, len(wanted), 500):
             chunk = wanted[start:start + 500]
-            marks = ", ".join("?" * len(chunk))
+            marks, args = _in_list(chunk)
             for key, at in self._query(f"SELECT key, updated_at FROM queue WHERE kind = ? "
-                                       f"AND key IN ({marks})", [kind, *chunk]):
+                                       f"AND key IN ({marks})", [kind, *args]):
                 out[key] = from_iso(at)
         return out
 
@@ -515,6 +515,19 @@ class StateStore:
 def _lists_json(lists: frozenset[str]) -> str:
     """The stored form of a contact's list roles (a handful of distinct values)."""
     return json.dumps(sorted(lists))
+
+
+# Lengths an IN list is padded to. Each distinct SQL text is a prepared statement that the
+# sqlite3 module keeps (128 of them): lists of every length would fill that cache with
+# large statements as a long run meets more lengths, and memory would creep for it.
+_IN_LENGTHS = (1, 8, 32, 100, 300, 500)
+
+
+def _in_list(values: list[Any]) -> tuple[str, list[Any]]:
+    """``?`` marks for ``IN (...)`` and the values padded to one of ``_IN_LENGTHS`` by
+    repeating the last one (which IN ignores); at most 500 values."""
+    size = next(n for n in _IN_LENGTHS if n >= len(values))
+    return ",".join("?" * size), values + values[-1:] * (size - len(values))
 
 
 _MIRROR_SELECT = ("SELECT subscriber_id, customer_id, email, status, website_id, store_id "

@@ -332,3 +332,25 @@ def test_reports_per_run(store: StateStore) -> None:
     assert [r[0] for r in newest_first] == ["unconvertible", "unknown", "consent conflict"]
     assert newest_first[0][3].utcoffset() == timedelta(0)
     assert len(store.reports(limit=1)) == 1
+
+
+def test_lookups_of_any_length_find_exactly_the_stored_records(store: StateStore,
+                                                               monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    store.save_contacts([ContactRecord(f"c:{i}", customer_id=i, sent={"1": str(i)})
+                         for i in range(0, 1200, 2)])
+    texts: set[str] = set()
+    query = store._query
+
+    def recording(sql: str, args: object = ()) -> object:
+        texts.add(sql)
+        return query(sql, args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "_query", recording)
+    for n in (1, 2, 7, 33, 299, 301, 499, 500, 501, 1200):
+        wanted = [f"c:{i}" for i in range(n)]
+        found = store.get_contacts(wanted)
+        assert sorted(found) == sorted(k for k in wanted if int(k[2:]) % 2 == 0)
+        assert all(found[k].sent == {"1": k[2:]} for k in found)
+    # lists of any length share a handful of statements (the sqlite3 statement cache)
+    assert len(texts) <= 6
