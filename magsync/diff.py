@@ -39,19 +39,27 @@ def plan_send(contact: Contact, record: ContactRecord | None, decision: OptinDec
     empty Magento value is never sent; with ``clear`` it is sent as "" when it differs
     from what was sent. The key field is always in the payload.
     """
-    previous: Mapping[str, Any] = {} if record is None or restart else record.sent
     key_field = str(contact.key_field)
     clear = on_empty == "clear"
-    payload: dict[str, Any] = {}
-    # Runs for every contact of every sync: one dict lookup per field, no membership
-    # test followed by an index.
-    for fid, value in contact.fields.items():
-        if value is None or value == "":
-            if not clear:
-                continue
-            value = ""
-        if previous.get(fid, _ABSENT) != value and fid != OPTIN_FIELD and fid != key_field:
-            payload[fid] = value
+    payload: dict[str, Any]
+    if (record is None or restart) and not clear:
+        # A first send (an export is nearly all of them): every non-empty value.
+        payload = {fid: value for fid, value in contact.fields.items()
+                   if value is not None and value != "" and fid != OPTIN_FIELD
+                   and fid != key_field}
+    else:
+        previous: Mapping[str, Any] = {} if record is None or restart else record.sent
+        payload = {}
+        # Runs for every contact of every sync: one dict lookup per field, no membership
+        # test followed by an index.
+        for fid, value in contact.fields.items():
+            if value is None or value == "":
+                if not clear:
+                    continue
+                value = ""
+            if previous.get(fid, _ABSENT) != value and fid != OPTIN_FIELD \
+                    and fid != key_field:
+                payload[fid] = value
     if decision.send is not None:
         payload[OPTIN_FIELD] = decision.send
     joined = record.lists if record is not None else frozenset()
