@@ -82,6 +82,13 @@ class RateLimiter:
         if slot > now:
             self._sleep(slot - now)
 
+    def hold(self, seconds: float) -> None:
+        """No request from any thread for ``seconds`` (the server said 429: wait until its
+        reset). Requests already sent are not recalled."""
+        with self._lock:
+            until = self._clock() + seconds
+            self._next_slot = until if self._next_slot is None else max(self._next_slot, until)
+
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every secret (also URL-encoded) replaced by ``***``."""
@@ -182,6 +189,9 @@ class HttpClient:
                     return resp
                 failure = self.describe(resp)
                 wait = self._wait_for(resp, attempt)
+                if resp.status_code == 429 and self.limiter is not None:
+                    # Every thread of this client waits, not only the one that was told.
+                    self.limiter.hold(wait)
                 resp.close()
             # Counting our own sleeps too keeps a stubbed clock from retrying forever.
             spent = max(self._clock() - start, slept)

@@ -193,3 +193,28 @@ def test_rejected_contacts_are_queued_and_the_rest_is_sent(pair: SandboxPair, ma
     assert_export_complete(pair)
     with StateStore.open(tmp_path / "state.db") as store:
         assert store.queue_items(dead=None) == []
+
+
+def test_a_429_holds_every_worker_until_the_reset(pair: SandboxPair, magsync: Any,
+                                                  tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Four workers: when one is told to wait, the others must not go on sending. Only what
+    # they sent before the client read the 429 may arrive before the announced reset (a
+    # request in flight per worker, or one more that was admitted meanwhile); without the
+    # shared hold the other workers go on, some 60 requests here.
+    cfg = _config(pair, tmp_path, concurrency=4, batch_size=10)
+    fired: list[int] = []
+
+    def storm(req: Request, resp: Response) -> None:
+        if req.method == "PUT" and resp.status == 200 and not fired:
+            fired.append(1)
+            pair.emarsys.fail_next_429(1, reset_in=1.0)
+
+    _on_request(pair, monkeypatch, storm)
+
+    result = magsync("export-initial", config=cfg)
+
+    assert result.code == 0, result
+    assert fired and pair.emarsys.rate.rejected == 1
+    assert pair.emarsys.early_requests <= 2 * 3
+    assert_export_complete(pair)

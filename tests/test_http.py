@@ -215,6 +215,17 @@ def test_rate_limiter_holds_rate_across_threads() -> None:
     assert sorted(waits) == pytest.approx([0.5 * i for i in range(1, 200)])
 
 
+def test_rate_limiter_hold_delays_every_later_request() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(600, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    limiter.hold(5.0)  # a 429 said: come back in 5 s
+    limiter.hold(2.0)  # a shorter wait never shortens a hold
+    limiter.acquire()
+    limiter.acquire()
+    assert clock.sleeps == pytest.approx([5.0, 0.1])
+
+
 def test_rate_limiter_does_not_bank_idle_time() -> None:
     clock = FakeClock()
     limiter = RateLimiter(60, clock=clock, sleep=clock.sleep)
