@@ -37,6 +37,21 @@ def _on_request(pair: SandboxPair, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(pair.emarsys, "after_route", after)
 
 
+def _429s_after_the_first_upsert(pair: SandboxPair, monkeypatch: pytest.MonkeyPatch, n: int,
+                                 *, reset_in: float) -> list[int]:
+    """Once the first upsert succeeded, the next ``n`` requests get 429s announcing a reset
+    ``reset_in`` s ahead; the list returned is non-empty once that happened."""
+    fired: list[int] = []
+
+    def storm(req: Request, resp: Response) -> None:
+        if req.method == "PUT" and resp.status == 200 and not fired:
+            fired.append(1)
+            pair.emarsys.fail_next_429(n, reset_in=reset_in)
+
+    _on_request(pair, monkeypatch, storm)
+    return fired
+
+
 def test_429_storm_waits_for_the_announced_reset(pair: SandboxPair, magsync: Any,
                                                  tmp_path: Path) -> None:
     cfg = _config(pair, tmp_path, concurrency=1, batch_size=50)
@@ -54,14 +69,7 @@ def test_429s_in_the_middle_of_the_upserts(pair: SandboxPair, magsync: Any,
                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                           ) -> None:
     cfg = _config(pair, tmp_path, concurrency=1, batch_size=30)
-    fired: list[int] = []
-
-    def storm(req: Request, resp: Response) -> None:
-        if req.method == "PUT" and resp.status == 200 and not fired:
-            fired.append(1)
-            pair.emarsys.fail_next_429(2, reset_in=0.2)
-
-    _on_request(pair, monkeypatch, storm)
+    fired = _429s_after_the_first_upsert(pair, monkeypatch, 2, reset_in=0.2)
 
     result = magsync("export-initial", config=cfg)
 
@@ -203,14 +211,7 @@ def test_a_429_holds_every_worker_until_the_reset(pair: SandboxPair, magsync: An
     # request in flight per worker, or one more that was admitted meanwhile); without the
     # shared hold the other workers go on, some 60 requests here.
     cfg = _config(pair, tmp_path, concurrency=4, batch_size=10)
-    fired: list[int] = []
-
-    def storm(req: Request, resp: Response) -> None:
-        if req.method == "PUT" and resp.status == 200 and not fired:
-            fired.append(1)
-            pair.emarsys.fail_next_429(1, reset_in=1.0)
-
-    _on_request(pair, monkeypatch, storm)
+    fired = _429s_after_the_first_upsert(pair, monkeypatch, 1, reset_in=1.0)
 
     result = magsync("export-initial", config=cfg)
 
