@@ -144,6 +144,9 @@ class SandboxProcess(_Started):
 
 
 
+SIDES = ("magento", "emarsys")
+
+
 class Sandboxes(_Started):
     """The two simulators for a benchmark, each in a ``sandbox serve`` process of its own
     (a shop's Magento and Emarsys are separate servers: one's work never waits on the
@@ -252,6 +255,43 @@ def route_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]
     old = before.get("by_route", {})
     delta = {route: n - old.get(route, 0) for route, n in after.get("by_route", {}).items()}
     return {route: n for route, n in sorted(delta.items(), key=lambda kv: -kv[1]) if n}
+
+
+def measurements(args: argparse.Namespace, cfg: dict[str, Any], child: ChildResult,
+                 sent: int, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The figures both benchmarks report for their measured run: time, CPU, memory,
+    requests per side (``after`` minus ``before`` stats), the settings, and with a
+    latency the bound."""
+    requests = {side: after[side]["total"] - before[side]["total"] for side in after}
+    wall = child.wall_seconds
+    figures: dict[str, Any] = {
+        "contacts_sent": sent,
+        "wall_seconds": round(wall, 3), "magsync_cpu_seconds": round(child.cpu_seconds, 3),
+        "contacts_per_second": round(sent / wall, 1) if wall > 0 else None,
+        "requests": requests,
+        "requests_by_route": {side: route_delta(before[side], after[side])
+                              for side in after},
+        "peak_rss_kb": child.peak_rss_kb, "peak_rss_mb": round(child.peak_rss_kb / 1024, 1),
+        "latency_ms": args.latency, "page_size": cfg["magento"]["page_size"],
+        "magento_concurrency": cfg["magento"]["concurrency"],
+        "emarsys_concurrency": cfg["emarsys"]["concurrency"],
+        "emarsys_batch_size": cfg["emarsys"]["batch_size"],
+    }
+    if args.latency > 0:
+        figures.update(latency_bound(args.latency, requests, figures, wall))
+    return figures
+
+
+def latency_bound(latency_ms: float, requests: dict[str, int], figures: dict[str, Any],
+                  wall: float) -> dict[str, Any]:
+    """The wall time the latency alone forces, per side, and how close the run came."""
+    seconds = latency_ms / 1000.0
+    magento = requests["magento"] * seconds / figures["magento_concurrency"]
+    emarsys = requests["emarsys"] * seconds / figures["emarsys_concurrency"]
+    bound = max(magento, emarsys)
+    return {"bound_magento_seconds": round(magento, 3),
+            "bound_emarsys_seconds": round(emarsys, 3), "bound_seconds": round(bound, 3),
+            "wall_over_bound": round(wall / bound, 2) if bound > 0 else None}
 
 
 def render_measurements(f: dict[str, Any]) -> list[str]:

@@ -20,13 +20,14 @@ from typing import Any
 
 # run as a script, this directory is sys.path[0]
 from common import (
+    SIDES,
     BenchError,
     ChildResult,
     Sandboxes,
     add_shop_arguments,
     magsync_json,
+    measurements,
     render_measurements,
-    route_delta,
     run_main,
     run_measured,
     tune_config,
@@ -66,10 +67,10 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                    seed=args.seed, one_process=args.one_sandbox_process) as sandbox:
         cfg = tune_config(workdir / "sandbox.yaml", config, workdir / "state.db",
                           config_overrides(args))
-        before = {side: sandbox.stats(side) for side in ("magento", "emarsys")}
+        before = {side: sandbox.stats(side) for side in SIDES}
         child = run_measured([sys.executable, "-m", "magsync", "--config", str(config), "-q",
                               "export-initial"])
-        after = {side: sandbox.stats(side) for side in ("magento", "emarsys")}
+        after = {side: sandbox.stats(side) for side in SIDES}
         subscribers = sandbox.control("magento", "GET", "shop/subscribers")
         emarsys_contacts = sandbox.control("emarsys", "GET", "state")["contacts"]
     if child.exit_code != 0:
@@ -84,40 +85,13 @@ def build_figures(args: argparse.Namespace, cfg: dict[str, Any], child: ChildRes
                   counts: dict[str, int], before: dict[str, Any], after: dict[str, Any], *,
                   guests: int, subscribers: int, emarsys_contacts: int) -> dict[str, Any]:
     """The benchmark's figures as one dict (what ``--json`` prints)."""
-    requests = {side: after[side]["total"] - before[side]["total"] for side in after}
-    sent = int(counts.get("sent", 0))
-    wall = child.wall_seconds
-    figures: dict[str, Any] = {
+    return {
         "customers": args.customers, "subscribers": subscribers, "guest_subscribers": guests,
         "magento_records": args.customers + subscribers,
         "expected_contacts": args.customers + guests,
-        "contacts_sent": sent, "emarsys_contacts": emarsys_contacts, "counts": counts,
-        "wall_seconds": round(wall, 3), "magsync_cpu_seconds": round(child.cpu_seconds, 3),
-        "contacts_per_second": round(sent / wall, 1) if wall > 0 else None,
-        "requests": requests,
-        "requests_by_route": {side: route_delta(before[side], after[side])
-                              for side in after},
-        "peak_rss_kb": child.peak_rss_kb, "peak_rss_mb": round(child.peak_rss_kb / 1024, 1),
-        "latency_ms": args.latency, "page_size": cfg["magento"]["page_size"],
-        "magento_concurrency": cfg["magento"]["concurrency"],
-        "emarsys_concurrency": cfg["emarsys"]["concurrency"],
-        "emarsys_batch_size": cfg["emarsys"]["batch_size"],
+        "emarsys_contacts": emarsys_contacts, "counts": counts,
+        **measurements(args, cfg, child, int(counts.get("sent", 0)), before, after),
     }
-    if args.latency > 0:
-        figures.update(latency_bound(args.latency, requests, figures, wall))
-    return figures
-
-
-def latency_bound(latency_ms: float, requests: dict[str, int], figures: dict[str, Any],
-                  wall: float) -> dict[str, Any]:
-    """The wall time the latency alone forces, per side, and how close the run came."""
-    seconds = latency_ms / 1000.0
-    magento = requests["magento"] * seconds / figures["magento_concurrency"]
-    emarsys = requests["emarsys"] * seconds / figures["emarsys_concurrency"]
-    bound = max(magento, emarsys)
-    return {"bound_magento_seconds": round(magento, 3),
-            "bound_emarsys_seconds": round(emarsys, 3), "bound_seconds": round(bound, 3),
-            "wall_over_bound": round(wall / bound, 2) if bound > 0 else None}
 
 
 def render_text(f: dict[str, Any]) -> list[str]:

@@ -28,21 +28,20 @@ import requests
 
 # run as a script, this directory is sys.path[0]
 from common import (
+    SIDES,
     BenchError,
     ChildResult,
     Sandboxes,
     add_shop_arguments,
     magsync_json,
+    measurements,
     render_measurements,
-    route_delta,
     run_main,
     run_measured,
     tune_config,
 )
 from export import config_overrides as export_overrides
-from export import latency_bound
 
-SIDES = ("magento", "emarsys")
 STATUS_SUBSCRIBED, STATUS_UNSUBSCRIBED = 1, 3
 # Magento stamps updated_at in whole seconds and the window ends before the run's start:
 # wait past the second of the last change so the run reads every change
@@ -178,29 +177,15 @@ def build_figures(args: argparse.Namespace, cfg: dict[str, Any], child: ChildRes
                   counts: dict[str, int], before: dict[str, Any], after: dict[str, Any],
                   changes: DayOfChanges) -> dict[str, Any]:
     """The benchmark's figures as one dict (what ``--json`` prints)."""
-    requests_ = {side: after[side]["total"] - before[side]["total"] for side in after}
-    sent = int(counts.get("sent", 0))
-    wall = child.wall_seconds
-    figures: dict[str, Any] = {
+    return {
         "customers": args.customers, "subscribers": args.subscribers,
         "customers_changed": len(changes.customers),
         "subscribers_changed": changes.subscribers,
-        "contacts_changed": changes.contacts(), "contacts_sent": sent,
+        "contacts_changed": changes.contacts(),
         "exit_code": child.exit_code, "counts": counts,
         "subscriber_scan": not args.no_subscriber_scan,
-        "wall_seconds": round(wall, 3), "magsync_cpu_seconds": round(child.cpu_seconds, 3),
-        "contacts_per_second": round(sent / wall, 1) if wall > 0 else None,
-        "requests": requests_,
-        "requests_by_route": {side: route_delta(before[side], after[side]) for side in after},
-        "peak_rss_kb": child.peak_rss_kb, "peak_rss_mb": round(child.peak_rss_kb / 1024, 1),
-        "latency_ms": args.latency, "page_size": cfg["magento"]["page_size"],
-        "magento_concurrency": cfg["magento"]["concurrency"],
-        "emarsys_concurrency": cfg["emarsys"]["concurrency"],
-        "emarsys_batch_size": cfg["emarsys"]["batch_size"],
+        **measurements(args, cfg, child, int(counts.get("sent", 0)), before, after),
     }
-    if args.latency > 0:
-        figures.update(latency_bound(args.latency, requests_, figures, wall))
-    return figures
 
 
 def render_text(f: dict[str, Any]) -> list[str]:

@@ -21,7 +21,6 @@ from magsync.mapping import customer_fields_filter, extract_value
 from magsync.sandbox.magento import MagentoSandbox
 from magsync.sandbox.magento_fields import apply_filter, parse_fields
 from magsync.sandbox.pair import SandboxPair
-from magsync.sandbox.shop import generate_shop
 from tests.test_magento_client import make_client
 from tests.test_mapping import make_customer
 
@@ -102,21 +101,17 @@ def test_customer_searches_carry_the_filter(pair: SandboxPair, magsync: Any) -> 
             or spec == "items[id]", req.query_string
 
 
-def test_an_optin_write_reads_and_puts_the_whole_customer() -> None:
+def test_an_optin_write_reads_and_puts_the_whole_customer(
+        magento_sandbox: MagentoSandbox) -> None:
     # The filter is for reading what to send; a PUT built from a filtered customer would
     # blank every attribute the filter left out.
-    server = MagentoSandbox(generate_shop(5, 2, seed=4))
-    server.start()
-    try:
-        client = make_client(server)
-        before = server.shop.customer_dict(3)
-        set_customer_subscription(client, 3, True)
-        reads = server.requests("GET", r"/customers/3$")
-        puts = server.requests("PUT", r"/customers/3$")
-        assert reads and all("fields" not in r.query_string for r in reads)
-        sent = json.loads(puts[-1].body)["customer"]
-        assert {k: v for k, v in before.items() if k not in ("addresses", "updated_at",
-                                                             "extension_attributes")} \
-            == {k: v for k, v in sent.items() if k not in ("updated_at", "extension_attributes")}
-    finally:
-        server.stop()
+    server = magento_sandbox
+    before = server.shop.customer_dict(3)
+    set_customer_subscription(make_client(server), 3, True)
+    reads = server.requests("GET", r"/customers/3$")
+    puts = server.requests("PUT", r"/customers/3$")
+    assert reads and all("fields" not in r.query_string for r in reads)
+    sent = json.loads(puts[-1].body)["customer"]
+    assert {k: v for k, v in before.items() if k not in ("addresses", "updated_at",
+                                                         "extension_attributes")} \
+        == {k: v for k, v in sent.items() if k not in ("updated_at", "extension_attributes")}

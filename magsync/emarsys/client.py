@@ -85,7 +85,7 @@ class EmarsysClient:
         own = [s.reveal() for s in vars(cfg.auth).values() if hasattr(s, "reveal")]
         http = HttpClient(SERVICE, api_url_for(cfg.api_url, cfg.auth.method), auth=auth,
                           timeout=cfg.timeout, retry=retry, limiter=limiter,
-                          secrets=[*secrets, *own], pool_size=2 * cfg.concurrency + 2,
+                          secrets=[*secrets, *own], pool_size=cfg.concurrency + 2,
                           sleep=sleep, clock=clock)
         return cls(http, auth_method=cfg.auth.method)
 

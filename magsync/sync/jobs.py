@@ -225,13 +225,11 @@ def _join_lists(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
         list_id = rt.list_ids.get(role)
         if members and list_id is not None:
             adds.append((role, members, list_id))
-
-    def add(role: str, members: list[_Plan], list_id: int) -> Callable[[], dict[str, Any]]:
-        ids = [p.item.contact.key_value for p in members]
-        return lambda: add_to_list(rt.emarsys, list_id, job.key_field, ids)[1]
-
-    results = rt.side_by_side(*(add(*a) for a in adds))
-    for (role, members, _), errors in zip(adds, results, strict=True):
+    results = rt.side_by_side(*(
+        functools.partial(add_to_list, rt.emarsys, list_id, job.key_field,
+                          [p.item.contact.key_value for p in members])
+        for _, members, list_id in adds))
+    for (role, members, _), (_, errors) in zip(adds, results, strict=True):
         for p in members:
             if p.item.contact.key_value in errors:
                 p.send = _without_role(p.send, role)

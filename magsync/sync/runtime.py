@@ -66,9 +66,14 @@ class Runtime:
     # At most emarsys.concurrency Emarsys requests in flight: a running job holds one
     # slot; a job's independent reads and list adds run side by side only on slots the
     # other workers leave free (at the end of a run, when fewer jobs are left).
-    request_slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(1))
-    side_requests: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
-        max_workers=1, thread_name_prefix="emarsys-side"))
+    request_slots: threading.Semaphore = field(init=False)
+    side_requests: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        concurrency = self.cfg.emarsys.concurrency
+        self.request_slots = threading.Semaphore(concurrency)
+        self.side_requests = ThreadPoolExecutor(max_workers=concurrency,
+                                                thread_name_prefix="emarsys-side")
 
     @cached_property
     def customer_fields(self) -> str:
@@ -105,10 +110,7 @@ class Runtime:
                 magento.close()
                 emarsys.close()
                 raise
-        side_requests = ThreadPoolExecutor(max_workers=cfg.emarsys.concurrency,
-                                           thread_name_prefix="emarsys-side")
-        return cls(cfg, magento, emarsys, mapping, list_ids, dry_run, verbose,
-                   threading.Semaphore(cfg.emarsys.concurrency), side_requests)
+        return cls(cfg, magento, emarsys, mapping, list_ids, dry_run, verbose)
 
     def close(self) -> None:
         self.side_requests.shutdown(wait=True, cancel_futures=True)
