@@ -267,7 +267,7 @@ def sandbox_serve(ctx: click.Context, customers: int, subscribers: int, port_mag
 
     serve(customers=customers, subscribers=subscribers, port_magento=port_magento,
           port_emarsys=port_emarsys, write_config=write_config, seed=seed,
-          out=_out(_app(ctx)))
+          quiet=_app(ctx).quiet)
 
 
 def _run(app: App, command: str, work: Callable[[Any, Any, Any], Any]) -> int:

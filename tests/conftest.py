@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from magsync.sandbox.magento import MagentoSandbox
+from magsync.sandbox.magento.server import MagentoSandbox
+from magsync.sandbox.magento.shop_gen import generate_shop
 from magsync.sandbox.pair import SandboxPair
-from magsync.sandbox.shop import generate_shop
 
 MAGENTO_ANCHOR = datetime(2026, 5, 1, tzinfo=timezone.utc)
 

@@ -13,8 +13,8 @@ from magsync.countries import (
     identify_country,
     normalize_name,
 )
-from magsync.sandbox.emarsys_countries import COUNTRIES
-from magsync.sandbox.emarsys_fields import COUNTRY, build_system_fields
+from magsync.sandbox.emarsys.countries import COUNTRIES
+from magsync.sandbox.emarsys.fields import COUNTRY, build_system_fields
 
 GAPS_FILE = Path(__file__).with_name("known_country_gaps.txt")
 

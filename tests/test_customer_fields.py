@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from magsync.config import parse_config
 from magsync.magento.subscribers import set_customer_subscription
 from magsync.mapping import customer_fields_filter, extract_value
-from magsync.sandbox.magento import MagentoSandbox
-from magsync.sandbox.magento_fields import apply_filter, parse_fields
+from magsync.sandbox.magento.fields import apply_filter, parse_fields
+from magsync.sandbox.magento.server import MagentoSandbox
 from magsync.sandbox.pair import SandboxPair
 from tests.test_magento_client import make_client
 from tests.test_mapping import make_customer

@@ -13,7 +13,7 @@ from magsync.emarsys.auth import OAuth2ClientCredentials, WsseAuth, build_wsse_h
 from magsync.emarsys.client import EmarsysApiError, EmarsysClient, api_url_for
 from magsync.errors import AuthError, FatalRemoteError, RetriableError
 from magsync.http import RetryPolicy
-from magsync.sandbox.emarsys import EmarsysSandbox
+from magsync.sandbox.emarsys.server import EmarsysSandbox
 
 SECRET = "wsse-sekrit-value"
 CLIENT_SECRET = "oauth-client-sekrit"

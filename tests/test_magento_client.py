@@ -23,8 +23,8 @@ from magsync.magento.subscribers import (
     set_customer_subscription,
     set_guest_subscriptions,
 )
-from magsync.sandbox.magento import MagentoSandbox
-from magsync.sandbox.shop import generate_shop
+from magsync.sandbox.magento.server import MagentoSandbox
+from magsync.sandbox.magento.shop_gen import generate_shop
 
 ANCHOR = datetime(2026, 5, 1, tzinfo=timezone.utc)
 NO_RETRY = RetryPolicy(budget=0.0)

@@ -24,8 +24,8 @@ from magsync.magento.customers import (
     iter_changed_customers,
     plan_ranges,
 )
-from magsync.sandbox.magento import MagentoSandbox
-from magsync.sandbox.shop import generate_shop
+from magsync.sandbox.magento.server import MagentoSandbox
+from magsync.sandbox.magento.shop_gen import generate_shop
 
 ANCHOR = datetime(2026, 5, 1, tzinfo=timezone.utc)
 T0 = datetime(2026, 5, 2, 10, 0, 0, tzinfo=timezone.utc)

@@ -20,7 +20,7 @@ from magsync.mapping import (
     extract_value,
     guest_contact,
 )
-from magsync.sandbox.emarsys_fields import COUNTRY, build_system_fields
+from magsync.sandbox.emarsys.fields import COUNTRY, build_system_fields
 from magsync.state import MirrorRow
 
 CUSTOMER_KEY, SUBSCRIBER_KEY, LOYALTY = 7001, 7002, 7100

@@ -17,8 +17,8 @@ import pytest
 
 from magsync.emarsys.exports import ExportWait
 from magsync.sandbox.base import Request, Response
+from magsync.sandbox.magento.shop import Shop
 from magsync.sandbox.pair import SandboxPair
-from magsync.sandbox.shop import Shop
 from magsync.state import StateStore
 from magsync.sync.pull import (
     EXPORT_POLL_ENV,

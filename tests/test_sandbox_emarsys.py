@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import requests
 
-from magsync.sandbox.emarsys import EmarsysSandbox
-from magsync.sandbox.emarsys_auth import wsse_digest, wsse_header
+from magsync.sandbox.emarsys.auth import wsse_digest, wsse_header
+from magsync.sandbox.emarsys.server import EmarsysSandbox
 
 T0 = dt.datetime(2026, 5, 2, 10, 0, tzinfo=dt.timezone.utc).timestamp()
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import requests
 
-from magsync.sandbox.emarsys import EmarsysSandbox
-from magsync.sandbox.emarsys_auth import wsse_header
-from magsync.sandbox.emarsys_data import EmarsysAccount
+from magsync.sandbox.emarsys.auth import wsse_header
+from magsync.sandbox.emarsys.data import EmarsysAccount
+from magsync.sandbox.emarsys.server import EmarsysSandbox
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 5, 2, 10, 0, tzinfo=UTC).timestamp()

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from magsync.sandbox.emarsys_data import EmarsysAccount
-from magsync.sandbox.emarsys_fields import (
+from magsync.sandbox.emarsys.data import EmarsysAccount
+from magsync.sandbox.emarsys.fields import (
     CREATABLE_TYPES,
     Field,
     build_system_fields,

@@ -13,7 +13,7 @@ import pytest
 import requests
 from requests_oauthlib import OAuth1
 
-from magsync.sandbox.magento import MagentoSandbox
+from magsync.sandbox.magento.server import MagentoSandbox
 
 # A copy of ../shared/specs (Adobe's published 2.4.9 schema), so the suite runs anywhere.
 SWAGGER = Path(__file__).parent / "data" / "magento-2.4.9-customers.swagger.json"

@@ -10,13 +10,13 @@ import pytest
 import requests
 from requests_oauthlib import OAuth1
 
-from magsync.sandbox.magento import MagentoSandbox
-from magsync.sandbox.magento_fields import (
+from magsync.sandbox.magento.fields import (
     FieldsTypeError,
     apply_filter,
     parse_fields,
     requested_filter,
 )
+from magsync.sandbox.magento.server import MagentoSandbox
 
 CUSTOMER: dict[str, Any] = {
     "id": 7, "email": "ann@example.com", "firstname": "Ann",

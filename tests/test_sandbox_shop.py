@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from magsync.sandbox.magento_search import Criteria, Filter, run_search
-from magsync.sandbox.shop import Shop, generate_shop
-from magsync.sandbox.shop_gen import generate_records
+from magsync.sandbox.magento.search import Criteria, Filter, run_search
+from magsync.sandbox.magento.shop import Shop
+from magsync.sandbox.magento.shop_gen import generate_records, generate_shop
 
 ANCHOR = datetime(2026, 5, 1, tzinfo=timezone.utc)
 FROZEN = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)

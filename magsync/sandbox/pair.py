@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from magsync.sandbox.emarsys import EmarsysSandbox
-from magsync.sandbox.magento import MagentoSandbox
-from magsync.sandbox.shop import generate_shop
+from magsync.sandbox.emarsys.server import EmarsysSandbox
+from magsync.sandbox.magento.server import MagentoSandbox
+from magsync.sandbox.magento.shop_gen import generate_shop
 
 DEFAULT_MAPPING: dict[str, Any] = {
     "firstname": 1,

@@ -38,7 +38,6 @@ import click
 import yaml
 
 from magsync.errors import ConfigError, UsageError
-from magsync.report import Output
 from magsync.sandbox.pair import SandboxPair
 
 READY_PREFIX = "sandbox ready:"
@@ -162,7 +161,7 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def serve(*, customers: int, subscribers: int, port_magento: int = 0, port_emarsys: int = 0,
-          write_config: str | None = None, seed: int = 0, out: Output,
+          write_config: str | None = None, seed: int = 0, quiet: bool = False,
           stop: threading.Event | None = None) -> None:
     """Run both simulators until SIGINT/SIGTERM (or ``stop`` is set), then shut them down."""
     knobs = read_knobs()
@@ -179,27 +178,28 @@ def serve(*, customers: int, subscribers: int, port_magento: int = 0, port_emars
             if written:
                 pair.write_config(written, state_path, **USER_SETTINGS)
             if not stop.is_set():  # a signal while the shop was generated: just stop
-                _announce(pair, render_config(pair, state_path), written, out)
+                _announce(pair, render_config(pair, state_path), written, quiet)
             while not stop.wait(0.2):
                 pass
         finally:
             pair.stop()
             if temp_dir is not None:
                 shutil.rmtree(temp_dir, ignore_errors=True)
-    out.line("sandbox stopped")
+    if not quiet:
+        click.echo("sandbox stopped")
     sys.stdout.flush()
 
 
-def _announce(pair: SandboxPair, config_text: str, written: Path | None, out: Output
+def _announce(pair: SandboxPair, config_text: str, written: Path | None, quiet: bool
               ) -> None:
     # click.echo, not out.line: the sandbox's own credentials are meant to be shown, and
     # the redaction filter may know them from an earlier in-process run. The ready line
     # is printed even under -q because a parent process waits for it.
-    if not out.quiet:
+    if not quiet:
         for text in describe(pair, config_text, written):
             click.echo(text)
     click.echo(ready_line(pair))
-    if not out.quiet:
+    if not quiet:
         click.echo("Press Ctrl-C to stop.")
     sys.stdout.flush()
 

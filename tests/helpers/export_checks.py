@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from magsync.sandbox.emarsys_countries import COUNTRIES
+from magsync.sandbox.emarsys.countries import COUNTRIES
+from magsync.sandbox.magento.shop import Shop
 from magsync.sandbox.pair import SandboxPair
-from magsync.sandbox.shop import Shop
 
 CUSTOMER_KEY, SUBSCRIBER_KEY = "7001", "7002"
 CUSTOMERS_LIST, SUBSCRIBERS_LIST = "Magento customers", "Magento subscribers"

@@ -9,18 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from magsync.sandbox.base import Handler, Request, Response
-from magsync.sandbox.shop import TIME_FORMAT, ShopError, utc_now
-
-if TYPE_CHECKING:
-    from magsync.sandbox.magento import MagentoSandbox
+from magsync.sandbox.magento.records import TIME_FORMAT, ShopError, utc_now
+from magsync.sandbox.magento.shop import Shop
 
 SHOP = r"/_sandbox/shop"
 
 
-def control_routes(server: MagentoSandbox) -> list[tuple[str, str, Handler]]:
+class Controlled(Protocol):
+    """What the control plane needs of the Magento sandbox."""
+
+    shop: Shop
+
+    def switches(self) -> dict[str, bool]: ...
+
+
+def control_routes(server: Controlled) -> list[tuple[str, str, Handler]]:
     """The routes, bound to one server."""
     shop = server.shop
 
@@ -84,7 +90,7 @@ def control_routes(server: MagentoSandbox) -> list[tuple[str, str, Handler]]:
     return [(m, p, _guarded(h)) for m, p, h in table]
 
 
-def set_clock(server: MagentoSandbox, spec: dict[str, Any]) -> Response:
+def set_clock(server: Controlled, spec: dict[str, Any]) -> Response:
     """``{"now": "YYYY-MM-DD HH:MM:SS"}`` freezes the shop clock (UTC),
     ``{"offset_seconds": N}`` runs it N seconds off real time, ``{"real": true}`` resets."""
     clock: Callable[[], datetime]

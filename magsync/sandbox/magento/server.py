@@ -22,11 +22,13 @@ from typing import Any
 
 from magsync import jsoncodec
 from magsync.sandbox.base import Handler, Request, Response, SandboxServer
-from magsync.sandbox.magento_control import control_routes
-from magsync.sandbox.magento_fields import Spec, apply_filter, requested_filter
-from magsync.sandbox.magento_search import CriteriaError, parse_criteria, run_search
-from magsync.sandbox.oauth1 import OAuth1Verifier, OAuthRefused, parse_authorization
-from magsync.sandbox.shop import Shop, ShopError, generate_shop
+from magsync.sandbox.magento.control import control_routes
+from magsync.sandbox.magento.fields import Spec, apply_filter, requested_filter
+from magsync.sandbox.magento.oauth1 import OAuth1Verifier, OAuthRefused, parse_authorization
+from magsync.sandbox.magento.records import ShopError
+from magsync.sandbox.magento.search import CriteriaError, parse_criteria, run_search
+from magsync.sandbox.magento.shop import Shop
+from magsync.sandbox.magento.shop_gen import generate_shop
 
 V1 = r"/rest(?:/(?P<store>[A-Za-z0-9_]+))?/V1"
 RESOURCES = (  # (path regex, ACL resource the integration needs)

@@ -25,10 +25,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from magsync.sandbox.base import LoggedRequest, Request, Response, SandboxServer
-from magsync.sandbox.emarsys_auth import RateLimiter, TokenIssuer, WsseChecker
-from magsync.sandbox.emarsys_control import build_control_routes
-from magsync.sandbox.emarsys_data import EmarsysAccount, RequestFailed, WriteEntry
-from magsync.sandbox.emarsys_exports import ExportStore
+from magsync.sandbox.emarsys.auth import RateLimiter, TokenIssuer, WsseChecker
+from magsync.sandbox.emarsys.control import build_control_routes
+from magsync.sandbox.emarsys.data import EmarsysAccount, RequestFailed, WriteEntry
+from magsync.sandbox.emarsys.exports import ExportStore
 
 MAX_CONTACTS = 1000
 MAX_BODY_BYTES = 8 * 1024 * 1024

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from urllib.parse import quote, unquote, urlsplit
 
-from magsync.sandbox.magento_errors import MagentoHttpError
+from magsync.sandbox.magento.errors import MagentoHttpError
 
 REQUIRED = ("oauth_consumer_key", "oauth_signature", "oauth_signature_method", "oauth_nonce",
             "oauth_timestamp", "oauth_token")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
-from magsync.sandbox.emarsys_fields import (
+from magsync.sandbox.emarsys.fields import (
     CREATABLE_TYPES,
     EMAIL,
     KEY_FIELD_NAMES,
@@ -26,7 +26,7 @@ from magsync.sandbox.emarsys_fields import (
     normalize_value,
     value_normalizer,
 )
-from magsync.sandbox.emarsys_types import (
+from magsync.sandbox.emarsys.types import (
     ChangeEvent,
     ContactError,
     ContactList,

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from magsync.sandbox.magento_errors import MagentoHttpError
-from magsync.sandbox.shop import Shop
+from magsync.sandbox.magento.errors import MagentoHttpError
+from magsync.sandbox.magento.shop import Shop
 
 NUMERIC_FIELDS = frozenset({"id", "entity_id", "group_id", "gender", "store_id", "website_id",
                             "disable_auto_group_change"})

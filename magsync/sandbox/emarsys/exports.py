@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from magsync.sandbox.emarsys_data import EmarsysAccount, RequestFailed
-from magsync.sandbox.emarsys_fields import render_for_export
+from magsync.sandbox.emarsys.data import EmarsysAccount, RequestFailed
+from magsync.sandbox.emarsys.fields import render_for_export
 
 CET = ZoneInfo("Europe/Berlin")
 FIRST_EXPORT_ID = 2140

@@ -14,10 +14,12 @@ import itertools
 import random
 import time
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from magsync.sandbox.shop import STORE_OF_WEBSITE, TIME_FORMAT, Subscriber
+from magsync.sandbox.magento.records import STORE_OF_WEBSITE, TIME_FORMAT, Subscriber
+from magsync.sandbox.magento.shop import Shop
 
 # country id, weight, cities, regions as (region_id, code, name); region_id 0 = free text
 COUNTRIES: list[tuple[str, int, tuple[str, ...], tuple[tuple[int, str, str], ...]]] = [
@@ -195,3 +197,13 @@ def _make_subscribers(rng: random.Random, customers: list[dict[str, Any]],
                                rng.choices(STATUSES, cum_weights=STATUS_CUM)[0],
                                _fmt(rng.randint(start, end - 1))))
     return rows
+
+
+def generate_shop(customers: int = 1000, subscribers: int = 600, *, seed: int = 0,
+                  anchor: datetime | None = None,
+                  now: Callable[[], datetime] | None = None) -> Shop:
+    """A deterministic shop (same seed and anchor -> same shop); see ``shop_gen``."""
+    shop = Shop(now=now)
+    cust, subs = generate_records(customers, subscribers, seed=seed, anchor=anchor)
+    shop.load(cust, subs)
+    return shop

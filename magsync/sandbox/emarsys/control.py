@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from magsync.sandbox.base import Request, Response
-
-if TYPE_CHECKING:
-    from magsync.sandbox.emarsys import EmarsysSandbox
+from magsync.sandbox.emarsys.auth import RateLimiter, TokenIssuer
+from magsync.sandbox.emarsys.data import EmarsysAccount
+from magsync.sandbox.emarsys.exports import ExportStore
 
 Handler = Callable[[Request], Response]
 DEFAULT_CONTACT_LIMIT = 1000
 
 
+class Controlled(Protocol):
+    """What the control plane needs of the Emarsys sandbox."""
+
+    account: EmarsysAccount
+    exports: ExportStore
+    rate: RateLimiter
+    tokens: TokenIssuer
+
+    def fail_next_429(self, n: int, reset_in: float = ...) -> None: ...
+
+    def fail_next_error(self, n: int, status: int = ..., code: int = ...,
+                        text: str = ...) -> None: ...
+
+    def expire_tokens(self) -> None: ...
+
+
 class EmarsysControl:
     """The Emarsys-specific ``/_sandbox/`` handlers, bound to one sandbox."""
 
-    def __init__(self, sb: EmarsysSandbox) -> None:
+    def __init__(self, sb: Controlled) -> None:
         self.sb = sb
         self.acc = sb.account
 
@@ -123,6 +139,6 @@ class EmarsysControl:
         return Response.json({"ok": True})
 
 
-def build_control_routes(sb: EmarsysSandbox) -> list[tuple[str, str, Handler]]:
+def build_control_routes(sb: Controlled) -> list[tuple[str, str, Handler]]:
     """The Emarsys-specific ``/_sandbox/`` routes, bound to one sandbox."""
     return EmarsysControl(sb).routes()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from magsync.sandbox.emarsys_countries import COUNTRIES
+from magsync.sandbox.emarsys.countries import COUNTRIES
 
 CREATABLE_TYPES = ("shorttext", "longtext", "largetext", "date", "url", "numeric")
 CUSTOMER_ID_FIELD = 7001
