@@ -11,9 +11,9 @@ from pathlib import Path
 
 from magsync.config import Config, load_config
 from magsync.errors import ConfigError
-from magsync.logs import add_secrets, get_logger
 from magsync.state import StateStore
 from magsync.statelock import StateLock
+from magsync.util.logs import add_secrets, get_logger
 
 log = get_logger("app")
 

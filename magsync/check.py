@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from magsync.app import App
-from magsync.checkresult import CheckResult
 from magsync.config import Config, iter_secrets
 from magsync.errors import ConfigError, MagsyncError, StateError
 from magsync.http import RetryPolicy
+from magsync.model import CheckResult
 from magsync.state import StateStore
 
 CHECK_RETRY = RetryPolicy(budget=15.0, base_delay=0.5, max_delay=5.0)

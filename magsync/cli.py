@@ -13,8 +13,8 @@ import click
 from magsync import __version__
 from magsync.app import App
 from magsync.errors import EXIT_CONFIG, EXIT_OK, LockHeld, MagsyncError
-from magsync.logs import scrub, setup_logging
 from magsync.report import Output
+from magsync.util.logs import scrub, setup_logging
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -201,7 +201,7 @@ def queue_cmd(ctx: click.Context, action: str, dead: bool, yes: bool) -> int:
 def _when(value: str | None) -> Any:
     if value is None:
         return None
-    from magsync.timeutil import parse_when
+    from magsync.util.timeutil import parse_when
 
     try:
         return parse_when(value)
@@ -313,7 +313,7 @@ class _Exit(Exception):
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the CLI and map every error to its exit code."""
-    from magsync.memory import limit_malloc_arenas
+    from magsync.util.memory import limit_malloc_arenas
 
     limit_malloc_arenas()
     sys.exit(run(argv))  # run() reads --debug and -q from the arguments itself

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from magsync.timeutil import parse_duration
+from magsync.util.timeutil import parse_duration
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

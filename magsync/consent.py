@@ -15,10 +15,7 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from magsync.state import ContactRecord
-
-OPTIN = "31"
-MAGENTO_OPTIN = "_m31"
+from magsync.model import MAGENTO_OPTIN, OPTIN, ContactRecord
 
 
 class _NotRead(enum.Enum):

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from magsync.model import OPTIN_FIELD
 from magsync.sandbox.pair import SandboxPair
 
 CUSTOMERS, SUBSCRIBERS, SEED = 200, 120, 42
-KEY_CUSTOMER, KEY_SUBSCRIBER, OPTIN = 7001, 7002, 31
+KEY_CUSTOMER, KEY_SUBSCRIBER = 7001, 7002
 
 
 class Demo:
@@ -78,7 +79,7 @@ def _check(d: Demo) -> None:
 
 def _export(d: Demo) -> None:
     first = d.shop.customers[1]
-    d.pair.emarsys.seed_contact({3: first["email"], 1: first["firstname"], OPTIN: 1})
+    d.pair.emarsys.seed_contact({3: first["email"], 1: first["firstname"], OPTIN_FIELD: 1})
     d.say("2. `export-initial` sends every customer and guest subscriber. Before it, Emarsys "
           f"already held a contact with {first['email']} (no Magento key): magsync adopts it "
           "instead of creating a duplicate.")
@@ -129,7 +130,7 @@ def _pull(d: Demo) -> None:
                and s.subscriber_status == 1 and s.customer_id != d.leaver.customer_id)
     target = d.shop.customers[row.customer_id]
     ids = d.pair.emarsys.find_contacts(KEY_CUSTOMER, str(row.customer_id))
-    d.pair.emarsys.ui_edit(ids[0], {OPTIN: 2})
+    d.pair.emarsys.ui_edit(ids[0], {OPTIN_FIELD: 2})
     d.say(f"5. In Emarsys, customer {row.customer_id} ({target['email']}) opts out (an "
           "unsubscribe link). `pull-optin` brings opt-in changes made in Emarsys back into "
           "Magento, and skips the changes magsync made itself.")

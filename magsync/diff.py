@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from magsync.consent import OptinDecision, parse_optin
-from magsync.mapping import OPTIN_FIELD, Contact
-from magsync.state import ContactRecord
+from magsync.model import OPTIN, Contact, ContactRecord
 
 _ABSENT = object()  # never equal to a value, so a field not sent before is sent
 
@@ -45,7 +44,7 @@ def plan_send(contact: Contact, record: ContactRecord | None, decision: OptinDec
     if (record is None or restart) and not clear:
         # A first send (an export is nearly all of them): every non-empty value.
         payload = {fid: value for fid, value in contact.fields.items()
-                   if value is not None and value != "" and fid != OPTIN_FIELD
+                   if value is not None and value != "" and fid != OPTIN
                    and fid != key_field}
     else:
         previous: Mapping[str, Any] = {} if record is None or restart else record.sent
@@ -57,11 +56,11 @@ def plan_send(contact: Contact, record: ContactRecord | None, decision: OptinDec
                 if not clear:
                     continue
                 value = ""
-            if previous.get(fid, _ABSENT) != value and fid != OPTIN_FIELD \
+            if previous.get(fid, _ABSENT) != value and fid != OPTIN \
                     and fid != key_field:
                 payload[fid] = value
     if decision.send is not None:
-        payload[OPTIN_FIELD] = decision.send
+        payload[OPTIN] = decision.send
     joined = record.lists if record is not None else frozenset()
     join_lists = frozenset(contact.lists - joined)
     if not payload and not join_lists and not (restart or record is None):
@@ -184,5 +183,5 @@ def _value(row: Mapping[str, Any], key: str) -> str | None:
 
 
 def _optin(row: Mapping[str, Any]) -> str | None:
-    value = parse_optin(row.get(OPTIN_FIELD))
+    value = parse_optin(row.get(OPTIN))
     return str(value) if value is not None else None

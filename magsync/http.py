@@ -24,8 +24,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
-from magsync import __version__, jsoncodec
+from magsync import __version__
 from magsync.errors import RetriableError
+from magsync.util import jsoncodec
 
 RETRY_STATUSES = frozenset({408, 423, 429, 500, 502, 503, 504})
 USER_AGENT = f"magsync/{__version__}"

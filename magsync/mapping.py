@@ -17,15 +17,10 @@ from functools import cached_property, lru_cache
 from typing import Any
 
 from magsync.config import Config, FieldRef
-from magsync.countries import build_country_table
 from magsync.errors import ConfigError
-from magsync.state import MirrorRow
+from magsync.model import EMAIL_FIELD, OPTIN, OPTIN_FIELD, STATUS_OPTIN, Contact, MirrorRow
+from magsync.util.countries import build_country_table
 
-OPTIN_FIELD = "31"
-EMAIL_FIELD = 3
-# Magento subscriber status -> Emarsys opt-in; 2 (not active) and 4 (unconfirmed) send
-# nothing so they never overwrite a confirmed state.
-STATUS_OPTIN: dict[int, int | None] = {1: 1, 2: None, 3: 2, 4: None}
 # Shared, not built per customer: frozensets are immutable.
 _CUSTOMER_LISTS = frozenset({"customers"})
 _SUBSCRIBED_CUSTOMER_LISTS = frozenset({"customers", "subscribers"})
@@ -84,35 +79,8 @@ class ResolvedMapping:
         """Every Emarsys field id (as a string) a contact of this mapping may carry."""
         ids = {str(e.field_id) for e in self.entries}
         ids |= {str(self.customer_key_field), str(self.subscriber_key_field),
-                str(self.email_field), OPTIN_FIELD}
+                str(self.email_field), OPTIN}
         return ids
-
-
-# Not frozen: one is built per contact per run, and a frozen __init__ costs about
-# three times as much. Treat it as immutable all the same.
-@dataclass(slots=True)
-class Contact:
-    """What magsync wants one Emarsys contact to hold.
-
-    ``fields`` maps field ids (strings) to converted values; a mapped value that is
-    empty in Magento is present as None (``on_empty`` decides what that does); one that
-    could not be converted is absent and described in ``problems``. ``optin`` is the
-    Magento-side opt-in (1, 2, or None when Magento has no definite state).
-    ``key_fields`` holds (customer key field, subscriber key field) so that identity
-    checks can tell whether an Emarsys row carries either.
-    """
-
-    key: str
-    key_field: int
-    key_value: str
-    customer_id: int | None
-    subscriber_id: int | None
-    email: str | None
-    fields: dict[str, Any]
-    optin: int | None
-    lists: frozenset[str]
-    problems: tuple[str, ...] = ()
-    key_fields: tuple[int, int] = (0, 0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -131,7 +99,7 @@ def build_mapping(cfg: Config, field_ids: Mapping[FieldRef, int],
                                 "customer_id", problems)
     subscriber_key = _resolve_ref(key_refs.subscriber_id, field_ids, "emarsys.key_fields."
                                   "subscriber_id", problems)
-    reserved = {int(OPTIN_FIELD): "the opt-in field", customer_key: "the customer key field",
+    reserved = {OPTIN_FIELD: "the opt-in field", customer_key: "the customer key field",
                 subscriber_key: "the subscriber key field"}
     entries = _resolve_entries(cfg, field_ids, choices, reserved, problems)
     if problems:
@@ -434,7 +402,7 @@ def customer_contact(customer: Mapping[str, Any], subscriber_rows: list[MirrorRo
         fields[str(m.subscriber_key_field)] = str(row.subscriber_id)
         lists = _SUBSCRIBED_CUSTOMER_LISTS
     if optin is not None:
-        fields[OPTIN_FIELD] = optin
+        fields[OPTIN] = optin
     return Contact(
         key=f"c:{customer_id}", key_field=m.customer_key_field, key_value=str(customer_id),
         customer_id=customer_id, subscriber_id=row.subscriber_id if row else None,
@@ -448,7 +416,7 @@ def guest_contact(row: MirrorRow, m: ResolvedMapping) -> Contact:
     fields: dict[str, Any] = {str(m.email_field): row.email or None,
                               str(m.subscriber_key_field): str(row.subscriber_id)}
     if optin is not None:
-        fields[OPTIN_FIELD] = optin
+        fields[OPTIN] = optin
     return Contact(
         key=f"s:{row.subscriber_id}", key_field=m.subscriber_key_field,
         key_value=str(row.subscriber_id), customer_id=None, subscriber_id=row.subscriber_id,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from magsync.state import StateStore
-from magsync.timeutil import to_iso
+from magsync.util.timeutil import to_iso
 
 
 def list_queue(store: StateStore | None, *, dead: bool = False

@@ -10,8 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from magsync.checkresult import CheckResult
-from magsync.logs import scrub
+from magsync.model import CheckResult
+from magsync.util.logs import scrub
 
 SUMMARY_ORDER = ("read", "sent", "created", "updated", "adopted", "attached", "unchanged",
                  "skipped", "failed", "queued", "dead", "conflicts", "unconvertible",

@@ -13,16 +13,17 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from magsync import jsoncodec
 from magsync.errors import StateError
+from magsync.model import ContactRecord, MirrorRow
 from magsync.statelock import StateLock
-from magsync.timeutil import from_iso, to_iso, utcnow
+from magsync.util import jsoncodec
+from magsync.util.timeutil import from_iso, to_iso, utcnow
 
 __all__ = ["ContactRecord", "MirrorRow", "QueueItem", "RunInfo", "StateLock", "StateStore"]
 
@@ -66,36 +67,6 @@ _MIGRATIONS: list[str] = [
     """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
-
-
-@dataclass
-class ContactRecord:
-    """What magsync last sent (or applied) for one Emarsys contact.
-
-    ``key`` is ``c:<customer id>`` or ``s:<subscriber id>``; ``sent`` maps Emarsys field
-    ids (as strings) to the value last sent; ``lists`` holds the list roles joined
-    (``customers``, ``subscribers``).
-    """
-
-    key: str
-    customer_id: int | None = None
-    subscriber_id: int | None = None
-    email: str | None = None
-    emarsys_id: str | None = None
-    sent: dict[str, Any] = field(default_factory=dict)
-    lists: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class MirrorRow:
-    """One Magento newsletter subscriber, as last read."""
-
-    subscriber_id: int
-    customer_id: int
-    email: str
-    status: int
-    website_id: int | None = None
-    store_id: int | None = None
 
 
 @dataclass(frozen=True)

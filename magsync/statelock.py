@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from magsync.errors import LockHeld, StateError
-from magsync.timeutil import to_iso, utcnow
+from magsync.util.timeutil import to_iso, utcnow
 
 
 class StateLock:

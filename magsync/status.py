@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from magsync.state import StateStore
-from magsync.timeutil import to_iso, utcnow
+from magsync.util.timeutil import to_iso, utcnow
 
 
 def collect_status(store: StateStore | None, path: Path) -> dict[str, Any]:

@@ -19,8 +19,9 @@ import yaml
 from magsync import __version__
 from magsync.cli import cli, run
 from magsync.errors import EXIT_CONFIG, EXIT_LOCKED
+from magsync.model import ContactRecord, MirrorRow
 from magsync.sandbox.pair import SandboxPair
-from magsync.state import SCHEMA_VERSION, ContactRecord, MirrorRow, StateStore
+from magsync.state import SCHEMA_VERSION, StateStore
 
 T0 = datetime(2024, 5, 1, 10, 30, 0, tzinfo=timezone.utc)
 

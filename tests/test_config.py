@@ -30,8 +30,8 @@ from magsync.config import (
     parse_config,
 )
 from magsync.errors import EXIT_CONFIG, ConfigError
-from magsync.logs import get_logger
 from magsync.sandbox.pair import SandboxPair
+from magsync.util.logs import get_logger
 
 REPO = Path(__file__).resolve().parent.parent
 # distinctive values, so that finding one in any output means a leak

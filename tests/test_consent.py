@@ -16,7 +16,7 @@ from magsync.consent import (
     needs_emarsys_read,
     parse_optin,
 )
-from magsync.state import ContactRecord
+from magsync.model import ContactRecord
 
 
 def rec(sent31: Any = None, m31: Any = None, **extra: Any) -> ContactRecord:

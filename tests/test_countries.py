@@ -7,14 +7,9 @@ from pathlib import Path
 import pycountry
 import pytest
 
-from magsync.countries import (
-    ALIASES,
-    build_country_table,
-    identify_country,
-    normalize_name,
-)
 from magsync.sandbox.emarsys.countries import COUNTRIES
 from magsync.sandbox.emarsys.fields import COUNTRY, build_system_fields
+from magsync.util.countries import ALIASES, build_country_table, identify_country, normalize_name
 
 GAPS_FILE = Path(__file__).with_name("known_country_gaps.txt")
 

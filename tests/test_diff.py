@@ -9,8 +9,8 @@ import pytest
 
 from magsync.consent import NOT_READ, OptinDecision, decide_send
 from magsync.diff import IdentityPlan, Send, plan_identity, plan_send, record_after_send
-from magsync.mapping import Contact, customer_contact, guest_contact
-from magsync.state import ContactRecord
+from magsync.mapping import customer_contact, guest_contact
+from magsync.model import Contact, ContactRecord
 from tests.test_mapping import make_customer, make_mapping, row
 
 M = make_mapping()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from magsync.state import StateStore
-from magsync.timeutil import to_iso, utcnow
+from magsync.util.timeutil import to_iso, utcnow
 
 
 def test_resume_under_another_mapping_leaves_it_to_the_background_sync(

@@ -11,7 +11,6 @@ import pytest
 from magsync.config import Config, parse_config
 from magsync.errors import ConfigError
 from magsync.mapping import (
-    Contact,
     MappedField,
     ResolvedMapping,
     build_mapping,
@@ -20,8 +19,8 @@ from magsync.mapping import (
     extract_value,
     guest_contact,
 )
+from magsync.model import Contact, MirrorRow
 from magsync.sandbox.emarsys.fields import COUNTRY, build_system_fields
-from magsync.state import MirrorRow
 
 CUSTOMER_KEY, SUBSCRIBER_KEY, LOYALTY = 7001, 7002, 7100
 

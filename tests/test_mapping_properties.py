@@ -18,8 +18,8 @@ from magsync.consent import (
     parse_optin,
 )
 from magsync.diff import plan_send, record_after_send
-from magsync.mapping import Contact, ResolvedMapping, customer_contact, guest_contact
-from magsync.state import ContactRecord, MirrorRow
+from magsync.mapping import ResolvedMapping, customer_contact, guest_contact
+from magsync.model import Contact, ContactRecord, MirrorRow
 from tests.test_mapping import make_mapping
 
 PROPS = settings(max_examples=60, deadline=None,

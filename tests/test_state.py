@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from magsync.errors import EXIT_CONFIG, StateError
-from magsync.state import SCHEMA_VERSION, ContactRecord, MirrorRow, StateStore
+from magsync.model import ContactRecord, MirrorRow
+from magsync.state import SCHEMA_VERSION, StateStore
 
 T0 = datetime(2024, 5, 1, 10, 30, 15, 123456, tzinfo=timezone.utc)
 TABLES = {"meta", "runs", "watermarks", "checkpoints", "contacts", "subscribers", "queue",

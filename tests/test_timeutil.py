@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from magsync.timeutil import (
+from magsync.util.timeutil import (
     from_iso,
     from_magento,
     parse_duration,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import secrets
 
-from magsync.checkresult import CheckResult
 from magsync.config import Config, FieldRef
 from magsync.emarsys.client import EmarsysClient
 from magsync.emarsys.contacts import find_list, upsert_batch
@@ -20,6 +19,7 @@ from magsync.emarsys.fields import (
     mapped_fields,
 )
 from magsync.errors import MagsyncError, RemoteConfigError
+from magsync.model import CheckResult
 
 NOT_FOUND = "2008"
 

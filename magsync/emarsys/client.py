@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 import requests
 from requests.auth import AuthBase
 
-from magsync import jsoncodec
 from magsync.config import EmarsysConfig
 from magsync.emarsys.auth import OAuth2ClientCredentials, WsseAuth
 from magsync.errors import AuthError, FatalRemoteError
 from magsync.http import DEFAULT_RETRY, HttpClient, RateLimiter, RetryPolicy
+from magsync.util import jsoncodec
 
 SERVICE = "Emarsys"
 T = TypeVar("T")

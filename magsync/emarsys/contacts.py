@@ -11,10 +11,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from magsync import jsoncodec
 from magsync.emarsys.client import EmarsysApiError, EmarsysClient
 from magsync.emarsys.fields import find_field, list_fields
 from magsync.errors import RemoteConfigError
+from magsync.util import jsoncodec
 
 MAX_BATCH = 1000
 MAX_BYTES = 8 * 1024 * 1024

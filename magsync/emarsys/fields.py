@@ -9,9 +9,8 @@ from typing import Any
 from magsync.config import Config, FieldMapping, FieldRef
 from magsync.emarsys.client import EmarsysApiError, EmarsysClient
 from magsync.errors import RemoteConfigError
+from magsync.model import EMAIL_FIELD, OPTIN_FIELD
 
-EMAIL_FIELD = 3
-OPTIN_FIELD = 31
 FIELD_EXISTS = 9002
 CHOICE_TYPES = frozenset({"singlechoice", "multichoice"})
 DATE_TYPES = frozenset({"date", "birthdate"})

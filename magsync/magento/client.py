@@ -15,7 +15,6 @@ from typing import Any
 
 import requests
 
-from magsync import jsoncodec
 from magsync.config import MagentoConfig
 from magsync.errors import (
     AuthError,
@@ -27,6 +26,7 @@ from magsync.errors import (
 from magsync.http import HttpClient, RetryPolicy
 from magsync.magento.auth import BEARER_HELP, auth_secrets, build_auth
 from magsync.magento.search import SearchCriteria, encode_query
+from magsync.util import jsoncodec
 
 SERVICE = "Magento"
 NOT_AUTHORIZED = "consumer isn't authorized"

@@ -21,7 +21,7 @@ from magsync.errors import FatalRemoteError
 from magsync.magento.client import SERVICE, MagentoClient
 from magsync.magento.prefetch import fan_in
 from magsync.magento.search import MAX_PAGE_SIZE, SearchCriteria
-from magsync.timeutil import to_magento
+from magsync.util.timeutil import to_magento
 
 SEARCH_PATH = "customers/search"
 Customer = dict[str, Any]

@@ -16,7 +16,7 @@ from typing import Any
 from magsync.errors import FatalRemoteError
 from magsync.magento.client import SERVICE, MagentoClient
 from magsync.magento.customers import Customer, get_customer
-from magsync.state import MirrorRow
+from magsync.model import MirrorRow
 
 SUBSCRIPTIONS_PATH = "emarsys/subscriptions"
 SUBSCRIBER_PAGE_SIZE = 1000

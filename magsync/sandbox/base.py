@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from magsync import jsoncodec
+from magsync.util import jsoncodec
 
 CONTROL_PREFIX = "/_sandbox/"
 _NUMERIC_SEGMENT = re.compile(r"/\d+(?=/|\Z)")

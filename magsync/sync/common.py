@@ -12,15 +12,16 @@ from datetime import datetime
 from typing import Any
 
 from magsync.errors import EXIT_OK, EXIT_PARTIAL, MagsyncError
-from magsync.logs import get_logger
 from magsync.magento.client import MagentoClient
 from magsync.magento.subscribers import iter_subscribers
 from magsync.mapping import customer_contact, guest_contact
-from magsync.state import MirrorRow, StateStore
+from magsync.model import MirrorRow
+from magsync.state import StateStore
 from magsync.sync.engine import Engine, Item, plan_items
 from magsync.sync.runtime import Runtime
 from magsync.sync.tracking import RunCounts
-from magsync.timeutil import utcnow
+from magsync.util.logs import get_logger
+from magsync.util.timeutil import utcnow
 
 log = get_logger("run")
 

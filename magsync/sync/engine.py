@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 
 from magsync.consent import NOT_READ, decide_send, needs_emarsys_read
 from magsync.diff import Send, plan_send, record_after_send
-from magsync.logs import get_logger
-from magsync.mapping import Contact
-from magsync.state import ContactRecord, StateStore
+from magsync.model import Contact, ContactRecord
+from magsync.state import StateStore
 from magsync.sync.jobs import Job, JobResult, Outcome, run_job
 from magsync.sync.runtime import Runtime
 from magsync.sync.tracking import PageTracker, RunCounts
+from magsync.util.logs import get_logger
 
 log = get_logger("sync")
 

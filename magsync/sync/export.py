@@ -33,7 +33,7 @@ from magsync.sync.common import (
 from magsync.sync.engine import Engine
 from magsync.sync.runtime import DEFAULT_RETRY, Runtime
 from magsync.sync.tracking import PageTracker, RunCounts
-from magsync.timeutil import from_iso, to_iso
+from magsync.util.timeutil import from_iso, to_iso
 
 COMMAND = "export-initial"
 CHECKPOINT = "export-initial"

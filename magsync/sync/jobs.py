@@ -21,15 +21,13 @@ from magsync.consent import (
 )
 from magsync.diff import IdentityPlan, plan_identity, plan_send, record_after_send
 from magsync.emarsys.contacts import add_to_list, get_data, upsert_all, upsert_batch
-from magsync.mapping import OPTIN_FIELD, Contact
-from magsync.state import ContactRecord
+from magsync.model import EMAIL_FIELD, OPTIN, OPTIN_FIELD, Contact, ContactRecord
 from magsync.sync.runtime import Runtime
 
 if TYPE_CHECKING:
     from magsync.sync.engine import Item
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024 - 64 * 1024
-EMAIL_FIELD = "3"
 NOT_FOUND = "2008"
 MagentoWriter = Callable[[Contact, int], "str | None"]
 
@@ -99,7 +97,7 @@ def _run_job(rt: Runtime, job: Job, writer: MagentoWriter | None) -> JobResult:
 def _read_emarsys(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
     """getdata for first sends (by subscriber id and by email) and for opt-in checks."""
     m = rt.mapping
-    fields = [m.customer_key_field, m.subscriber_key_field, int(OPTIN_FIELD), 3]
+    fields = [m.customer_key_field, m.subscriber_key_field, OPTIN_FIELD, EMAIL_FIELD]
     firsts = [p for p in plans if not p.item.decided and p.item.inherit is None
               and (job.restart or p.item.record is None)]
     inherits = [p for p in plans if not p.item.decided and p.item.inherit is not None]
@@ -131,7 +129,7 @@ def _read_emarsys(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
 
 def _existing(rows: list[dict[str, Any]] | None) -> IdentityPlan:
     """A contact magsync already sent: only its current opt-in matters."""
-    optin = rows[0].get(OPTIN_FIELD) if rows else None
+    optin = rows[0].get(OPTIN) if rows else None
     return IdentityPlan("existing", emarsys_id=str(rows[0].get("id")) if rows else None,
                         emarsys_optin=None if optin in (None, "") else str(optin))
 

@@ -11,7 +11,7 @@ from magsync.magento.subscribers import (
     set_customer_subscription,
     set_guest_subscriptions,
 )
-from magsync.mapping import Contact
+from magsync.model import Contact
 from magsync.state import StateStore
 from magsync.sync.runtime import Runtime
 

@@ -28,14 +28,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from magsync.config import Config
-from magsync.consent import OPTIN, PullDecision, apply_record, decide_pull
+from magsync.consent import PullDecision, apply_record, decide_pull
 from magsync.emarsys.contacts import upsert_batch
 from magsync.emarsys.exports import DEFAULT_WAIT, ExportWait, fetch_changes
 from magsync.emarsys.fields import list_fields
 from magsync.errors import AuthError, ConfigError, FatalRemoteError
 from magsync.magento.customers import get_customer
-from magsync.mapping import Contact, customer_contact, guest_contact
-from magsync.state import ContactRecord, StateStore
+from magsync.mapping import customer_contact, guest_contact
+from magsync.model import OPTIN, OPTIN_FIELD, Contact, ContactRecord
+from magsync.state import StateStore
 from magsync.sync.common import (
     ProgressHook,
     RunReport,
@@ -102,7 +103,7 @@ def pull_optin(cfg: Config, store: StateStore, opts: PullOptions,
             puller = Puller(rt, store, counts, run_id, progress)
             first, last = changes_dates(begin, start)
             fields = [rt.mapping.customer_key_field, rt.mapping.subscriber_key_field,
-                      int(OPTIN)]
+                      OPTIN_FIELD]
             rows = fetch_changes(rt.emarsys, first, last, fields, export_wait(opts))
             try:
                 pending = puller.classify(rows)
@@ -169,7 +170,7 @@ def find_columns(header: Iterable[str], names: dict[int, str], customer_field: i
         return name if name in header else folded.get(name.strip().casefold(),
                                                       folded.get(str(fid)))
 
-    optin = column(int(OPTIN))
+    optin = column(OPTIN_FIELD)
     customer, subscriber = column(customer_field), column(subscriber_field)
     if optin is None or (customer is None and subscriber is None):
         raise FatalRemoteError(

@@ -36,7 +36,7 @@ from magsync.sync.sources import (
     subscription_disagrees,
 )
 from magsync.sync.tracking import RunCounts
-from magsync.timeutil import from_magento, utcnow
+from magsync.util.timeutil import from_magento, utcnow
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from magsync.emarsys.contacts import (
 from magsync.emarsys.fields import read_choices, resolve_field
 from magsync.errors import ConfigError, RemoteConfigError
 from magsync.http import RetryPolicy
-from magsync.logs import get_logger
 from magsync.magento.client import MagentoClient
 from magsync.mapping import ResolvedMapping, build_mapping, customer_fields_filter
+from magsync.util.logs import get_logger
 
 log = get_logger("sync")
 T = TypeVar("T")

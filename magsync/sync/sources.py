@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from magsync.consent import MAGENTO_OPTIN, parse_optin
+from magsync.consent import parse_optin
 from magsync.magento.client import MagentoClient
 from magsync.magento.customers import SEARCH_PATH
 from magsync.magento.search import MAX_PAGE_SIZE, SearchCriteria
-from magsync.mapping import STATUS_OPTIN
-from magsync.state import MirrorRow, StateStore
+from magsync.model import MAGENTO_OPTIN, STATUS_OPTIN, MirrorRow
+from magsync.state import StateStore
 
 Customer = dict[str, Any]
 

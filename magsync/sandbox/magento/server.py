@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from magsync import jsoncodec
 from magsync.sandbox.base import Handler, Request, Response, SandboxServer
 from magsync.sandbox.magento.control import control_routes
 from magsync.sandbox.magento.fields import Spec, apply_filter, requested_filter
@@ -29,6 +28,7 @@ from magsync.sandbox.magento.records import ShopError
 from magsync.sandbox.magento.search import CriteriaError, parse_criteria, run_search
 from magsync.sandbox.magento.shop import Shop
 from magsync.sandbox.magento.shop_gen import generate_shop
+from magsync.util import jsoncodec
 
 V1 = r"/rest(?:/(?P<store>[A-Za-z0-9_]+))?/V1"
 RESOURCES = (  # (path regex, ACL resource the integration needs)

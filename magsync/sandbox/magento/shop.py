@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from magsync import jsoncodec
 from magsync.sandbox.magento.records import (
     ADDRESS_KEYS,
     CUSTOMER_KEYS,
@@ -30,6 +29,7 @@ from magsync.sandbox.magento.records import (
     format_time,
     utc_now,
 )
+from magsync.util import jsoncodec
 
 
 class Shop:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from magsync.timeutil import to_iso, utcnow
+from magsync.util.timeutil import to_iso, utcnow
 
 LOGGER_NAME = "magsync"
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}

@@ -1,0 +1,1 @@
+"""Leaves: time, JSON, logging, memory and country helpers; no other magsync imports."""
