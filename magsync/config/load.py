@@ -1,4 +1,5 @@
-"""Configuration: YAML into frozen dataclasses, validated once and completely.
+"""Loading the configuration: YAML into the frozen dataclasses of ``schema``, validated
+once and completely.
 
 Every problem is collected with its path (``emarsys.batch_size: must be between 1 and
 1000``) and reported together, before any network call. ``${VAR}`` is read from the
@@ -12,19 +13,35 @@ import os
 import re
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
-from magsync.config_reader import Reader, Secret, kind
+from magsync.config.reader import Reader, Secret, kind
+from magsync.config.schema import (
+    CONVERTERS,
+    DEFAULT_STATE_PATH,
+    FIELD_TYPES,
+    Config,
+    ContactsConfig,
+    CustomersConfig,
+    EmarsysAuth,
+    EmarsysConfig,
+    FieldMapping,
+    FieldRef,
+    KeyFields,
+    MagentoAuth,
+    MagentoConfig,
+    StateConfig,
+    SubscribersConfig,
+    SyncConfig,
+)
 from magsync.errors import ConfigError
 
-DEFAULT_STATE_PATH = "~/.local/state/magsync/state.db"
-CONVERTERS = ("text", "date", "gender", "country", "choice")
-FIELD_TYPES = ("shorttext", "longtext", "largetext", "numeric", "date", "url")
+M, E, S = MagentoConfig, EmarsysConfig, SyncConfig  # their defaults are the loader's
+
 _PATH = re.compile(
     r"^(?:[a-z_][a-z0-9_]*"
     r"|custom_attributes\.[A-Za-z0-9_]+"
@@ -33,122 +50,8 @@ _PATH = re.compile(
 )
 
 
-FieldRef = int | str  # an Emarsys field id, or its name
 _T = TypeVar("_T")
 
-
-@dataclass(frozen=True)
-class MagentoAuth:
-    method: str = "oauth1"
-    consumer_key: Secret | None = None
-    consumer_secret: Secret | None = None
-    access_token: Secret | None = None
-    access_token_secret: Secret | None = None
-    token: Secret | None = None
-
-
-@dataclass(frozen=True)
-class MagentoConfig:
-    base_url: str
-    auth: MagentoAuth
-    store_code: str = "all"
-    page_size: int = 200
-    website_ids: tuple[int, ...] | None = None
-    subscribers: str = "emarsys-module"
-    timeout: float = 30.0
-    concurrency: int = 2
-
-    @property
-    def rest_url(self) -> str:
-        """``{base_url}/rest/{store_code}/V1``."""
-        return f"{self.base_url.rstrip('/')}/rest/{self.store_code}/V1"
-
-
-@dataclass(frozen=True)
-class EmarsysAuth:
-    method: str = "wsse"
-    username: Secret | None = None
-    secret: Secret | None = None
-    client_id: Secret | None = None
-    client_secret: Secret | None = None
-    token_url: str = "https://auth.emarsys.net/oauth2/token"
-
-
-@dataclass(frozen=True)
-class KeyFields:
-    customer_id: FieldRef = "Magento Customer ID"
-    subscriber_id: FieldRef = "Magento Subscriber ID"
-
-
-@dataclass(frozen=True)
-class EmarsysConfig:
-    auth: EmarsysAuth
-    api_url: str = "https://api.emarsys.net/api/v2"
-    batch_size: int = 1000
-    requests_per_minute: int = 600
-    concurrency: int = 4
-    timeout: float = 60.0
-    key_fields: KeyFields = field(default_factory=KeyFields)
-
-
-@dataclass(frozen=True)
-class FieldMapping:
-    """One mapping entry: a Magento attribute path to an Emarsys field."""
-
-    path: str
-    field: FieldRef
-    convert: str = "text"
-    type: str | None = None
-
-
-@dataclass(frozen=True)
-class CustomersConfig:
-    enabled: bool = True
-    list: str = "Magento customers"
-    fields: tuple[FieldMapping, ...] = ()
-
-
-@dataclass(frozen=True)
-class SubscribersConfig:
-    enabled: bool = True
-    list: str = "Magento subscribers"
-
-
-@dataclass(frozen=True)
-class ContactsConfig:
-    customers: CustomersConfig = field(default_factory=CustomersConfig)
-    subscribers: SubscribersConfig = field(default_factory=SubscribersConfig)
-
-
-@dataclass(frozen=True)
-class SyncConfig:
-    mode: str = "realtime-failsafe"
-    background_runtime: str = "02:30"
-    lookback: timedelta = timedelta(hours=24)
-    overlap: timedelta = timedelta(minutes=10)
-    on_empty: str = "skip"
-    max_attempts: int = 10
-    subscriber_scan_minutes: int = 60
-
-
-@dataclass(frozen=True)
-class StateConfig:
-    path: Path = field(default_factory=lambda: Path(DEFAULT_STATE_PATH).expanduser())
-
-
-@dataclass(frozen=True)
-class Config:
-    magento: MagentoConfig
-    emarsys: EmarsysConfig
-    contacts: ContactsConfig = field(default_factory=ContactsConfig)
-    sync: SyncConfig = field(default_factory=SyncConfig)
-    state: StateConfig = field(default_factory=StateConfig)
-    source: Path | None = None
-    warnings: tuple[str, ...] = ()
-
-
-# ---------------------------------------------------------------------------------------
-# Loading
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
@@ -257,13 +160,13 @@ def _magento(r: Reader, raw: dict[str, Any]) -> MagentoConfig:
             website_ids = tuple(ids)
     return MagentoConfig(
         base_url=base_url.rstrip("/"), auth=auth,
-        store_code=r.string(raw, "store_code", p, "all") or "all",
-        page_size=r.integer(raw, "page_size", p, 200, 1, 300),
+        store_code=r.string(raw, "store_code", p, M.store_code) or M.store_code,
+        page_size=r.integer(raw, "page_size", p, M.page_size, 1, 300),
         website_ids=website_ids,
-        subscribers=r.string(raw, "subscribers", p, "emarsys-module",
-                             choices=("emarsys-module", "none")) or "emarsys-module",
-        timeout=r.number(raw, "timeout", p, 30.0, 1, 600),
-        concurrency=r.integer(raw, "concurrency", p, 2, 1, 16))
+        subscribers=r.string(raw, "subscribers", p, M.subscribers,
+                             choices=("emarsys-module", "none")) or M.subscribers,
+        timeout=r.number(raw, "timeout", p, M.timeout, 1, 600),
+        concurrency=r.integer(raw, "concurrency", p, M.concurrency, 1, 16))
 
 
 def _auth_method(r: Reader, auth_raw: dict[str, Any], path: str, methods: tuple[str, ...]
@@ -280,7 +183,7 @@ def _emarsys(r: Reader, raw: dict[str, Any]) -> EmarsysConfig:
     p = "emarsys"
     r.known(raw, p, ("api_url", "auth", "batch_size", "requests_per_minute", "concurrency",
                      "timeout", "key_fields"))
-    api_url = r.string(raw, "api_url", p, "https://api.emarsys.net/api/v2") or ""
+    api_url = r.string(raw, "api_url", p, E.api_url) or ""
     if not re.match(r"^https?://[^/\s]+", api_url):
         r.problem(f"{p}.api_url", f"must be an http(s) URL (got {api_url!r})")
     auth_raw = r.section(raw, "auth", path=p)
@@ -311,10 +214,11 @@ def _emarsys(r: Reader, raw: dict[str, Any]) -> EmarsysConfig:
         r.problem(kp, "customer_id and subscriber_id must be two different Emarsys fields")
     return EmarsysConfig(
         auth=auth, api_url=api_url.rstrip("/"),
-        batch_size=r.integer(raw, "batch_size", p, 1000, 1, 1000),
-        requests_per_minute=r.integer(raw, "requests_per_minute", p, 600, 1, 100000),
-        concurrency=r.integer(raw, "concurrency", p, 4, 1, 32),
-        timeout=r.number(raw, "timeout", p, 60.0, 1, 600),
+        batch_size=r.integer(raw, "batch_size", p, E.batch_size, 1, 1000),
+        requests_per_minute=r.integer(raw, "requests_per_minute", p, E.requests_per_minute, 1,
+                                      100000),
+        concurrency=r.integer(raw, "concurrency", p, E.concurrency, 1, 32),
+        timeout=r.number(raw, "timeout", p, E.timeout, 1, 600),
         key_fields=key_fields)
 
 
@@ -395,26 +299,29 @@ def _sync(r: Reader, raw: dict[str, Any]) -> SyncConfig:
     p = "sync"
     r.known(raw, p, ("mode", "background_runtime", "lookback", "overlap", "on_empty",
                      "max_attempts", "subscriber_scan_minutes"))
-    runtime = r.string(raw, "background_runtime", p, "02:30") or "02:30"
+    runtime = r.string(raw, "background_runtime", p, S.background_runtime) or \
+        S.background_runtime
     m = re.match(r"^([01]?\d|2[0-3]):([0-5]\d)$", runtime)
     if not m:
         r.problem(f"{p}.background_runtime", f"must be HH:MM in 24-hour time (got {runtime!r})")
-        runtime = "02:30"
+        runtime = S.background_runtime
     else:
         runtime = f"{int(m.group(1)):02d}:{m.group(2)}"
-    lookback = r.duration(raw, "lookback", p, SyncConfig.lookback)
-    overlap = r.duration(raw, "overlap", p, SyncConfig.overlap)
+    lookback = r.duration(raw, "lookback", p, S.lookback)
+    overlap = r.duration(raw, "overlap", p, S.overlap)
     if lookback <= timedelta(0):
         r.problem(f"{p}.lookback", "must be longer than zero")
     if overlap < timedelta(0):
         r.problem(f"{p}.overlap", "must not be negative")
     return SyncConfig(
-        mode=r.string(raw, "mode", p, "realtime-failsafe",
-                      choices=("realtime-failsafe", "background-only")) or "realtime-failsafe",
+        mode=r.string(raw, "mode", p, S.mode,
+                      choices=("realtime-failsafe", "background-only")) or S.mode,
         background_runtime=runtime, lookback=lookback, overlap=overlap,
-        on_empty=r.string(raw, "on_empty", p, "skip", choices=("skip", "clear")) or "skip",
-        max_attempts=r.integer(raw, "max_attempts", p, 10, 1, 1000),
-        subscriber_scan_minutes=r.integer(raw, "subscriber_scan_minutes", p, 60, 0, 10080))
+        on_empty=r.string(raw, "on_empty", p, S.on_empty,
+                          choices=("skip", "clear")) or S.on_empty,
+        max_attempts=r.integer(raw, "max_attempts", p, S.max_attempts, 1, 1000),
+        subscriber_scan_minutes=r.integer(raw, "subscriber_scan_minutes", p,
+                                          S.subscriber_scan_minutes, 0, 10080))
 
 
 def _state(r: Reader, raw: dict[str, Any], env: Mapping[str, str], source: Path | None
