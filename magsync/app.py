@@ -12,7 +12,7 @@ from pathlib import Path
 from magsync.config import Config, load_config
 from magsync.errors import ConfigError
 from magsync.state import StateStore
-from magsync.statelock import StateLock
+from magsync.state.lock import StateLock
 from magsync.util.logs import add_secrets, get_logger
 
 log = get_logger("app")

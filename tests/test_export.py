@@ -12,7 +12,7 @@ from typing import Any
 
 from magsync.sandbox.pair import SandboxPair
 from magsync.state import StateStore
-from magsync.statelock import StateLock
+from magsync.state.lock import StateLock
 from tests.helpers.export_checks import (
     CUSTOMER_KEY,
     SUBSCRIBER_KEY,

@@ -17,12 +17,12 @@ import pytest
 
 from magsync.errors import EXIT_LOCKED, LockHeld, StateError
 from magsync.state import StateStore
-from magsync.statelock import StateLock
+from magsync.state.lock import StateLock
 
 # Holds the lock on argv[1] (as command argv[2]) until its stdin closes.
 HOLDER = """
 import sys
-from magsync.statelock import StateLock
+from magsync.state.lock import StateLock
 with StateLock(sys.argv[1], command=sys.argv[2]):
     print("locked", flush=True)
     sys.stdin.read()
@@ -32,7 +32,7 @@ with StateLock(sys.argv[1], command=sys.argv[2]):
 WAITER = """
 import sys
 from magsync.errors import LockHeld
-from magsync.statelock import StateLock
+from magsync.state.lock import StateLock
 try:
     StateLock(sys.argv[1], wait=0).acquire()
     print("not refused", flush=True)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from magsync.sandbox.pair import SandboxPair
-from magsync.statelock import StateLock
+from magsync.state.lock import StateLock
 from tests.helpers.export_checks import (
     CUSTOMER_KEY,
     CUSTOMERS_LIST,

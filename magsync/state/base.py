@@ -1,0 +1,74 @@
+"""What every group of state tables shares: the connection, transactions, queries and
+the meta table."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+class Tables:
+    """The connection of one open state file; the table groups build on it."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def atomic(self) -> Iterator[sqlite3.Connection]:
+        """One transaction (nested calls join the outer one)."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._depth -= 1
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self._conn
+            except BaseException:
+                self._depth = 0
+                self._conn.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            cur = self._conn.execute(sql, args)
+            return list(cur.fetchall())
+
+    # -- meta ---------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.atomic() as c:
+            c.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) "
+                      "DO UPDATE SET value = excluded.value", (key, value))
+
+
+# Lengths an IN list is padded to. Each distinct SQL text is a prepared statement that the
+# sqlite3 module keeps (128 of them): lists of every length would fill that cache with
+# large statements as a long run meets more lengths, and memory would creep for it.
+_IN_LENGTHS = (1, 8, 32, 100, 300, 500)
+
+
+def in_list(values: list[Any]) -> tuple[str, list[Any]]:
+    """``?`` marks for ``IN (...)`` and the values padded to one of ``_IN_LENGTHS`` by
+    repeating the last one (which IN ignores); at most 500 values."""
+    size = next(n for n in _IN_LENGTHS if n >= len(values))
+    return ",".join("?" * size), values + values[-1:] * (size - len(values))

@@ -1,0 +1,166 @@
+"""Per-contact records (what was last sent) and the subscriber mirror."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from magsync.model import ContactRecord, MirrorRow
+from magsync.state.base import Tables, in_list
+from magsync.util import jsoncodec
+from magsync.util.timeutil import from_iso, to_iso, utcnow
+
+
+class ContactTables(Tables):
+    """The ``contacts`` and ``subscribers`` tables."""
+
+    # -- contacts -----------------------------------------------------------------------
+    def get_contacts(self, keys: Iterable[str]) -> dict[str, ContactRecord]:
+        """Records for the given keys (missing keys are absent from the result)."""
+        out: dict[str, ContactRecord] = {}
+        key_list = list(dict.fromkeys(keys))
+        for i in range(0, len(key_list), 500):
+            chunk = key_list[i:i + 500]
+            marks, args = in_list(chunk)
+            for row in self._query(
+                    "SELECT key, customer_id, subscriber_id, email, emarsys_id, sent, lists "
+                    f"FROM contacts WHERE key IN ({marks})", args):
+                out[row[0]] = _contact(row)
+        return out
+
+    def get_contact(self, key: str) -> ContactRecord | None:
+        return self.get_contacts([key]).get(key)
+
+    def find_contact_by_subscriber(self, subscriber_id: int) -> ContactRecord | None:
+        rows = self._query(
+            "SELECT key, customer_id, subscriber_id, email, emarsys_id, sent, lists "
+            "FROM contacts WHERE subscriber_id = ? ORDER BY key LIMIT 1", (subscriber_id,))
+        return _contact(rows[0]) if rows else None
+
+    def save_contacts(self, records: Iterable[ContactRecord]) -> None:
+        """Insert or replace records (call inside ``atomic()`` to group with other writes)."""
+        now = to_iso(utcnow())
+        rows = [(r.key, r.customer_id, r.subscriber_id, r.email, r.emarsys_id,
+                 jsoncodec.dumps_text(r.sent, sort_keys=True), _lists_json(r.lists), now)
+                for r in records]
+        with self.atomic() as c:
+            c.executemany(
+                "INSERT INTO contacts (key, customer_id, subscriber_id, email, emarsys_id, "
+                "sent, lists, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET customer_id = excluded.customer_id, "
+                "subscriber_id = excluded.subscriber_id, email = excluded.email, "
+                "emarsys_id = COALESCE(excluded.emarsys_id, contacts.emarsys_id), "
+                "sent = excluded.sent, lists = excluded.lists, "
+                "updated_at = excluded.updated_at", rows)
+
+    def delete_contacts(self, keys: Iterable[str]) -> None:
+        with self.atomic() as c:
+            c.executemany("DELETE FROM contacts WHERE key = ?", [(k,) for k in keys])
+
+    def count_contacts(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM contacts")[0][0])
+
+    def iter_contact_keys(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT key FROM contacts ORDER BY key")]
+
+    # -- subscriber mirror ----------------------------------------------------------------
+    def replace_mirror(self, rows: Iterable[MirrorRow], seen_at: datetime | None = None
+                       ) -> int:
+        """Replace the whole mirror with a fresh full read; returns the row count."""
+        stamp = to_iso(seen_at or utcnow())
+        count = 0
+
+        def data() -> Iterator[tuple[Any, ...]]:
+            nonlocal count
+            for r in rows:  # streamed: memory stays flat however many subscribers
+                count += 1
+                yield (r.subscriber_id, r.customer_id, r.email, r.status, r.website_id,
+                       r.store_id, stamp)
+
+        with self.atomic() as c:
+            c.execute("DELETE FROM subscribers")
+            c.executemany("INSERT OR REPLACE INTO subscribers (subscriber_id, customer_id, "
+                          "email, status, website_id, store_id, seen_at) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?)", data())
+            self.set_meta("mirror_read_at", stamp)
+        return count
+
+    def upsert_mirror(self, rows: Iterable[MirrorRow]) -> None:
+        """Update single mirror rows (after pull-optin wrote them into Magento)."""
+        stamp = to_iso(utcnow())
+        with self.atomic() as c:
+            c.executemany("INSERT OR REPLACE INTO subscribers (subscriber_id, customer_id, "
+                          "email, status, website_id, store_id, seen_at) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          [(r.subscriber_id, r.customer_id, r.email, r.status, r.website_id,
+                            r.store_id, stamp) for r in rows])
+
+    def mirror_read_at(self) -> datetime | None:
+        value = self.get_meta("mirror_read_at")
+        return from_iso(value) if value else None
+
+    def mirror_for_customers(self, customer_ids: Iterable[int]) -> dict[int, list[MirrorRow]]:
+        """Subscriber rows per customer id."""
+        out: dict[int, list[MirrorRow]] = {}
+        ids = list(dict.fromkeys(customer_ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks, args = in_list(chunk)
+            for row in self._query(_MIRROR_SELECT + f" WHERE customer_id IN ({marks})", args):
+                out.setdefault(row[1], []).append(_mirror(row))
+        return out
+
+    def mirror_rows(self, *, guests_only: bool = False, after: int = 0, chunk: int = 1000
+                    ) -> Iterator[MirrorRow]:
+        """Mirror rows in subscriber id order, read a chunk at a time (flat memory)."""
+        where = " AND customer_id = 0" if guests_only else ""
+        while True:
+            rows = self._query(_MIRROR_SELECT + f" WHERE subscriber_id > ?{where} "
+                               "ORDER BY subscriber_id LIMIT ?", (after, chunk))
+            for row in rows:
+                yield _mirror(row)
+            if len(rows) < chunk:
+                return
+            after = int(rows[-1][0])
+
+    def mirror_guest_emails(self, emails: Iterable[str]) -> set[str]:
+        """The given emails (lower-cased) that belong to a guest subscriber."""
+        wanted = list({e.lower() for e in emails if e})
+        found: set[str] = set()
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            marks, args = in_list(chunk)
+            found.update(r[0].lower() for r in self._query(
+                "SELECT email FROM subscribers WHERE customer_id = 0 AND email COLLATE NOCASE "
+                f"IN ({marks})", args))
+        return found
+
+    def mirror_get(self, subscriber_id: int) -> MirrorRow | None:
+        rows = self._query(_MIRROR_SELECT + " WHERE subscriber_id = ?", (subscriber_id,))
+        return _mirror(rows[0]) if rows else None
+
+    def mirror_count(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM subscribers")[0][0])
+
+
+@lru_cache(maxsize=64)
+def _lists_json(lists: frozenset[str]) -> str:
+    """The stored form of a contact's list roles (a handful of distinct values)."""
+    return json.dumps(sorted(lists))
+
+
+_MIRROR_SELECT = ("SELECT subscriber_id, customer_id, email, status, website_id, store_id "
+                  "FROM subscribers")
+
+
+def _mirror(row: Sequence[Any]) -> MirrorRow:
+    return MirrorRow(int(row[0]), int(row[1]), row[2], int(row[3]), row[4], row[5])
+
+
+def _contact(row: Sequence[Any]) -> ContactRecord:
+    return ContactRecord(key=row[0], customer_id=row[1], subscriber_id=row[2], email=row[3],
+                         emarsys_id=row[4], sent=jsoncodec.loads(row[5]),
+                         lists=frozenset(json.loads(row[6])))
