@@ -154,7 +154,8 @@ def sync_realtime_cmd(ctx: click.Context, dry_run: bool) -> int:
 @click.pass_context
 def sync_background_cmd(ctx: click.Context, since: Any, dry_run: bool) -> int:
     """Daily run: changes (background-only mode), mapping changes, failsafe queue."""
-    from magsync.sync.realtime import SyncOptions, sync_background
+    from magsync.sync.background import sync_background
+    from magsync.sync.realtime import SyncOptions
 
     app = _app(ctx)
     opts = SyncOptions(dry_run=dry_run, since=since, verbose=app.verbose)
@@ -192,7 +193,7 @@ def queue_cmd(ctx: click.Context, action: str, dead: bool, yes: bool) -> int:
         with app.writing("queue purge") as store:
             out.line(f"purged {purge_queue(store, dead=dead)} contact(s)")
         return EXIT_OK
-    from magsync.sync.queue_drain import retry_queue
+    from magsync.sync.queue import retry_queue
 
     return _run(app, "queue retry",
                 lambda cfg, store, hook: retry_queue(cfg, store, dead=dead, progress=hook))

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
-from magsync.sync.common import ProgressHook
+from magsync.sync.run import ProgressHook
 
 
 @contextmanager

@@ -12,19 +12,18 @@ the current one (a bounded queue), and an export splits the ids into ranges read
 from __future__ import annotations
 
 import functools
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from magsync.errors import FatalRemoteError
 from magsync.magento.client import SERVICE, MagentoClient
 from magsync.magento.prefetch import fan_in
 from magsync.magento.search import MAX_PAGE_SIZE, SearchCriteria
+from magsync.model import Customer
 from magsync.util.timeutil import to_magento
 
 SEARCH_PATH = "customers/search"
-Customer = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -228,3 +227,15 @@ def _window_filter(window: Window | None, criteria: SearchCriteria) -> SearchCri
     # [a, b) and [b, c) then neither overlap nor leave a gap.
     return criteria.where("updated_at", "gteq", to_magento(window.since)) \
         .where("updated_at", "lt", to_magento(window.until))
+
+
+def iter_customers_by_ids(client: MagentoClient, ids: Iterable[int], *,
+                          fields: str | None = None) -> Iterator[list[Customer]]:
+    """Pages of the customers with these ids (deleted ones are simply absent)."""
+    wanted = sorted(set(ids))
+    size = max(1, min(client.cfg.page_size, MAX_PAGE_SIZE))
+    for start in range(0, len(wanted), size):
+        chunk = wanted[start:start + size]
+        criteria = SearchCriteria().where("entity_id", "in", chunk) \
+            .order_by("entity_id", "ASC").page(size)
+        yield list(client.search(SEARCH_PATH, criteria, fields=fields)["items"])

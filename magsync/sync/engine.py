@@ -13,35 +13,20 @@ flight.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 
 from magsync.consent import NOT_READ, decide_send, needs_emarsys_read
-from magsync.diff import Send, plan_send, record_after_send
-from magsync.model import Contact, ContactRecord
+from magsync.diff import plan_send
+from magsync.model import Contact
 from magsync.state import StateStore
-from magsync.sync.jobs import Job, JobResult, Outcome, run_job
+from magsync.sync.items import Item, Job, JobResult, Outcome
+from magsync.sync.jobs import run_job
 from magsync.sync.runtime import Runtime
 from magsync.sync.tracking import PageTracker, RunCounts
 from magsync.util.logs import get_logger
 
 log = get_logger("sync")
-
-
-@dataclass(eq=False)
-class Item:
-    """One contact on its way through the pipeline."""
-
-    contact: Contact
-    record: ContactRecord | None
-    lane: Hashable = None
-    token: Hashable = None
-    inherit: ContactRecord | None = None  # the guest record a registered customer takes over
-    send: Send | None = None
-    decided: bool = False
-    decision: object = None
-    reports: list[tuple[str, str | None, str]] = field(default_factory=list)
 
 
 class Engine:
@@ -246,24 +231,3 @@ class Engine:
             self.on_progress()
 
 
-def plan_items(contacts: list[Contact], store: StateStore, *, lane: Hashable = None,
-               token: Hashable = None) -> list[Item]:
-    """Items with their records; a registered guest inherits its guest record (rule 4)."""
-    records = store.get_contacts([c.key for c in contacts])
-    # Only a customer magsync never sent can be a guest who registered.
-    guest_keys = [f"s:{c.subscriber_id}" for c in contacts if c.key not in records
-                  and c.customer_id is not None and c.subscriber_id is not None]
-    guests = store.get_contacts(guest_keys) if guest_keys else {}
-    items = []
-    for c in contacts:
-        record = records.get(c.key)
-        inherit = None
-        if record is None and c.customer_id is not None and c.subscriber_id is not None:
-            guest = guests.get(f"s:{c.subscriber_id}")
-            if guest is not None and guest.customer_id is None:
-                inherit = guest
-        items.append(Item(contact=c, record=record, lane=lane, token=token, inherit=inherit))
-    return items
-
-
-__all__ = ["Engine", "Item", "plan_items", "record_after_send"]

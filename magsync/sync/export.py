@@ -19,18 +19,9 @@ from magsync.config import Config
 from magsync.magento.client import MagentoClient
 from magsync.magento.customers import ExportProgress, IdRange, Page, iter_all_customers, plan_ranges
 from magsync.state import StateStore
-from magsync.sync.common import (
-    ProgressHook,
-    RunReport,
-    chunked,
-    customer_items,
-    finish_counts,
-    guest_items,
-    mirror_refresher,
-    new_engine,
-    recorded_run,
-)
 from magsync.sync.engine import Engine
+from magsync.sync.feed import chunked, customer_items, guest_items, mirror_refresher, new_engine
+from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
 from magsync.sync.runtime import DEFAULT_RETRY, Runtime
 from magsync.sync.tracking import PageTracker, RunCounts
 from magsync.util.timeutil import from_iso, to_iso

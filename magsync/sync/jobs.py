@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from magsync.consent import (
     OptinDecision,
@@ -21,41 +21,13 @@ from magsync.consent import (
 )
 from magsync.diff import IdentityPlan, plan_identity, plan_send, record_after_send
 from magsync.emarsys.contacts import add_to_list, get_data, upsert_all, upsert_batch
-from magsync.model import EMAIL_FIELD, OPTIN, OPTIN_FIELD, Contact, ContactRecord
+from magsync.model import EMAIL_FIELD, OPTIN, OPTIN_FIELD, Contact
+from magsync.sync.items import Item, Job, JobResult, Outcome
 from magsync.sync.runtime import Runtime
-
-if TYPE_CHECKING:
-    from magsync.sync.engine import Item
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024 - 64 * 1024
 NOT_FOUND = "2008"
 MagentoWriter = Callable[[Contact, int], "str | None"]
-
-
-@dataclass(eq=False)
-class Job:
-    items: list[Item]
-    key_field: int
-    restart: bool = False
-
-
-@dataclass(eq=False)
-class Outcome:
-    """What happened to one contact; ``record`` is saved, ``error`` queues it."""
-
-    item: Item
-    status: str
-    record: ContactRecord | None = None
-    error: str | None = None
-    drop_key: str | None = None
-    reports: list[tuple[str, str | None, str]] = field(default_factory=list)
-    extra_counts: list[str] = field(default_factory=list)
-
-
-@dataclass(eq=False)
-class JobResult:
-    outcomes: list[Outcome]
-    samples: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(eq=False)

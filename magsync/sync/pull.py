@@ -37,14 +37,9 @@ from magsync.magento.customers import get_customer
 from magsync.mapping import customer_contact, guest_contact
 from magsync.model import OPTIN, OPTIN_FIELD, Contact, ContactRecord
 from magsync.state import StateStore
-from magsync.sync.common import (
-    ProgressHook,
-    RunReport,
-    finish_counts,
-    mirror_refresher,
-    recorded_run,
-)
+from magsync.sync.feed import mirror_refresher
 from magsync.sync.optin_writer import MagentoOptinWriter
+from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
 from magsync.sync.runtime import DEFAULT_RETRY, Runtime
 from magsync.sync.tracking import RunCounts
 

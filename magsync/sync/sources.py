@@ -1,5 +1,5 @@
-"""What a sync reads besides the change window: customers by id, the subscribers that
-differ from what magsync last sent, and the failsafe queue's contacts."""
+"""What a sync reads from the subscriber mirror: the subscribers that differ from what
+magsync last sent, and the failsafe queue's keys."""
 
 from __future__ import annotations
 
@@ -7,25 +7,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from magsync.consent import parse_optin
-from magsync.magento.client import MagentoClient
-from magsync.magento.customers import SEARCH_PATH
-from magsync.magento.search import MAX_PAGE_SIZE, SearchCriteria
-from magsync.model import MAGENTO_OPTIN, STATUS_OPTIN, MirrorRow
+from magsync.model import MAGENTO_OPTIN, STATUS_OPTIN, Customer, MirrorRow
 from magsync.state import StateStore
-
-Customer = dict[str, Any]
-
-
-def iter_customers_by_ids(client: MagentoClient, ids: Iterable[int], *,
-                          fields: str | None = None) -> Iterator[list[Customer]]:
-    """Pages of the customers with these ids (deleted ones are simply absent)."""
-    wanted = sorted(set(ids))
-    size = max(1, min(client.cfg.page_size, MAX_PAGE_SIZE))
-    for start in range(0, len(wanted), size):
-        chunk = wanted[start:start + size]
-        criteria = SearchCriteria().where("entity_id", "in", chunk) \
-            .order_by("entity_id", "ASC").page(size)
-        yield list(client.search(SEARCH_PATH, criteria, fields=fields)["items"])
 
 
 def mirror_says_subscribed(rows: list[MirrorRow]) -> bool:

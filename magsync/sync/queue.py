@@ -7,26 +7,14 @@ contact that no longer exists in Magento leaves the queue and is reported.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from magsync.config import Config
+from magsync.magento.customers import iter_customers_by_ids
 from magsync.state import StateStore
-from magsync.sync.common import (
-    ProgressHook,
-    RunReport,
-    chunked,
-    finish_counts,
-    guest_items,
-    new_engine,
-    recorded_run,
-    refresh_mirror,
-)
+from magsync.sync.feed import Sync, chunked, guest_items, new_engine, refresh_mirror
+from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
 from magsync.sync.runtime import DEFAULT_RETRY, Runtime
-from magsync.sync.sources import iter_customers_by_ids, split_queue_keys
+from magsync.sync.sources import split_queue_keys
 from magsync.sync.tracking import RunCounts
-
-if TYPE_CHECKING:  # realtime imports this module: the class is only needed for hints
-    from magsync.sync.realtime import Sync
 
 
 def drain_queue(sync: Sync, *, include_seen: bool = False) -> None:
@@ -69,7 +57,7 @@ def drain_queue(sync: Sync, *, include_seen: bool = False) -> None:
 def retry_queue(cfg: Config, store: StateStore, *, dead: bool = False,
                 progress: ProgressHook | None = None) -> RunReport:
     """``magsync queue retry [--dead]``: drain the queue now, as sync-background would."""
-    from magsync.sync.realtime import Sync
+    from magsync.sync.feed import Sync
 
     with recorded_run(store, "queue retry") as (report, run_id):
         counts = RunCounts()

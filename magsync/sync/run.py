@@ -1,24 +1,18 @@
-"""What every sync command shares: the run record, the report, the subscriber mirror and
-turning pages of Magento customers into pipeline items."""
+"""A command's run: recorded in the state file's history whatever happens, and the
+report (counts, notes, samples) the CLI renders."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from magsync.errors import EXIT_OK, EXIT_PARTIAL, MagsyncError
-from magsync.magento.client import MagentoClient
-from magsync.magento.subscribers import iter_subscribers
-from magsync.mapping import customer_contact, guest_contact
-from magsync.model import MirrorRow
 from magsync.state import StateStore
-from magsync.sync.engine import Engine, Item, plan_items
-from magsync.sync.runtime import Runtime
 from magsync.sync.tracking import RunCounts
 from magsync.util.logs import get_logger
 from magsync.util.timeutil import utcnow
@@ -98,57 +92,3 @@ def finish_counts(report: RunReport, counts: RunCounts, store: StateStore,
                             "left out (see `magsync status`)")
     for kind, key, detail, _ in store.reports(run_id, limit=5):
         report.notes.append(f"{kind} {key or ''}: {detail}")
-
-
-def refresh_mirror(rt: Runtime, store: StateStore, counts: RunCounts) -> int:
-    """Read every subscriber into the mirror (none with ``subscribers: none``)."""
-    return mirror_refresher(store, counts)(rt.magento)
-
-
-def mirror_refresher(store: StateStore, counts: RunCounts) -> Callable[[MagentoClient], int]:
-    """``refresh_mirror`` as a task for ``Runtime.open(alongside=...)``."""
-
-    def refresh(magento: MagentoClient) -> int:
-        if magento.cfg.subscribers == "none":
-            return 0
-        n = store.replace_mirror(iter_subscribers(magento))
-        counts.add("subscribers_read", n)
-        return n
-
-    return refresh
-
-
-def customer_items(rt: Runtime, store: StateStore, customers: list[dict[str, Any]], *,
-                   lane: Hashable = None, token: Hashable = None) -> list[Item]:
-    """Pipeline items for a page of Magento customers (with their mirror rows)."""
-    ids = [int(c["id"]) for c in customers]
-    mirror = store.mirror_for_customers(ids)
-    contacts = [customer_contact(c, mirror.get(int(c["id"]), []), rt.mapping)
-                for c in customers]
-    return plan_items(contacts, store, lane=lane, token=token)
-
-
-def guest_items(rt: Runtime, store: StateStore, rows: Iterable[MirrorRow], *,
-                lane: Hashable = None, token: Hashable = None) -> list[Item]:
-    """Pipeline items for guest subscribers."""
-    contacts = [guest_contact(r, rt.mapping) for r in rows]
-    return plan_items(contacts, store, lane=lane, token=token)
-
-
-def chunked(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def new_engine(rt: Runtime, store: StateStore, counts: RunCounts, run_id: int, **kw: Any
-               ) -> Engine:
-    from magsync.sync.optin_writer import MagentoOptinWriter
-
-    writer = None if rt.dry_run else MagentoOptinWriter(rt, store)
-    return Engine(rt, store, counts, run_id=run_id, magento_writer=writer, **kw)

@@ -1,0 +1,50 @@
+"""``magsync sync-background`` (daily): the changes of background-only mode, a full read
+after a mapping change, a full subscriber scan, then the failsafe queue drained."""
+
+from __future__ import annotations
+
+from magsync.config import Config
+from magsync.magento.customers import iter_changed_customers
+from magsync.state import StateStore
+from magsync.sync.feed import Sync, mirror_refresher, new_engine
+from magsync.sync.queue import drain_queue
+from magsync.sync.realtime import SyncOptions, window_start
+from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
+from magsync.sync.runtime import DEFAULT_RETRY, Runtime
+from magsync.sync.tracking import RunCounts
+from magsync.util.timeutil import utcnow
+
+
+def sync_background(cfg: Config, store: StateStore, opts: SyncOptions,
+                    progress: ProgressHook | None = None) -> RunReport:
+    """The daily run: changes (background-only mode), a full read after a mapping change,
+    a full subscriber scan, then the failsafe queue drained."""
+    with recorded_run(store, "sync-background", dry_run=opts.dry_run) as (report, run_id):
+        start = utcnow()
+        counts = RunCounts()
+        with Runtime.open(cfg, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
+                          verbose=opts.verbose,
+                          alongside=mirror_refresher(store, counts)) as rt, \
+                new_engine(rt, store, counts, run_id) as engine:
+            sync = Sync(rt, store, engine, counts, progress)
+            mapping_changed = store.get_meta("mapping_hash") != rt.mapping.hash
+            if cfg.contacts.customers.enabled:
+                if mapping_changed:
+                    report.notes.append("the mapping changed: every customer was read")
+                    sync.all_customers()
+                elif cfg.sync.mode == "background-only" or opts.since is not None:
+                    since = window_start(store, "sync-background", cfg, start, opts.since)
+                    changed = iter_changed_customers(rt.magento, since, start,
+                                                     fields=rt.customer_fields)
+                    sync.customers(p.items for p in changed)
+            sync.subscribers()
+            engine.drain()
+            drain_queue(sync)
+            engine.drain()
+            finish_counts(report, counts, store, run_id)
+            report.samples = engine.samples
+        if not opts.dry_run:
+            with store.atomic():
+                store.set_watermark("sync-background", start)
+                store.set_meta("mapping_hash", rt.mapping.hash)
+    return report

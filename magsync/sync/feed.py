@@ -1,0 +1,202 @@
+"""What feeds the send pipeline: pages of customers and subscriber changes turned into
+items (``Sync``), the subscriber mirror refreshed, and the engine built for a run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from magsync.magento.client import MagentoClient
+from magsync.magento.customers import iter_all_customers, iter_customers_by_ids
+from magsync.magento.subscribers import iter_subscribers
+from magsync.mapping import customer_contact, guest_contact
+from magsync.model import Contact, MirrorRow
+from magsync.state import StateStore
+from magsync.sync.engine import Engine
+from magsync.sync.items import Item
+from magsync.sync.run import ProgressHook
+from magsync.sync.runtime import Runtime
+from magsync.sync.sources import iter_subscriber_changes, subscription_disagrees
+from magsync.sync.tracking import RunCounts
+from magsync.util.timeutil import from_magento
+
+
+class Sync:
+    """The parts every sync run shares: reading customers and subscribers into the engine."""
+
+    def __init__(self, rt: Runtime, store: StateStore, engine: Engine, counts: RunCounts,
+                 progress: ProgressHook | None = None) -> None:
+        self.rt, self.store, self.engine, self.counts = rt, store, engine, counts
+        self.progress = progress
+        self.seen: set[int] = set()  # customers sent (or found unchanged) in this run
+        self.seen_guests: set[int] = set()  # guest subscriber ids sent in this run
+        self.held: list[dict[str, Any]] = []  # customers waiting for a fresh mirror
+        # sync-realtime leaves queued contacts to the drain (see _without_queued)
+        self.defer_queued = False
+        # After a full read every customer was sent with a fresh mirror; remembering each
+        # id in ``seen`` would make memory grow with the shop.
+        self.read_everyone = False
+
+    def all_customers(self) -> None:
+        """Every customer once (after a mapping change)."""
+        pages = iter_all_customers(self.rt.magento, fields=self.rt.customer_fields)
+        self.customers((p.items for p in pages), track=False)
+        self.read_everyone = True
+
+    def customers(self, pages: Iterable[list[dict[str, Any]]], *, hold_stale: bool = False,
+                  track: bool = True) -> None:
+        """Diff and send pages of customers; with ``hold_stale``, customers whose
+        ``is_subscribed`` disagrees with the mirror wait for ``rescan()``."""
+        for page in pages:
+            page = [c for c in page if int(c["id"]) not in self.seen]
+            if self.defer_queued:
+                page = self._without_queued(page)
+            if hold_stale and self.rt.cfg.magento.subscribers != "none":
+                stale = self._stale(page)
+                self.held += stale
+                stale_ids = {id(c) for c in stale}
+                page = [c for c in page if id(c) not in stale_ids]
+            if track:
+                self.seen.update(int(c["id"]) for c in page)
+            if page:
+                self.engine.submit(customer_items(self.rt, self.store, page))
+            if self.progress:
+                self.progress("customers", self.counts.get("read"), None)
+
+    def _without_queued(self, page: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop queued customers that Magento did not change since their last attempt.
+
+        The overlap re-reads a rejected customer in every run for ``sync.overlap``; each
+        send would count an attempt (dead within minutes) and fail the run again. The
+        drain re-reads it anyway, so only a change after the attempt is sent at once.
+        """
+        attempted = self.store.queue_attempted_at(f"c:{c['id']}" for c in page)
+        if not attempted:
+            return page
+        keep = [c for c in page if f"c:{c['id']}" not in attempted
+                or _changed_after(c, attempted[f"c:{c['id']}"])]
+        self.counts.add("left_queued", len(page) - len(keep))
+        return keep
+
+    def _stale(self, page: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Customers the mirror may describe wrongly: ``is_subscribed`` disagrees, or a
+        new customer shares an email with a guest (a guest who registered, rule 4)."""
+        ids = [int(c["id"]) for c in page]
+        mirror = self.store.mirror_for_customers(ids)
+        known = self.store.get_contacts(f"c:{i}" for i in ids)
+        guests = self.store.mirror_guest_emails(
+            str(c.get("email") or "") for c in page if f"c:{c['id']}" not in known)
+        return [c for c in page
+                if subscription_disagrees(c, mirror.get(int(c["id"]), []))
+                or str(c.get("email") or "").lower() in guests]
+
+    def subscribers(self) -> None:
+        """Send guests and customers whose subscriber row differs from what was sent."""
+        if self.rt.cfg.magento.subscribers == "none":
+            return
+        changed: set[int] = set()
+        for guests, customer_ids in iter_subscriber_changes(
+                self.store, skip_customers=self.seen, skip_all_customers=self.read_everyone):
+            changed |= customer_ids
+            guests = [g for g in guests if g.subscriber_id not in self.seen_guests]
+            if self.defer_queued:
+                # a guest has no change time: a queued one waits for the drain
+                queued = self.store.queue_attempted_at(f"s:{g.subscriber_id}" for g in guests)
+                self.counts.add("left_queued", len(queued))
+                guests = [g for g in guests if f"s:{g.subscriber_id}" not in queued]
+            if self.rt.cfg.contacts.subscribers.enabled and guests:
+                self.seen_guests.update(g.subscriber_id for g in guests)
+                self.engine.submit(guest_items(self.rt, self.store, guests))
+        if self.rt.cfg.contacts.customers.enabled and changed:
+            self.customers(iter_customers_by_ids(self.rt.magento, changed,
+                                                 fields=self.rt.customer_fields))
+
+    def rescan(self) -> None:
+        """Refresh the mirror, then send the held customers and every subscriber change."""
+        refresh_mirror(self.rt, self.store, self.counts)
+        held, self.held = self.held, []
+        if held:
+            self.customers([held])
+        self.subscribers()
+
+
+
+
+def _changed_after(customer: dict[str, Any], moment: datetime) -> bool:
+    stamp = customer.get("updated_at")
+    return bool(stamp) and from_magento(str(stamp)) > moment
+
+
+def refresh_mirror(rt: Runtime, store: StateStore, counts: RunCounts) -> int:
+    """Read every subscriber into the mirror (none with ``subscribers: none``)."""
+    return mirror_refresher(store, counts)(rt.magento)
+
+
+def mirror_refresher(store: StateStore, counts: RunCounts) -> Callable[[MagentoClient], int]:
+    """``refresh_mirror`` as a task for ``Runtime.open(alongside=...)``."""
+
+    def refresh(magento: MagentoClient) -> int:
+        if magento.cfg.subscribers == "none":
+            return 0
+        n = store.replace_mirror(iter_subscribers(magento))
+        counts.add("subscribers_read", n)
+        return n
+
+    return refresh
+
+
+def customer_items(rt: Runtime, store: StateStore, customers: list[dict[str, Any]], *,
+                   lane: Hashable = None, token: Hashable = None) -> list[Item]:
+    """Pipeline items for a page of Magento customers (with their mirror rows)."""
+    ids = [int(c["id"]) for c in customers]
+    mirror = store.mirror_for_customers(ids)
+    contacts = [customer_contact(c, mirror.get(int(c["id"]), []), rt.mapping)
+                for c in customers]
+    return plan_items(contacts, store, lane=lane, token=token)
+
+
+def guest_items(rt: Runtime, store: StateStore, rows: Iterable[MirrorRow], *,
+                lane: Hashable = None, token: Hashable = None) -> list[Item]:
+    """Pipeline items for guest subscribers."""
+    contacts = [guest_contact(r, rt.mapping) for r in rows]
+    return plan_items(contacts, store, lane=lane, token=token)
+
+
+def chunked(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def new_engine(rt: Runtime, store: StateStore, counts: RunCounts, run_id: int, **kw: Any
+               ) -> Engine:
+    from magsync.sync.optin_writer import MagentoOptinWriter
+
+    writer = None if rt.dry_run else MagentoOptinWriter(rt, store)
+    return Engine(rt, store, counts, run_id=run_id, magento_writer=writer, **kw)
+
+
+def plan_items(contacts: list[Contact], store: StateStore, *, lane: Hashable = None,
+               token: Hashable = None) -> list[Item]:
+    """Items with their records; a registered guest inherits its guest record (rule 4)."""
+    records = store.get_contacts([c.key for c in contacts])
+    # Only a customer magsync never sent can be a guest who registered.
+    guest_keys = [f"s:{c.subscriber_id}" for c in contacts if c.key not in records
+                  and c.customer_id is not None and c.subscriber_id is not None]
+    guests = store.get_contacts(guest_keys) if guest_keys else {}
+    items = []
+    for c in contacts:
+        record = records.get(c.key)
+        inherit = None
+        if record is None and c.customer_id is not None and c.subscriber_id is not None:
+            guest = guests.get(f"s:{c.subscriber_id}")
+            if guest is not None and guest.customer_id is None:
+                inherit = guest
+        items.append(Item(contact=c, record=record, lane=lane, token=token, inherit=inherit))
+    return items

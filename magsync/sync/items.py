@@ -1,0 +1,52 @@
+"""What travels through the send pipeline: an ``Item`` per contact, grouped into
+``Job``s for the workers, coming back as ``Outcome``s for the main thread to commit."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from magsync.diff import Send
+from magsync.model import Contact, ContactRecord
+
+
+@dataclass(eq=False)
+class Item:
+    """One contact on its way through the pipeline."""
+
+    contact: Contact
+    record: ContactRecord | None
+    lane: Hashable = None
+    token: Hashable = None
+    inherit: ContactRecord | None = None  # the guest record a registered customer takes over
+    send: Send | None = None
+    decided: bool = False
+    decision: object = None
+    reports: list[tuple[str, str | None, str]] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Job:
+    items: list[Item]
+    key_field: int
+    restart: bool = False
+
+
+@dataclass(eq=False)
+class Outcome:
+    """What happened to one contact; ``record`` is saved, ``error`` queues it."""
+
+    item: Item
+    status: str
+    record: ContactRecord | None = None
+    error: str | None = None
+    drop_key: str | None = None
+    reports: list[tuple[str, str | None, str]] = field(default_factory=list)
+    extra_counts: list[str] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class JobResult:
+    outcomes: list[Outcome]
+    samples: list[dict[str, Any]] = field(default_factory=list)
