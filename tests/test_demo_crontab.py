@@ -27,11 +27,12 @@ def test_demo_exits_0_and_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 def test_demo_in_process_stops_its_servers(capsys: object) -> None:
-    from magsync.demo import run_demo
+    from magsync.cli import run
+    from magsync.ops.demo import run_demo
 
     before = set(threading.enumerate())
     lines: list[str] = []
-    assert run_demo(lines.append) == 0
+    assert run_demo(lines.append, run) == 0
     text = "\n".join(lines)
     assert "registered as customer" in text and "opts out" in text
     leftover = [t for t in threading.enumerate() if t not in before and t.is_alive()]

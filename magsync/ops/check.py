@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from magsync.app import App
 from magsync.config import Config, iter_secrets
 from magsync.errors import ConfigError, MagsyncError, StateError
 from magsync.http import RetryPolicy
@@ -15,10 +14,10 @@ CHECK_RETRY = RetryPolicy(budget=15.0, base_delay=0.5, max_delay=5.0)
 EMARSYS_RATE_LIMIT = 1000  # requests a minute per API user (API-NOTES, "Rate limits")
 
 
-def check_config(app: App) -> tuple[Config | None, list[CheckResult]]:
+def check_config(load: Callable[[], Config]) -> tuple[Config | None, list[CheckResult]]:
     """The configuration part: every problem as its own failed check."""
     try:
-        cfg = app.config()
+        cfg = load()
     except ConfigError as exc:
         if not exc.problems:
             return None, [CheckResult("configuration", False, str(exc), exc.exit_code)]
@@ -46,9 +45,9 @@ def check_state(cfg: Config) -> CheckResult:
     return CheckResult("state file", True, str(path))
 
 
-def run_checks(app: App) -> list[CheckResult]:
-    """Every check, in order; remote checks only when the config is valid."""
-    cfg, results = check_config(app)
+def run_checks(load: Callable[[], Config]) -> list[CheckResult]:
+    """Every check, in order; remote checks only when ``load()`` gave a valid config."""
+    cfg, results = check_config(load)
     if cfg is None:
         return results
     results.append(check_state(cfg))

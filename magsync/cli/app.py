@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,9 @@ class App:
     log_json: bool = False
     debug: bool = False
     lock_wait: float = 0.0
+    # The CLI itself, for commands that run other commands (demo): a parameter, not an
+    # import, so that no command module imports the package that registers it.
+    run_cli: Callable[[list[str]], int] | None = field(default=None, repr=False)
     _config: Config | None = field(default=None, repr=False)
 
     @property

@@ -24,8 +24,9 @@ KEY_CUSTOMER, KEY_SUBSCRIBER = 7001, 7002
 class Demo:
     """One demo run; ``say`` prints the narration, ``magsync`` runs a CLI command."""
 
-    def __init__(self, pair: SandboxPair, config: Path, say: Callable[[str], None]) -> None:
-        self.pair, self.config, self.say = pair, config, say
+    def __init__(self, pair: SandboxPair, config: Path, say: Callable[[str], None],
+                 run_cli: Callable[[list[str]], int]) -> None:
+        self.pair, self.config, self.say, self.run_cli = pair, config, say, run_cli
         self.shop = pair.magento.shop
         self.failures: list[str] = []
         self.guest: Any = None
@@ -33,10 +34,8 @@ class Demo:
         self.registered = 0
 
     def magsync(self, *args: str, expect: int = 0) -> int:
-        from magsync.cli import run
-
         self.say(f"$ magsync {' '.join(args)}")
-        code = run(["--config", str(self.config), *args])
+        code = self.run_cli(["--config", str(self.config), *args])
         if code != expect:
             self.failures.append(f"`magsync {' '.join(args)}` exited {code}, expected {expect}")
         return code
@@ -49,13 +48,14 @@ class Demo:
         return len(self.pair.emarsys.account.list_members(name))
 
 
-def run_demo(say: Callable[[str], None] = print) -> int:
-    """Run every step; 0 when each did what the narration says."""
+def run_demo(say: Callable[[str], None], run_cli: Callable[[list[str]], int]) -> int:
+    """Run every step, each magsync command through ``run_cli`` (the CLI's own ``run``);
+    0 when each did what the narration says."""
     with tempfile.TemporaryDirectory(prefix="magsync-demo-") as tmp, \
             SandboxPair(CUSTOMERS, SUBSCRIBERS, seed=SEED) as pair:
         config = pair.write_config(Path(tmp) / "magsync.yaml", Path(tmp) / "state.db",
                                    emarsys={"requests_per_minute": 1000})
-        demo = Demo(pair, config, say)
+        demo = Demo(pair, config, say, run_cli)
         say(f"magsync demo — a sandbox shop with {CUSTOMERS} customers and {SUBSCRIBERS} "
             f"newsletter subscribers (Magento at {pair.magento.url}) and an Emarsys account "
             f"(at {pair.emarsys.api_url}). Config: {config}\n")

@@ -1,0 +1,61 @@
+"""Getting started: ``crontab``, ``demo`` and ``sandbox serve``."""
+
+from __future__ import annotations
+
+import click
+
+from magsync.cli.runner import app_of
+
+
+@click.command()
+@click.pass_context
+def crontab(ctx: click.Context) -> None:
+    """Print the crontab lines that fit the config."""
+    from magsync.cli.app import find_config_path
+    from magsync.ops.crontab import render_crontab
+
+    app = app_of(ctx)
+    cfg = app.config()
+    click.echo(render_crontab(cfg, cfg.source or find_config_path(app.config_path)), nl=False)
+
+
+@click.command()
+@click.pass_context
+def demo(ctx: click.Context) -> int:
+    """The whole sync against the built-in sandbox: no network, no config."""
+    from magsync.ops.demo import run_demo
+
+    run_cli = app_of(ctx).run_cli
+    assert run_cli is not None
+    return run_demo(click.echo, run_cli)
+
+
+@click.group()
+def sandbox() -> None:
+    """The built-in simulators of Magento and Emarsys, for trying a mapping safely."""
+
+
+@sandbox.command("serve")
+@click.option("--customers", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Customers in the seeded shop.")
+@click.option("--subscribers", type=click.IntRange(min=0), default=120, show_default=True,
+              help="Newsletter subscribers in the seeded shop.")
+@click.option("--port-magento", type=click.IntRange(0, 65535), default=0,
+              help="Port of the Magento simulator (default: a free one).")
+@click.option("--port-emarsys", type=click.IntRange(0, 65535), default=0,
+              help="Port of the Emarsys simulator (default: a free one).")
+@click.option("--write-config", "write_config", metavar="PATH",
+              help="Also write the ready-to-use config to PATH (state file beside it).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Shop generator seed.")
+@click.pass_context
+def sandbox_serve(ctx: click.Context, customers: int, subscribers: int, port_magento: int,
+                  port_emarsys: int, write_config: str | None, seed: int) -> None:
+    """Run both simulators in the foreground and print a config for them (Ctrl-C stops)."""
+    from magsync.sandbox.serve import serve
+
+    serve(customers=customers, subscribers=subscribers, port_magento=port_magento,
+          port_emarsys=port_emarsys, write_config=write_config, seed=seed,
+          quiet=app_of(ctx).quiet)
+
+
+COMMANDS = [crontab, demo, sandbox]
