@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from magsync.sandbox.magento.server import MagentoSandbox
 from magsync.sandbox.magento.shop_gen import generate_shop
 from magsync.sandbox.pair import SandboxPair
+from tests.helpers.cli import CliRunner
 
 MAGENTO_ANCHOR = datetime(2026, 5, 1, tzinfo=timezone.utc)
 
@@ -31,7 +31,6 @@ def magento_sandbox() -> Iterator[MagentoSandbox]:
 # -- end-to-end: both simulators, a config file, and the real CLI -------------------------
 
 
-
 @pytest.fixture
 def pair() -> Iterator[SandboxPair]:
     """Both simulators with a small seeded shop (120 customers, 80 subscribers)."""
@@ -45,23 +44,8 @@ def config_file(pair: SandboxPair, tmp_path: Path) -> Path:
     return pair.write_config(tmp_path / "magsync.yaml", tmp_path / "state.db")
 
 
-class CliResult:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-    def __repr__(self) -> str:
-        return f"CliResult(code={self.code}, out={self.out!r}, err={self.err!r})"
-
-
 @pytest.fixture
-def magsync(config_file: Path, capsys: pytest.CaptureFixture[str]) -> Any:
-    """Run the real CLI in-process: ``magsync("export-initial", "--dry-run")``."""
-    from magsync.cli import run
-
-    def call(*args: str, config: Path | None = None) -> CliResult:
-        capsys.readouterr()
-        code = run(["--config", str(config or config_file), *args])
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err)
-
-    return call
+def magsync(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> CliRunner:
+    """Run the real CLI in-process: ``magsync("export-initial", "--dry-run")`` uses the
+    ``pair`` fixture's config; ``magsync(..., config=path)`` any other."""
+    return CliRunner(capsys, lambda: request.getfixturevalue("config_file"))

@@ -7,14 +7,15 @@ not write is never turned into an opt-in.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from magsync.sandbox.pair import SandboxPair
+from tests.helpers.cli import status_of
 from tests.helpers.export_checks import CUSTOMER_KEY, contact_ids
+from tests.helpers.sandbox import request_seq
 
 SUBSCRIBED, NOT_ACTIVE, UNSUBSCRIBED, UNCONFIRMED = 1, 2, 3, 4
 
@@ -44,19 +45,8 @@ def _optin(pair: SandboxPair, contact: int) -> Any:
     return pair.emarsys.account.contact(contact).get("31")
 
 
-def _status(magsync: Any, config: Path) -> dict[str, Any]:
-    result = magsync("status", "--json", config=config)
-    assert result.code == 0, result
-    return dict(json.loads(result.out))
-
-
 def _optin_writes(pair: SandboxPair, contact: int, since: int) -> list[Any]:
     return [w["31"] for s, w in pair.emarsys.writes_for(contact) if s > since and "31" in w]
-
-
-def _seq(pair: SandboxPair) -> int:
-    log = pair.emarsys.requests()
-    return log[-1].seq if log else 0
 
 
 @pytest.mark.parametrize("pending", [NOT_ACTIVE, UNCONFIRMED])
@@ -70,7 +60,7 @@ def test_opt_out_in_emarsys_while_subscribing_in_magento_ends_opted_out_on_both_
     assert _optin(pair, contact) in (None, "")
     pair.emarsys.ui_edit(contact, {"31": 2})
     pair.magento.shop.subscribe(sub.subscriber_id)
-    seq = _seq(pair)
+    seq = request_seq(pair)
 
     result = magsync("sync-realtime", config=scanning)
 
@@ -79,11 +69,11 @@ def test_opt_out_in_emarsys_while_subscribing_in_magento_ends_opted_out_on_both_
     assert _optin_writes(pair, contact, seq) == []
     assert pair.magento.shop.subscribers[sub.subscriber_id].subscriber_status == UNSUBSCRIBED
     assert "consent conflict" in result.out
-    status = _status(magsync, scanning)
+    status = status_of(magsync, scanning)
     assert status["runs"]["sync-realtime"]["counts"].get("conflicts") == 1
     issues = [i for i in status["issues"] if i["kind"] == "consent_conflict"]
     assert [i["key"] for i in issues] == [f"c:{sub.customer_id}"], status["issues"]
-    seq = _seq(pair)
+    seq = request_seq(pair)
 
     again = magsync("sync-realtime", config=scanning)
 
@@ -117,7 +107,7 @@ def test_an_opt_out_made_in_emarsys_alone_is_never_overwritten(
     pair.emarsys.ui_edit(contact, {"31": 2})
     # an unrelated edit makes the customer part of the next run
     pair.magento.shop.edit_customer(sub.customer_id, firstname="StillSubscribed")
-    seq = _seq(pair)
+    seq = request_seq(pair)
 
     realtime = magsync("sync-realtime", config=scanning)
     background = magsync("sync-background", config=scanning)
@@ -141,10 +131,10 @@ def test_an_adopted_opt_out_is_kept_and_reported(pair: SandboxPair, magsync: Any
     assert _contact(pair, sub.customer_id) == seeded  # adopted
     assert _optin(pair, seeded) == "2"
     assert pair.emarsys.account.contact(seeded)[CUSTOMER_KEY] == str(sub.customer_id)
-    issues = _status(magsync, scanning)["issues"]
+    issues = status_of(magsync, scanning)["issues"]
     assert any(i["kind"] == "consent_conflict" and i["key"] == f"c:{sub.customer_id}"
                for i in issues), issues
-    seq = _seq(pair)
+    seq = request_seq(pair)
 
     again = magsync("sync-realtime", config=scanning)
 
@@ -163,7 +153,7 @@ def test_an_adopted_opt_out_then_a_confirmed_subscription_keeps_emarsys_at_2(
     assert magsync("export-initial", config=scanning).code == 0
     assert _contact(pair, sub.customer_id) == seeded
     pair.magento.shop.subscribe(sub.subscriber_id)
-    seq = _seq(pair)
+    seq = request_seq(pair)
 
     result = magsync("sync-realtime", config=scanning)
 

@@ -21,8 +21,8 @@ from magsync.mapping import customer_fields_filter, extract_value
 from magsync.sandbox.magento.fields import apply_filter, parse_fields
 from magsync.sandbox.magento.server import MagentoSandbox
 from magsync.sandbox.pair import SandboxPair
-from tests.test_magento_client import make_client
-from tests.test_mapping import make_customer
+from tests.helpers.magento import make_client
+from tests.helpers.mapping import make_customer
 
 # Paths of every kind the config accepts, including structured attributes mapped whole.
 PATHS = [

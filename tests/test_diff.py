@@ -11,7 +11,7 @@ from magsync.consent import NOT_READ, OptinDecision, decide_send
 from magsync.diff import IdentityPlan, Send, plan_identity, plan_send, record_after_send
 from magsync.mapping import customer_contact, guest_contact
 from magsync.model import Contact, ContactRecord
-from tests.test_mapping import make_customer, make_mapping, row
+from tests.helpers.mapping import make_customer, make_mapping, row
 
 M = make_mapping()
 NO_OPTIN = OptinDecision()

@@ -20,7 +20,7 @@ from magsync.emarsys.exports import (
 from magsync.emarsys.fields import create_field
 from magsync.errors import EXIT_REMOTE, RemoteError, RetriableError
 from magsync.sandbox.emarsys.server import EmarsysSandbox
-from tests.test_emarsys_client import make_client, make_config
+from tests.helpers.emarsys import make_client, make_config
 
 CUST, SUBS = 7001, 7002
 

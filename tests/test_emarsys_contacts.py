@@ -29,7 +29,7 @@ from magsync.emarsys.fields import (
 )
 from magsync.errors import RemoteConfigError
 from magsync.sandbox.emarsys.server import EmarsysSandbox
-from tests.test_emarsys_client import make_client, make_config
+from tests.helpers.emarsys import make_client, make_config
 
 CUST = 7001  # the sandbox's "Magento Customer ID"
 

@@ -6,13 +6,13 @@ command's options and its configuration errors.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from magsync.sandbox.pair import SandboxPair
 from magsync.state import StateStore
 from magsync.state.lock import StateLock
+from tests.helpers.cli import status_of
 from tests.helpers.export_checks import (
     CUSTOMER_KEY,
     SUBSCRIBER_KEY,
@@ -23,12 +23,6 @@ from tests.helpers.export_checks import (
 )
 
 WRITE_PATHS = r"/contact/?$|/contactlist/\d+/add"
-
-
-def _status(magsync: Any) -> dict[str, Any]:
-    result = magsync("status", "--json")
-    assert result.code == 0, result
-    return dict(json.loads(result.out))
 
 
 # -- a full export -------------------------------------------------------------------------
@@ -66,7 +60,7 @@ def test_completed_export_sets_watermarks_and_clears_its_checkpoint(
         pair: SandboxPair, magsync: Any, config_file: Path, tmp_path: Path) -> None:
     assert magsync("export-initial").code == 0
 
-    status = _status(magsync)
+    status = status_of(magsync)
     assert set(status["watermarks"]) >= {"sync-realtime", "sync-background"}
     run = status["runs"]["export-initial"]
     assert run["outcome"] == "ok" and run["exit_code"] == 0
@@ -134,9 +128,9 @@ def test_adopted_opt_out_is_kept_and_reported_as_consent_conflict(
     assert ids[f"c:{cid}"] == seeded
     assert all(w.get("31") != 1 for _, w in pair.emarsys.writes_for(seeded))
     assert "conflict" in result.out
-    issues = _status(magsync)["issues"]
+    issues = status_of(magsync)["issues"]
     assert any(i["kind"] == "consent_conflict" and i["key"] == f"c:{cid}" for i in issues)
-    assert _status(magsync)["runs"]["export-initial"]["counts"].get("conflicts") == 1
+    assert status_of(magsync)["runs"]["export-initial"]["counts"].get("conflicts") == 1
 
 
 def test_contact_with_another_key_is_left_alone(pair: SandboxPair, magsync: Any) -> None:
@@ -169,8 +163,8 @@ def test_email_matching_two_keyless_contacts_is_reported_and_queued(
     with StateStore.open(tmp_path / "state.db") as store:
         queued = store.queue_items()
     assert [q.key for q in queued] == [f"c:{cid}"]
-    assert _status(magsync)["queue"]["queued"] == 1
-    assert any(i["kind"] == "ambiguous_email" for i in _status(magsync)["issues"])
+    assert status_of(magsync)["queue"]["queued"] == 1
+    assert any(i["kind"] == "ambiguous_email" for i in status_of(magsync)["issues"])
     assert "1 contact(s) failed" in result.out
 
 
@@ -188,7 +182,7 @@ def test_dry_run_writes_nothing_and_prints_counts(pair: SandboxPair, magsync: An
     assert pair.magento.requests("PUT") == [] and pair.magento.requests("POST") == []
     assert "dry run" in result.out
     assert str(len(expected_contacts(pair.magento.shop))) in result.out
-    status = _status(magsync)
+    status = status_of(magsync)
     assert status["watermarks"] == {} and status["contacts"] == 0
     with StateStore.open(tmp_path / "state.db") as store:
         assert store.get_checkpoint("export-initial") is None

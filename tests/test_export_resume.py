@@ -24,7 +24,6 @@ import pytest
 from magsync.sandbox.base import Request, Response, SandboxServer
 from magsync.sandbox.pair import SandboxPair
 from magsync.state import StateStore
-from tests.helpers import cli
 from tests.helpers.export_checks import assert_export_complete, upserted_keys
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +31,6 @@ UPSERT = ("PUT", r"/contact/?$")
 LIST_ADD = ("POST", r"/contactlist/\d+/add")
 GETDATA = ("POST", r"/contact/getdata")
 CUSTOMER_PAGE = ("GET", r"/customers/search")
-magsync_cli = cli.magsync_cli  # the in-process CLI for any config
 
 
 @pytest.fixture
@@ -106,7 +104,7 @@ def _run_to_the_end(magsync: Any, cfg: Path) -> Any:
     ("magento", CUSTOMER_PAGE, 5),  # while reading customers
 ])
 def test_killed_export_resumes_without_loss_or_duplicates(
-        big_pair: SandboxPair, cfg: Path, tmp_path: Path, magsync_cli: Any,
+        big_pair: SandboxPair, cfg: Path, tmp_path: Path, magsync: Any,
         server: str, point: tuple[str, str], n: int) -> None:
     target = big_pair.emarsys if server == "emarsys" else big_pair.magento
 
@@ -117,7 +115,7 @@ def test_killed_export_resumes_without_loss_or_duplicates(
         assert store.watermarks() == {}  # an unfinished export moves no watermark
         committed = store.count_contacts()
     before = len(upserted_keys(big_pair))
-    result = magsync_cli("export-initial", config=cfg)
+    result = magsync("export-initial", config=cfg)
     assert result.code == 0, result
     ids = assert_export_complete(big_pair)
     assert len(big_pair.emarsys.account.contacts) == len(ids)
@@ -130,7 +128,7 @@ def test_killed_export_resumes_without_loss_or_duplicates(
 
 
 def test_killed_again_and_again_then_resumed_sends_far_less_than_a_restart(
-        big_pair: SandboxPair, cfg: Path, tmp_path: Path, magsync_cli: Any) -> None:
+        big_pair: SandboxPair, cfg: Path, tmp_path: Path, magsync: Any) -> None:
     em = big_pair.emarsys
     committed = [0]
     for point, n in ((UPSERT, 8), (LIST_ADD, 12), (UPSERT, 8)):
@@ -140,16 +138,16 @@ def test_killed_again_and_again_then_resumed_sends_far_less_than_a_restart(
     assert committed == sorted(set(committed)), committed  # each killed run got further
 
     start = len(upserted_keys(big_pair))
-    result = _run_to_the_end(magsync_cli, cfg)
+    result = _run_to_the_end(magsync, cfg)
     resumed = len(upserted_keys(big_pair)) - start
 
     assert "resumed" in result.out
     ids = assert_export_complete(big_pair)
     assert len(em.account.contacts) == len(ids)
     start = len(upserted_keys(big_pair))
-    _run_to_the_end(magsync_cli, cfg)
+    _run_to_the_end(magsync, cfg)
     assert len(upserted_keys(big_pair)) == start  # completed: nothing left to send
-    restart = magsync_cli("export-initial", "--restart", config=cfg)
+    restart = magsync("export-initial", "--restart", config=cfg)
     assert restart.code == 0, restart
     restarted = len(upserted_keys(big_pair)) - start
     assert restarted == len(ids)

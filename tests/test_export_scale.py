@@ -13,14 +13,12 @@ from typing import Any
 import pytest
 
 from magsync.sandbox.pair import SandboxPair
-from tests.helpers import cli
 from tests.helpers.export_checks import assert_export_complete
 
 ROOT = Path(__file__).resolve().parent.parent
-magsync_cli = cli.magsync_cli  # the in-process CLI for any config
 
 
-def test_reads_and_writes_overlap(tmp_path: Path, magsync_cli: Any) -> None:
+def test_reads_and_writes_overlap(tmp_path: Path, magsync: Any) -> None:
     with SandboxPair(600, 100, seed=9) as pair:
         pair.magento.faults.set_latency(20)
         pair.emarsys.faults.set_latency(20)
@@ -28,7 +26,7 @@ def test_reads_and_writes_overlap(tmp_path: Path, magsync_cli: Any) -> None:
                                 magento={"page_size": 100, "concurrency": 1},
                                 emarsys={"batch_size": 100})
 
-        result = magsync_cli("export-initial", config=cfg)
+        result = magsync("export-initial", config=cfg)
 
         assert result.code == 0, result
         pages = pair.magento.requests("GET", r"/customers/search")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any
 
 import pytest
 
@@ -25,9 +24,9 @@ from magsync.magento.subscribers import (
 )
 from magsync.sandbox.magento.server import MagentoSandbox
 from magsync.sandbox.magento.shop_gen import generate_shop
+from tests.helpers.magento import NO_RETRY, make_cfg, make_client
 
 ANCHOR = datetime(2026, 5, 1, tzinfo=timezone.utc)
-NO_RETRY = RetryPolicy(budget=0.0)
 
 
 @pytest.fixture
@@ -39,21 +38,6 @@ def server() -> Iterator[MagentoSandbox]:
     finally:
         srv.stop()
 
-
-def make_cfg(server: MagentoSandbox, *, method: str = "oauth1", **kw: Any) -> MagentoConfig:
-    auth = server.config()["auth"]
-    if method == "bearer":
-        creds = MagentoAuth(method="bearer", token=Secret(auth["access_token"]))
-    else:
-        creds = MagentoAuth(method="oauth1", **{k: Secret(v) for k, v in auth.items()
-                                                 if k != "method"})
-    return MagentoConfig(base_url=server.url, auth=creds, **kw)
-
-
-def make_client(server: MagentoSandbox, retry: RetryPolicy = NO_RETRY, **kw: Any
-                ) -> MagentoClient:
-    return MagentoClient.from_config(make_cfg(server, **kw), retry=retry,
-                                     sleep=lambda s: None)
 
 
 # -- searchCriteria --------------------------------------------------------------------

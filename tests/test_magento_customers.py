@@ -6,14 +6,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import pytest
 
-from magsync.config import MagentoAuth, MagentoConfig, Secret
 from magsync.errors import FatalRemoteError
-from magsync.http import RetryPolicy
-from magsync.magento.client import MagentoClient
 from magsync.magento.customers import (
     ExportProgress,
     IdRange,
@@ -26,6 +22,7 @@ from magsync.magento.customers import (
 )
 from magsync.sandbox.magento.server import MagentoSandbox
 from magsync.sandbox.magento.shop_gen import generate_shop
+from tests.helpers.magento import make_client
 
 ANCHOR = datetime(2026, 5, 1, tzinfo=timezone.utc)
 T0 = datetime(2026, 5, 2, 10, 0, 0, tzinfo=timezone.utc)
@@ -54,12 +51,6 @@ def server(clock: Clock) -> Iterator[MagentoSandbox]:
         yield srv
     finally:
         srv.stop()
-
-
-def make_client(server: MagentoSandbox, **kw: Any) -> MagentoClient:
-    auth = {k: Secret(v) for k, v in server.config()["auth"].items() if k != "method"}
-    cfg = MagentoConfig(base_url=server.url, auth=MagentoAuth(method="oauth1", **auth), **kw)
-    return MagentoClient.from_config(cfg, retry=RetryPolicy(budget=0.0))
 
 
 def ids_of(pages: list[Page]) -> list[int]:

@@ -20,7 +20,7 @@ from magsync.consent import (
 from magsync.diff import plan_send, record_after_send
 from magsync.mapping import ResolvedMapping, customer_contact, guest_contact
 from magsync.model import Contact, ContactRecord, MirrorRow
-from tests.test_mapping import make_mapping
+from tests.helpers.mapping import make_mapping
 
 PROPS = settings(max_examples=60, deadline=None,
                  suppress_health_check=[HealthCheck.too_slow])

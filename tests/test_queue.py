@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from magsync.sandbox.pair import SandboxPair
+from tests.helpers.cli import status_of
 from tests.helpers.export_checks import CUSTOMER_KEY, SUBSCRIBER_KEY, contact_ids
+from tests.helpers.sandbox import request_seq
 
 UPSERT = r"/contact/?$"
 REJECTED = (2010, "More than one contact found with the external id")
@@ -32,13 +34,7 @@ def config2(pair: SandboxPair, tmp_path: Path) -> Path:
 @pytest.fixture
 def run(magsync: Any, config2: Path) -> Any:
     """The CLI with the ``max_attempts: 2`` config."""
-    return lambda *args: magsync(*args, config=config2)
-
-
-def _status(run: Any) -> dict[str, Any]:
-    result = run("status", "--json")
-    assert result.code == 0, result
-    return dict(json.loads(result.out))
+    return lambda *args, config=None: magsync(*args, config=config or config2)
 
 
 def _queue(run: Any, *flags: str) -> dict[str, list[str]]:
@@ -63,11 +59,6 @@ def _sent_keys(pair: SandboxPair, since: int = 0) -> list[str]:
             continue
         out += [f"{'c' if kid == CUSTOMER_KEY else 's'}:{c[kid]}" for c in body["contacts"]]
     return out
-
-
-def _seq(pair: SandboxPair) -> int:
-    log = pair.emarsys.requests()
-    return log[-1].seq if log else 0
 
 
 def _rejecting(run: Any, pair: SandboxPair) -> int:
@@ -107,13 +98,13 @@ def test_a_rejected_contact_is_queued_and_the_rest_is_sent(pair: SandboxPair,
     assert email == pair.magento.shop.customers[cid]["email"]
     assert attempts == "1"
     assert "2010" in error and "More than one contact" in error
-    assert _status(run)["queue"] == {"queued": 1, "dead": 0}
+    assert status_of(run)["queue"] == {"queued": 1, "dead": 0}
 
 
 def test_sync_realtime_does_not_drain_the_queue(pair: SandboxPair, run: Any) -> None:
     cid = _rejecting(run, pair)
     assert run("sync-realtime").code == 1
-    seq = _seq(pair)
+    seq = request_seq(pair)
 
     again = run("sync-realtime")
 
@@ -128,7 +119,7 @@ def test_each_drain_is_one_attempt_until_the_contact_is_dead(pair: SandboxPair,
                                                              run: Any) -> None:
     cid = _rejecting(run, pair)
     assert run("sync-realtime").code == 1
-    seq = _seq(pair)
+    seq = request_seq(pair)
 
     drain = run("sync-background")
 
@@ -138,8 +129,8 @@ def test_each_drain_is_one_attempt_until_the_contact_is_dead(pair: SandboxPair,
     dead = _queue(run, "--dead")
     assert dead[f"c:{cid}"][1] == "2"
     assert "dead" in drain.out and "queue retry --dead" in drain.out
-    assert _status(run)["queue"] == {"queued": 0, "dead": 1}
-    seq = _seq(pair)
+    assert status_of(run)["queue"] == {"queued": 0, "dead": 1}
+    seq = request_seq(pair)
 
     later = run("sync-background")
 
@@ -165,7 +156,7 @@ def test_queue_retry_dead_revives_with_attempts_reset(pair: SandboxPair, run: An
     assert run("sync-realtime").code == 1
     assert run("sync-background").code == 1
     assert f"c:{cid}" in _queue(run, "--dead")
-    seq = _seq(pair)
+    seq = request_seq(pair)
 
     plain = run("queue", "retry")
 
@@ -203,7 +194,7 @@ def test_a_queued_contact_that_a_later_sync_sends_leaves_the_queue(pair: Sandbox
     assert result.code == 0, result
     assert _first_name(pair, cid) == "SentLater"
     assert _queue(run) == {}
-    assert _status(run)["queue"] == {"queued": 0, "dead": 0}
+    assert status_of(run)["queue"] == {"queued": 0, "dead": 0}
 
 
 def test_a_rejected_guest_is_queued_and_drained(pair: SandboxPair, run: Any,
@@ -243,7 +234,7 @@ def test_queue_purge_yes_empties_the_queue(pair: SandboxPair, run: Any) -> None:
     assert result.code == 0, result
     assert "purged 1" in result.out
     assert _queue(run) == {}
-    assert _status(run)["queue"] == {"queued": 0, "dead": 0}
+    assert status_of(run)["queue"] == {"queued": 0, "dead": 0}
 
 
 def test_a_queued_customer_deleted_in_magento_leaves_the_queue_and_is_reported(
@@ -257,7 +248,7 @@ def test_a_queued_customer_deleted_in_magento_leaves_the_queue_and_is_reported(
     assert result.code == 0, result
     assert _queue(run) == {} and _queue(run, "--dead") == {}
     assert f"c:{cid}" in result.out and "no longer exists" in result.out
-    issues = _status(run)["issues"]
+    issues = status_of(run)["issues"]
     assert any(i["key"] == f"c:{cid}" and "no longer exists" in i["detail"]
                for i in issues), issues
 

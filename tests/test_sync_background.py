@@ -4,7 +4,6 @@ widens the window), a mapping change reaching every contact, ``--dry-run`` and a
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,9 @@ from typing import Any
 import pytest
 
 from magsync.sandbox.pair import DEFAULT_MAPPING, SandboxPair
+from tests.helpers.cli import status_of
 from tests.helpers.export_checks import CUSTOMER_KEY, contact_ids
+from tests.helpers.sandbox import request_seq
 
 UPSERT = r"/contact/?$"
 LOYALTY = "custom_attributes.loyalty_tier"
@@ -20,17 +21,6 @@ LOYALTY = "custom_attributes.loyalty_tier"
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _status(magsync: Any, config: Path) -> dict[str, Any]:
-    result = magsync("status", "--json", config=config)
-    assert result.code == 0, result
-    return dict(json.loads(result.out))
-
-
-def _seq(pair: SandboxPair) -> int:
-    log = pair.emarsys.requests()
-    return log[-1].seq if log else 0
 
 
 def _upserted(pair: SandboxPair, since: int) -> dict[str, dict[str, Any]]:
@@ -66,7 +56,7 @@ def test_background_only_mode_sends_the_changes_since_its_last_run(
     edited = sorted(shop.customers)[:5]
     for cid in edited:
         shop.edit_customer(cid, lastname=f"Background{cid}")
-    seq = _seq(pair)
+    seq = request_seq(pair)
 
     result = magsync("sync-background", config=background)
 
@@ -75,11 +65,11 @@ def test_background_only_mode_sends_the_changes_since_its_last_run(
     for cid in edited:
         assert _upserted(pair, seq)[str(cid)] == {CUSTOMER_KEY: str(cid),
                                                   "2": f"Background{cid}"}
-    status = _status(magsync, background)
+    status = status_of(magsync, background)
     assert status["runs"]["sync-background"]["exit_code"] == 0
     assert status["watermarks"]["sync-background"] > status["runs"]["export-initial"][
         "started_at"]
-    seq = _seq(pair)
+    seq = request_seq(pair)
 
     again = magsync("sync-background", config=background)
 
@@ -95,19 +85,19 @@ def test_since_widens_the_window_to_older_changes(pair: SandboxPair, magsync: An
     # a change Magento dated three days back (e.g. an import that kept its timestamps)
     shop.now = lambda: _now() - timedelta(days=3)
     shop.edit_customer(old, firstname="ThreeDaysAgo")
-    seq = _seq(pair)
+    seq = request_seq(pair)
 
     plain = magsync("sync-background", config=background)
 
     assert plain.code == 0, plain
     assert str(old) not in _upserted(pair, seq)
-    seq = _seq(pair)
+    seq = request_seq(pair)
 
     later = magsync("sync-background", "--since", "1h", config=background)
 
     assert later.code == 0, later  # a --since later than the watermark changes nothing
     assert _upserted(pair, seq) == {}
-    seq = _seq(pair)
+    seq = request_seq(pair)
 
     wider = magsync("sync-background", "--since", "4d", config=background)
 
@@ -156,7 +146,7 @@ def test_a_newly_mapped_field_reaches_every_customer_through_sync_background(
         pair: SandboxPair, magsync: Any, config_file: Path, tmp_path: Path) -> None:
     shop = pair.magento.shop
     assert magsync("export-initial").code == 0
-    old_hash = _status(magsync, config_file)["mapping_hash"]
+    old_hash = status_of(magsync, config_file)["mapping_hash"]
     loyalty = _loyalty_config(pair, tmp_path)
 
     missing = magsync("sync-realtime", config=loyalty)
@@ -175,8 +165,8 @@ def test_a_newly_mapped_field_reaches_every_customer_through_sync_background(
 
     assert realtime.code == 0, realtime
     assert _field(pair, edited, fid) == _tier(shop.customers[edited])
-    assert _status(magsync, loyalty)["mapping_hash"] == old_hash  # not recorded
-    seq = _seq(pair)
+    assert status_of(magsync, loyalty)["mapping_hash"] == old_hash  # not recorded
+    seq = request_seq(pair)
 
     result = magsync("sync-background", config=loyalty)
 
@@ -191,9 +181,9 @@ def test_a_newly_mapped_field_reaches_every_customer_through_sync_background(
         assert sent[str(cid)] == {CUSTOMER_KEY: str(cid), fid: _tier(shop.customers[cid])}
     for cid in tiered:
         assert _field(pair, cid, fid) == _tier(shop.customers[cid])
-    new_hash = _status(magsync, loyalty)["mapping_hash"]
+    new_hash = status_of(magsync, loyalty)["mapping_hash"]
     assert new_hash and new_hash != old_hash
-    seq = _seq(pair)
+    seq = request_seq(pair)
 
     again = magsync("sync-background", config=loyalty)
 
@@ -207,8 +197,8 @@ def test_dry_run_records_no_mapping_and_moves_no_watermark(
     assert magsync("export-initial").code == 0
     loyalty = _loyalty_config(pair, tmp_path)
     assert magsync("fields", "--create-missing", config=loyalty).code == 0
-    before = _status(magsync, loyalty)
-    seq = _seq(pair)
+    before = status_of(magsync, loyalty)
+    seq = request_seq(pair)
 
     result = magsync("sync-background", "--dry-run", config=loyalty)
 
@@ -216,7 +206,7 @@ def test_dry_run_records_no_mapping_and_moves_no_watermark(
     assert "dry run" in result.out
     assert [r for r in pair.emarsys.requests() if r.seq > seq and r.method != "GET"
             and not r.path.endswith("/getdata")] == []
-    after = _status(magsync, loyalty)
+    after = status_of(magsync, loyalty)
     assert after["mapping_hash"] == before["mapping_hash"]
     assert after["watermarks"] == before["watermarks"]
 
@@ -234,7 +224,7 @@ def test_emarsys_down_holds_the_background_watermark_and_the_mapping(
     monkeypatch.setenv("MAGSYNC_RETRY_BUDGET", "0.3")
     shop = pair.magento.shop
     assert magsync("export-initial", config=background).code == 0
-    before = _status(magsync, background)
+    before = status_of(magsync, background)
     shop.now = lambda: _now() - timedelta(seconds=3)
     shop.edit_customer(min(shop.customers), firstname="AfterOutage")
     pair.emarsys.faults.fail_next(100000, 503)
@@ -244,7 +234,7 @@ def test_emarsys_down_holds_the_background_watermark_and_the_mapping(
         pair.emarsys.faults.clear()
 
     assert down.code == 3, down
-    after = _status(magsync, background)
+    after = status_of(magsync, background)
     assert after["watermarks"] == before["watermarks"]
     assert after["queue"] == {"queued": 0, "dead": 0}
 

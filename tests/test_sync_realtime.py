@@ -8,7 +8,6 @@ change made during a run goes with the next run; an Emarsys outage holds the wat
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -19,6 +18,7 @@ import pytest
 
 from magsync.sandbox.pair import SandboxPair
 from magsync.state.lock import StateLock
+from tests.helpers.cli import status_of
 from tests.helpers.export_checks import (
     CUSTOMER_KEY,
     CUSTOMERS_LIST,
@@ -27,6 +27,7 @@ from tests.helpers.export_checks import (
     assert_export_complete,
     contact_ids,
 )
+from tests.helpers.sandbox import request_seq
 
 UPSERT = r"/contact/?$"
 SEARCH = r"/V1/customers/search"
@@ -37,20 +38,8 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _status(magsync: Any) -> dict[str, Any]:
-    result = magsync("status", "--json")
-    assert result.code == 0, result
-    return dict(json.loads(result.out))
-
-
 def _upserts(pair: SandboxPair) -> list[Any]:
     return [r for r in pair.emarsys.requests("PUT", UPSERT) if r.status == 200]
-
-
-def _seq(pair: SandboxPair) -> int:
-    """The Emarsys request sequence number so far (to find the writes after it)."""
-    log = pair.emarsys.requests()
-    return log[-1].seq if log else 0
 
 
 def _writes_since(pair: SandboxPair, contact_id: int, seq: int) -> list[dict[str, Any]]:
@@ -68,7 +57,7 @@ def _exported(magsync: Any, pair: SandboxPair) -> int:
     every edit lands safely inside the next run's window. Returns the request seq."""
     assert magsync("export-initial").code == 0
     pair.magento.shop.now = lambda: _now() - timedelta(seconds=3)
-    return _seq(pair)
+    return request_seq(pair)
 
 
 def _subscribed_customer(pair: SandboxPair, skip: set[int] = frozenset()  # type: ignore
@@ -198,7 +187,7 @@ def test_a_guest_unsubscribe_is_sent_when_the_subscriber_scan_is_due(
     assert magsync("export-initial", config=config).code == 0
     guest = _guest(pair)
     contact = _one(pair, f"s:{guest.subscriber_id}")
-    seq = _seq(pair)
+    seq = request_seq(pair)
     pair.magento.shop.unsubscribe(guest.subscriber_id)
 
     result = magsync("sync-realtime", config=config)
@@ -215,7 +204,7 @@ def test_emarsys_down_for_a_whole_run_exits_3_and_holds_the_watermark(
     monkeypatch.setenv("MAGSYNC_RETRY_BUDGET", "0.3")
     shop = pair.magento.shop
     _exported(magsync, pair)
-    mark = _status(magsync)["watermarks"]["sync-realtime"]
+    mark = status_of(magsync)["watermarks"]["sync-realtime"]
     edited = sorted(shop.customers)[:3]
     for cid in edited:
         shop.edit_customer(cid, firstname=f"Outage{cid}")
@@ -229,7 +218,7 @@ def test_emarsys_down_for_a_whole_run_exits_3_and_holds_the_watermark(
 
     assert down.code == 3, down
     assert down.err.startswith("magsync: error: Emarsys"), down.err
-    status = _status(magsync)
+    status = status_of(magsync)
     assert status["watermarks"]["sync-realtime"] == mark  # held
     assert status["runs"]["sync-realtime"]["exit_code"] == 3
     assert status["queue"]["queued"] == 0  # an outage never fills the queue
@@ -240,7 +229,7 @@ def test_emarsys_down_for_a_whole_run_exits_3_and_holds_the_watermark(
     for cid in edited:
         assert pair.emarsys.account.contact(_one(pair, f"c:{cid}"))["1"] == f"Outage{cid}"
     assert len(contact_ids(pair, f"c:{new_cid}")) == 1
-    assert _status(magsync)["watermarks"]["sync-realtime"] > mark
+    assert status_of(magsync)["watermarks"]["sync-realtime"] > mark
 
 
 # -- options: --dry-run, -q ------------------------------------------------------------------
@@ -249,7 +238,7 @@ def test_dry_run_writes_nothing_and_moves_no_watermark(pair: SandboxPair,
                                                        magsync: Any) -> None:
     shop = pair.magento.shop
     _exported(magsync, pair)
-    before = _status(magsync)
+    before = status_of(magsync)
     cid = min(shop.customers)
     shop.edit_customer(cid, firstname="NotYet")
     new_cid = shop.create_customer(email="dry@example.org", firstname="Dry", lastname="Run")
@@ -264,7 +253,7 @@ def test_dry_run_writes_nothing_and_moves_no_watermark(pair: SandboxPair,
                     and not r.path.endswith("/getdata")]
     assert after_writes == writes
     assert contact_ids(pair, f"c:{new_cid}") == []
-    after = _status(magsync)
+    after = status_of(magsync)
     assert after["watermarks"] == before["watermarks"]
     assert after["contacts"] == before["contacts"]
 
@@ -318,7 +307,7 @@ def test_lock_wait_runs_once_the_holder_ends(pair: SandboxPair, magsync: Any,
 
     assert released.is_set()
     assert result.code == 0, result
-    assert _status(magsync)["runs"]["sync-realtime"]["exit_code"] == 0
+    assert status_of(magsync)["runs"]["sync-realtime"]["exit_code"] == 0
 
 
 # -- status ----------------------------------------------------------------------------------------
@@ -332,7 +321,7 @@ def test_status_after_runs_shows_runs_watermarks_queue_and_mirror(
     shop.edit_customer(failing, firstname="Rejected")
     assert magsync("sync-realtime").code == 1
 
-    status = _status(magsync)
+    status = status_of(magsync)
     text = magsync("status")
 
     run = status["runs"]["sync-realtime"]
@@ -353,7 +342,7 @@ def test_magento_down_exits_3_and_the_next_run_sends_the_change(
     monkeypatch.setenv("MAGSYNC_RETRY_BUDGET", "0.3")
     shop = pair.magento.shop
     _exported(magsync, pair)
-    mark = _status(magsync)["watermarks"]["sync-realtime"]
+    mark = status_of(magsync)["watermarks"]["sync-realtime"]
     cid = min(shop.customers)
     shop.edit_customer(cid, firstname="MagentoWasDown")
     pair.magento.faults.fail_next(100000, 503)
@@ -364,7 +353,7 @@ def test_magento_down_exits_3_and_the_next_run_sends_the_change(
 
     assert down.code == 3, down
     assert down.err.startswith("magsync: error: Magento"), down.err
-    assert _status(magsync)["watermarks"]["sync-realtime"] == mark
+    assert status_of(magsync)["watermarks"]["sync-realtime"] == mark
 
     back = magsync("sync-realtime")
 
