@@ -79,11 +79,14 @@ def test_example_crontab_matches_the_command(tmp_path: Path, pair: SandboxPair,
     example = (Path(__file__).parent.parent / "examples" / "crontab").read_text()
     config = _config(tmp_path, pair, background_runtime="02:30")
     r = magsync("crontab", config=config)  # type: ignore[operator]
+    assert r.code == 0, r
     conf = str(config.resolve())
-    for line in r.out.splitlines():
-        if line.startswith("#"):
-            continue
-        exe = line.split(" --config ")[0].split(" ")[-1]
+    lines = [ln for ln in r.out.splitlines() if not ln.startswith("#")]
+    assert len(lines) == 2, r.out  # realtime every minute, the daily pair
+    for line in lines:
+        # the executable is what stands between the five schedule fields and --config:
+        # `magsync` on PATH, else `python -m magsync`
+        exe = line.split(" --config ")[0].split(" ", 5)[5]
         normalised = line.replace(exe, "/usr/local/bin/magsync").replace(
             conf, "/etc/magsync/magsync.yaml")
-        assert normalised in example
+        assert normalised in example, (normalised, example)

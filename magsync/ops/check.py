@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from magsync.config import Config, iter_secrets
 from magsync.errors import ConfigError, MagsyncError, StateError
-from magsync.http import RetryPolicy
+from magsync.http import RetryPolicy, apply_retry_budget_override
 from magsync.model import CheckResult
 from magsync.state import StateStore
 
@@ -67,7 +67,7 @@ def _magento_checks(cfg: Config) -> list[CheckResult]:
     from magsync.magento.check import check_magento
     from magsync.magento.client import MagentoClient
 
-    with MagentoClient.from_config(cfg.magento, retry=CHECK_RETRY,
+    with MagentoClient.from_config(cfg.magento, retry=apply_retry_budget_override(CHECK_RETRY),
                                    secrets=iter_secrets(cfg)) as client:
         return check_magento(cfg.magento, client)
 
@@ -77,7 +77,7 @@ def _emarsys_checks(cfg: Config) -> list[CheckResult]:
     from magsync.emarsys.client import EmarsysClient
 
     client = EmarsysClient.from_config(cfg.emarsys, secrets=iter_secrets(cfg),
-                                       retry=CHECK_RETRY)
+                                       retry=apply_retry_budget_override(CHECK_RETRY))
     try:
         return check_emarsys(cfg, client)
     finally:

@@ -9,8 +9,8 @@ after each step about what happened and why.
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ def run_demo(say: Callable[[str], None], run_cli: Callable[[list[str]], int]) ->
     """Run every step, each magsync command through ``run_cli`` (the CLI's own ``run``);
     0 when each did what the narration says."""
     with tempfile.TemporaryDirectory(prefix="magsync-demo-") as tmp, \
-            SandboxPair(CUSTOMERS, SUBSCRIBERS, seed=SEED) as pair:
+            SandboxPair(CUSTOMERS, SUBSCRIBERS, seed=SEED, export_polls=0) as pair:
         config = pair.write_config(Path(tmp) / "magsync.yaml", Path(tmp) / "state.db",
                                    emarsys={"requests_per_minute": 1000})
         demo = Demo(pair, config, say, run_cli)
@@ -94,6 +94,18 @@ def _export(d: Demo) -> None:
 
 def _changes(d: Demo) -> None:
     shop = d.shop
+    # The edits are dated a second back: Magento's updated_at has whole seconds, and an
+    # edit in the second the next run starts belongs to the run after it.
+    real_clock = shop.now
+    shop.now = lambda: real_clock() - timedelta(seconds=1)
+    try:
+        _edit_shop(d)
+    finally:
+        shop.now = real_clock
+
+
+def _edit_shop(d: Demo) -> None:
+    shop = d.shop
     shop.edit_customer(2, firstname="Renamed")
     shop.create_customer(email="new.customer@example.com", firstname="Nora", lastname="New")
     shop.change_email(3, "changed.address@example.com")
@@ -110,7 +122,6 @@ def _changes(d: Demo) -> None:
           f"their email, guest subscriber {d.guest.subscriber_id} registered as customer "
           f"{d.registered}, customer {d.leaver.customer_id} unsubscribed from the newsletter, "
           "and customer 4 was edited — Emarsys will reject that one (a per-contact error).")
-    time.sleep(1.1)  # Magento's updated_at has whole seconds: let them fall in the window
 
 
 def _realtime(d: Demo) -> None:

@@ -213,11 +213,25 @@ class SandboxServer:
         self._httpd.serve_forever(poll_interval=0.2)
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        """Stop serving at once: the serve loop only sees ``shutdown()`` when its select
+        returns, so a connection wakes it instead of waiting out the poll interval."""
+        if self._thread is not None and self._thread.is_alive():
+            stopper = threading.Thread(target=self._httpd.shutdown, daemon=True)
+            stopper.start()
+            while stopper.is_alive():
+                self._wake()
+                stopper.join(0.01)
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+    def _wake(self) -> None:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5):
+                pass
+        except OSError:
+            pass  # already closed: the loop has ended
 
     def __enter__(self) -> SandboxServer:
         return self.start()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -19,8 +18,8 @@ from magsync.emarsys.contacts import (
     read_lists,
 )
 from magsync.emarsys.fields import read_choices, resolve_field
-from magsync.errors import ConfigError, RemoteConfigError
-from magsync.http import RetryPolicy
+from magsync.errors import RemoteConfigError
+from magsync.http import RetryPolicy, apply_retry_budget_override
 from magsync.magento.client import MagentoClient
 from magsync.mapping import ResolvedMapping, build_mapping, customer_fields_filter
 from magsync.util.logs import get_logger
@@ -31,27 +30,6 @@ T = TypeVar("T")
 REALTIME_RETRY = RetryPolicy(budget=15.0, base_delay=0.5, max_delay=5.0)
 DEFAULT_RETRY = RetryPolicy()
 LIST_ROLES = ("customers", "subscribers")
-RETRY_BUDGET_ENV = "MAGSYNC_RETRY_BUDGET"
-
-
-def apply_retry_budget_override(retry: RetryPolicy) -> RetryPolicy:
-    """``retry`` with its budget replaced by ``$MAGSYNC_RETRY_BUDGET`` (seconds) if set.
-
-    Lets tests and impatient admins shorten the ~2 minute retry budget of every command.
-    """
-    raw = os.environ.get(RETRY_BUDGET_ENV, "").strip()
-    if not raw:
-        return retry
-    try:
-        budget = float(raw)
-    except ValueError:
-        raise ConfigError(f"${RETRY_BUDGET_ENV} must be a number of seconds, not {raw!r}"
-                          ) from None
-    if budget < 0:
-        raise ConfigError(f"${RETRY_BUDGET_ENV} must not be negative, not {raw!r}")
-    return replace(retry, budget=budget)
-
-
 @dataclass
 class Runtime:
     """The resources of one run; ``close()`` releases the connections."""
