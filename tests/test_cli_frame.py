@@ -273,7 +273,10 @@ def test_state_file_from_a_newer_magsync(capsys: pytest.CaptureFixture[str], con
                                          tmp_path: Path) -> None:
     import sqlite3
 
+    from magsync.state.integrity import APPLICATION_ID
+
     conn = sqlite3.connect(tmp_path / "state.db")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute("PRAGMA user_version = 999")
     conn.close()
     code, out, err = cli_run(capsys, "--config", str(config), "status", "--json")

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from magsync.state.integrity import FileInfo
+
 
 class Tables:
     """The connection of one open state file; the table groups build on it."""
@@ -19,6 +21,8 @@ class Tables:
         self.path = path
         self._lock = threading.RLock()
         self._depth = 0
+        self.warnings: list[str] = []  # existing directory or files open to other users
+        self.info: FileInfo | None = None  # header and schema, as found on opening
 
     def close(self) -> None:
         self._conn.close()
@@ -44,6 +48,19 @@ class Tables:
                 raise
             self._depth = 0
             self._conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """The reads inside see one state of the file (one read transaction)."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                try:
+                    self._conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the transaction already ended with an error
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
