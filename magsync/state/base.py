@@ -6,11 +6,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from magsync.state.integrity import FileInfo
+from magsync.state.integrity import FileInfo, quick_check
 
 
 class Tables:
@@ -57,15 +57,17 @@ class Tables:
             try:
                 yield
             finally:
-                try:
+                with suppress(sqlite3.Error):  # already ended by an error
                     self._conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass  # the transaction already ended with an error
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             cur = self._conn.execute(sql, args)
             return list(cur.fetchall())
+
+    def quick_check(self) -> list[str]:
+        """SQLite's ``quick_check`` (reads the whole file): its findings, [] when intact."""
+        return quick_check(self._conn, self.path)
 
     # -- meta ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

@@ -188,11 +188,13 @@ def read_binding(store: StateStore) -> Binding | None:
                          hint="run `magsync rebind` to record it again") from None
 
 
-def write_binding(store: StateStore, binding: Binding) -> Binding:
-    """Record ``binding`` (stamped now); returns what was recorded."""
-    stamped = replace(binding, bound_at=to_iso(utcnow()))
-    store.set_meta(META_KEY, json.dumps(stamped.as_dict(), sort_keys=True))
-    return stamped
+def write_binding(store: StateStore, binding: Binding, *, stamp: bool = True) -> Binding:
+    """Record ``binding`` (stamped now unless ``stamp`` is False); returns what was
+    recorded. Every other row of the state file stays as it is."""
+    if stamp:
+        binding = replace(binding, bound_at=to_iso(utcnow()))
+    store.set_meta(META_KEY, json.dumps(binding.as_dict(), sort_keys=True))
+    return binding
 
 
 def mismatch_error(path: Path, diffs: list[tuple[str, str, str]], *,
@@ -215,11 +217,11 @@ def enforce_accounts(store: StateStore, cfg: Config, *, record: bool) -> Binding
     return stored
 
 
-def enforce_key_fields(store: StateStore, resolved: dict[str, KeyField], *,
-                       record: bool) -> None:
+def enforce_key_fields(store: StateStore, stored: Binding | None,
+                       resolved: dict[str, KeyField], *, record: bool) -> None:
     """Once the key fields are resolved (before any write): stop (exit 2) when one is not
-    the recorded field; record them (or a renamed field's new name) when ``record``."""
-    stored = read_binding(store)
+    the field ``stored`` (the binding read when the run started) records; record them (or
+    a renamed field's new name) when ``record``."""
     if stored is None:
         return  # a dry run on an unbound file
     diffs = key_id_differences(stored, resolved)
@@ -230,4 +232,4 @@ def enforce_key_fields(store: StateStore, resolved: dict[str, KeyField], *,
             "`magsync export-initial`)"))
     wanted = tuple((role, resolved[role]) for role in KEY_ROLES if role in resolved)
     if record and wanted and wanted != stored.key_fields:
-        write_binding(store, replace(stored, key_fields=wanted))
+        write_binding(store, replace(stored, key_fields=wanted), stamp=False)

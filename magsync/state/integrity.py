@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from magsync.errors import StateError
@@ -49,7 +49,7 @@ class FileInfo:
                 "(SQLite application_id)")
 
 
-@lru_cache(maxsize=None)
+@cache
 def expected_tables(version: int) -> frozenset[str]:
     """The tables a state file of schema ``version`` has (the migrations, in memory)."""
     conn = sqlite3.connect(":memory:")

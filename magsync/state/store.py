@@ -174,7 +174,8 @@ class StateStore(ContactTables, QueueTables):
     def last_runs(self) -> dict[str, RunInfo]:
         rows = self._query(
             "SELECT id, command, started_at, ended_at, outcome, exit_code, counts, message, "
-            "pid FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY command) ORDER BY command")
+            "pid FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY command) "
+            "ORDER BY command")
         return {r[1]: _run_info(r) for r in rows}
 
     def recent_runs(self, limit: int = 20) -> list[RunInfo]:
