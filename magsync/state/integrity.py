@@ -107,12 +107,14 @@ def examine(conn: sqlite3.Connection, path: Path) -> FileInfo:
 
 
 def quick_check(conn: sqlite3.Connection, path: Path, limit: int = 3) -> list[str]:
-    """``PRAGMA quick_check`` (reads the whole file): its findings, [] when intact."""
+    """``PRAGMA quick_check`` (reads the whole file): at most ``limit`` findings, one line
+    each; [] when the file is intact."""
     try:
-        rows = conn.execute(f"PRAGMA quick_check({int(limit)})").fetchall()
+        rows = conn.execute(f"PRAGMA quick_check({int(limit) + 1})").fetchall()
     except sqlite3.OperationalError:
         raise  # locked or unreadable, not damaged
     except sqlite3.DatabaseError as exc:
         return [str(exc)]
-    found = [str(r[0]) for r in rows]
-    return [] if found == ["ok"] else found
+    found = [line.strip() for r in rows for line in str(r[0]).splitlines()
+             if line.strip() and not line.startswith("*** in database")]
+    return [] if found == ["ok"] else found[:limit]
