@@ -77,9 +77,10 @@ class App:
                                 "examples/magsync.yaml shows every key")
 
     def state_path(self) -> Path:
-        """``state.path`` alone (``$MAGSYNC_STATE`` wins): the commands that only read the
-        state file need neither the secrets nor a valid rest of the config; without a
-        config file, ``$MAGSYNC_STATE`` is enough."""
+        """``state.path`` (``$MAGSYNC_STATE`` wins) for the commands that only read the
+        state file: they need neither the secrets nor a valid rest of the config (a
+        monitoring user), and without a config file ``$MAGSYNC_STATE`` is enough. A config
+        that loads whole is still loaded, so that its secrets are redacted as always."""
         if self._config is not None:
             return self._config.state.path
         path = find_config_path(self.config_path)
@@ -88,7 +89,10 @@ class App:
             if env_state and not self.config_path:
                 return Path(env_state).expanduser()
             raise self._not_found(path)
-        return load_state_path(path)
+        try:
+            return self.config().state.path
+        except ConfigError:
+            return load_state_path(path)  # e.g. the secrets' variables are not set here
 
     @contextmanager
     def writing(self, command: str, *, dry_run: bool = False, enforce_binding: bool = True
