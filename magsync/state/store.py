@@ -70,15 +70,7 @@ class StateStore(ContactTables, QueueTables):
         if not p.exists() and not create:
             raise StateError(f"state file {p} does not exist")
         warnings = exposure_warnings(p)
-        ensure_private_dir(p.parent)
-        create_private_file(p)
-        try:
-            conn = sqlite3.connect(str(p), timeout=30, isolation_level=None,
-                                   check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
-            raise StateError(f"cannot open state file {p}: {exc}",
-                             hint="check state.path (or $MAGSYNC_STATE) and the directory's "
-                                  "permissions") from None
+        conn = _connect_private(p)
         store = cls(conn, p)
         store.warnings = warnings
         try:
@@ -221,6 +213,21 @@ def _run_info(row: Sequence[Any]) -> RunInfo:
                    ended_at=from_iso(row[3]) if row[3] else None, outcome=row[4],
                    exit_code=row[5], counts=json.loads(row[6] or "{}"), message=row[7],
                    pid=row[8])
+
+
+def _connect_private(p: Path) -> sqlite3.Connection:
+    """A writing connection to ``p``; its directory (0700) and the file (0600) are created
+    private when missing."""
+    ensure_private_dir(p.parent)
+    create_private_file(p)
+    try:
+        with private_umask():  # should SQLite create it (a dangling symlink): 0600 too
+            return sqlite3.connect(str(p), timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise StateError(f"cannot open state file {p}: {exc}",
+                         hint="check state.path (or $MAGSYNC_STATE) and the directory's "
+                              "permissions") from None
 
 
 def read_state(path: str | Path, read: Callable[[StateStore], T]) -> T | None:
