@@ -375,3 +375,15 @@ def test_check_reports_a_read_only_state_directory(magsync: Any, pair: SandboxPa
     assert check.code == EXIT_CONFIG
     assert f"FAIL state directory — the state directory {locked} is not writable by this " \
            "user" in check.out
+
+
+def test_status_says_so_when_it_cannot_open_the_lock_file(magsync: Any, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    with StateStore.open(state) as store:
+        store.start_run("sync-background", pid=1)
+    target = tmp_path / "elsewhere"
+    target.write_text("x")
+    Path(f"{state}.lock").symlink_to(target)  # never opened: nobody can tell
+    outcome = status_of(magsync)["runs"]["sync-background"]["outcome"]
+    assert outcome == "running or killed (the lock file cannot be read)"
+    assert target.read_text() == "x"

@@ -58,8 +58,13 @@ def _outcomes(path: Path) -> Callable[[RunInfo], str]:
         if run.outcome:
             return run.outcome
         if not probed:
-            probed.append(probe_lock(path))
+            try:
+                probed.append(probe_lock(path))
+            except OSError:  # e.g. a monitoring user who may not open the lock file
+                probed.append({"unknown": True})
         holder = probed[0]
+        if holder is not None and holder.get("unknown"):
+            return "running or killed (the lock file cannot be read)"
         if holder is not None and holder.get("pid") in (None, run.pid):
             return "running"
         return "killed"

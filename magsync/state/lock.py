@@ -114,11 +114,12 @@ def probe_lock(state_path: str | Path) -> dict[str, Any] | None:
     """Who holds the run lock now (pid, command, started_at), or None when nobody does.
 
     For ``status``: tries the lock without waiting and releases it at once, and never
-    creates the lock file (none means no run ever held it, or it was removed).
+    creates the lock file (none means no run ever held it, or it was removed). A lock file
+    this user may not open raises ``OSError``: then nobody can tell.
     """
     try:
         fd = os.open(lock_path(state_path), os.O_RDONLY | _OPEN_FLAGS)
-    except OSError:
+    except FileNotFoundError:
         return None
     try:
         try:
