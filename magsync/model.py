@@ -90,3 +90,4 @@ class CheckResult:
     # What a failure means for `magsync check`'s exit code: 2 a configuration or setup
     # problem, 3 a remote system unreachable or refusing the credentials (SPEC exit codes).
     exit_code: int = 2
+    warn: bool = False  # passed, but needs attention (printed as WARN, even under -q)

@@ -206,12 +206,14 @@ def test_status_on_populated_state(capsys: pytest.CaptureFixture[str], config: P
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[0] == f"state file: {tmp_path / 'state.db'}"
-    assert lines[1] == "last runs:"
-    assert lines[2].split() == ["command", "started", "ended", "outcome", "exit", "counts"]
-    assert lines[3].split()[:4] == ["export-initial", "2024-05-01T10:30:00.000000Z", "-",
-                                    "running"]
-    assert lines[4].split()[0] == "sync-realtime"
-    assert lines[4].split()[3:] == ["partial", "1", "sent", "5,", "failed", "1"]
+    assert lines[1] == "bound to: no accounts yet (the next writing run records them)"
+    assert lines[2] == "last runs:"
+    assert lines[3].split() == ["command", "started", "ended", "outcome", "exit", "counts"]
+    # no end and nobody holds the lock: the run's process died
+    assert lines[4].split()[:4] == ["export-initial", "2024-05-01T10:30:00.000000Z", "-",
+                                    "killed"]
+    assert lines[5].split()[0] == "sync-realtime"
+    assert lines[5].split()[3:] == ["partial", "1", "sent", "5,", "failed", "1"]
     assert "watermarks: customers 2024-05-01T10:30:00.000000Z" in lines
     assert "failsafe queue: 1 queued, 1 dead" in lines
     assert "contacts known: 2" in lines
@@ -232,7 +234,7 @@ def test_status_json_on_populated_state(capsys: pytest.CaptureFixture[str], conf
         "started_at": "2024-05-01T10:30:00.000000Z", "ended_at": data["runs"]["sync-realtime"]
         ["ended_at"], "outcome": "partial", "exit_code": 1,
         "counts": {"sent": 5, "failed": 1}, "message": None}
-    assert data["runs"]["export-initial"]["outcome"] == "running or killed"
+    assert data["runs"]["export-initial"]["outcome"] == "killed"
     assert data["runs"]["export-initial"]["ended_at"] is None
     assert data["watermarks"] == {"customers": "2024-05-01T10:30:00.000000Z"}
     assert data["queue"] == {"queued": 1, "dead": 1}
@@ -273,7 +275,10 @@ def test_state_file_from_a_newer_magsync(capsys: pytest.CaptureFixture[str], con
                                          tmp_path: Path) -> None:
     import sqlite3
 
+    from magsync.state.integrity import APPLICATION_ID
+
     conn = sqlite3.connect(tmp_path / "state.db")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute("PRAGMA user_version = 999")
     conn.close()
     code, out, err = cli_run(capsys, "--config", str(config), "status", "--json")

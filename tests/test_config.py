@@ -527,11 +527,12 @@ def test_check_shows_the_inline_secrets_warning(pair: SandboxPair, tmp_path: Pat
 
 def assert_config_error(capsys: pytest.CaptureFixture[str], path: Path, *lines: str,
                         header: str = "") -> None:
-    """``status`` and ``check`` both exit 2 and name each problem; no traceback.
+    """``crontab`` (a command that needs the whole config; ``status`` needs only
+    state.path) and ``check`` both exit 2 and name each problem; no traceback.
 
-    ``header`` is the first line of the error, which only ``status`` prints.
+    ``header`` is the first line of the error, which only ``crontab`` prints.
     """
-    code, out, err = cli(capsys, "--config", str(path), "status")
+    code, out, err = cli(capsys, "--config", str(path), "crontab")
     assert code == EXIT_CONFIG
     assert out == ""
     assert err.startswith(f"magsync: error: {header}")

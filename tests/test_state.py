@@ -13,6 +13,8 @@ import pytest
 from magsync.errors import EXIT_CONFIG, StateError
 from magsync.model import ContactRecord, MirrorRow
 from magsync.state import SCHEMA_VERSION, StateStore
+from magsync.state.integrity import APPLICATION_ID
+from magsync.state.store import read_state
 
 T0 = datetime(2024, 5, 1, 10, 30, 15, 123456, tzinfo=timezone.utc)
 TABLES = {"meta", "runs", "watermarks", "checkpoints", "contacts", "subscribers", "queue",
@@ -57,16 +59,14 @@ def test_creates_missing_directories_and_keeps_data_on_reopen(tmp_path: Path) ->
         assert s.get_meta("nothing") is None
 
 
-def test_open_without_create_and_open_existing(tmp_path: Path) -> None:
+def test_open_without_create_and_read_state(tmp_path: Path) -> None:
     path = tmp_path / "absent.db"
     with pytest.raises(StateError, match="does not exist"):
         StateStore.open(path, create=False)
-    assert StateStore.open_existing(path) is None
+    assert read_state(path, lambda s: s.schema_version) is None
     assert not path.exists()
     StateStore.open(path).close()
-    existing = StateStore.open_existing(path)
-    assert existing is not None
-    existing.close()
+    assert read_state(path, lambda s: s.schema_version) == SCHEMA_VERSION
 
 
 def test_not_sqlite_is_a_state_error_with_a_fix(tmp_path: Path) -> None:
@@ -84,6 +84,7 @@ def test_not_sqlite_is_a_state_error_with_a_fix(tmp_path: Path) -> None:
 def test_newer_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")  # magsync's, from the future
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
     with pytest.raises(StateError) as info:

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from magsync.config import Config, load_config
-from magsync.errors import ConfigError
+from magsync.config import Config, load_config, load_state_path
+from magsync.errors import ConfigError, StateError
 from magsync.state import StateStore
+from magsync.state.binding import enforce_accounts
+from magsync.state.integrity import DAMAGED_FIX
 from magsync.state.lock import StateLock
-from magsync.util.logs import add_secrets, get_logger
+from magsync.state.store import read_state
+from magsync.util.logs import ALWAYS, add_secrets, get_logger
 
 log = get_logger("app")
+T = TypeVar("T")
 
 
 def find_config_path(explicit: str | None) -> Path:
@@ -52,12 +58,7 @@ class App:
         if self._config is None:
             path = find_config_path(self.config_path)
             if not path.exists():
-                how = ("--config" if self.config_path else
-                       "$MAGSYNC_CONFIG" if os.environ.get("MAGSYNC_CONFIG") else
-                       "the default ./magsync.yaml")
-                raise ConfigError(f"config file {path} not found (from {how})",
-                                  hint="pass --config PATH or set $MAGSYNC_CONFIG; "
-                                       "examples/magsync.yaml shows every key")
+                raise self._not_found(path)
             cfg = load_config(path)
             from magsync.config import iter_secrets
 
@@ -67,20 +68,57 @@ class App:
             self._config = cfg
         return self._config
 
+    def _not_found(self, path: Path) -> ConfigError:
+        how = ("--config" if self.config_path else
+               "$MAGSYNC_CONFIG" if os.environ.get("MAGSYNC_CONFIG") else
+               "the default ./magsync.yaml")
+        return ConfigError(f"config file {path} not found (from {how})",
+                           hint="pass --config PATH or set $MAGSYNC_CONFIG; "
+                                "examples/magsync.yaml shows every key")
+
     def state_path(self) -> Path:
-        return self.config().state.path
+        """``state.path`` (``$MAGSYNC_STATE`` wins) for the commands that only read the
+        state file: they need neither the secrets nor a valid rest of the config (a
+        monitoring user), and without a config file ``$MAGSYNC_STATE`` is enough. A config
+        that loads whole is still loaded, so that its secrets are redacted as always."""
+        if self._config is not None:
+            return self._config.state.path
+        path = find_config_path(self.config_path)
+        if not path.exists():
+            env_state = os.environ.get("MAGSYNC_STATE")
+            if env_state and not self.config_path:
+                return Path(env_state).expanduser()
+            raise self._not_found(path)
+        try:
+            return self.config().state.path
+        except ConfigError:
+            return load_state_path(path)  # e.g. the secrets' variables are not set here
 
     @contextmanager
-    def writing(self, command: str) -> Iterator[StateStore]:
-        """The lock and the state file, for a command that writes."""
+    def writing(self, command: str, *, dry_run: bool = False, enforce_binding: bool = True
+                ) -> Iterator[StateStore]:
+        """The lock and the state file, for a command that writes; stops (exit 2) before
+        any request when the config names other accounts than the state file records,
+        and binds an unbound state file (not under ``--dry-run``). Only ``rebind`` does
+        without (``enforce_binding=False``)."""
         cfg = self.config()
         with StateLock(cfg.state.path, wait=self.lock_wait, command=command):
             store = StateStore.open(cfg.state.path)
             try:
+                for warning in store.warnings:
+                    log.warning(warning, extra=ALWAYS)
+                if enforce_binding:
+                    enforce_accounts(store, cfg, record=not dry_run)
                 yield store
+            except sqlite3.DatabaseError as exc:
+                if type(exc) is not sqlite3.DatabaseError:  # locked, I/O, constraint...
+                    raise
+                raise StateError(f"state file {store.path} is damaged: {exc}",
+                                 hint=DAMAGED_FIX) from None
             finally:
                 store.close()
 
-    def reading(self) -> StateStore | None:
-        """The state file without the lock (``status``, ``check``), or None if absent."""
-        return StateStore.open_existing(self.config().state.path)
+    def read_state(self, read: Callable[[StateStore], T]) -> T | None:
+        """``read(store)`` on the state file, read-only and without the lock (``status``,
+        ``queue list``); None when there is no state file yet."""
+        return read_state(self.state_path(), read)

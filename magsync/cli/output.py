@@ -36,12 +36,13 @@ class Output:
         print(scrub(json.dumps(data, indent=2, default=str)))
 
     def checks(self, results: Iterable[CheckResult]) -> None:
-        if self.quiet:
-            return
+        """OK/WARN/FAIL lines; under -q only the WARN and FAIL ones."""
         for r in results:
-            mark = "OK  " if r.ok else "FAIL"
+            if self.quiet and r.ok and not r.warn:
+                continue
+            mark = "FAIL" if not r.ok else "WARN" if r.warn else "OK  "
             detail = f" — {r.detail}" if r.detail else ""
-            self.line(f"{mark} {r.name}{detail}")
+            self.console.print(scrub(f"{mark} {r.name}{detail}"), markup=False)
 
     def summary(self, title: str, counts: Mapping[str, int], *, duration: float,
                 notes: Iterable[str] = ()) -> None:
@@ -79,11 +80,26 @@ class Output:
             self.line("  ".join(c.ljust(w) for c, w in zip(cell_row, widths, strict=True))
                       .rstrip())
 
+    def _binding(self, binding: dict[str, Any] | None) -> None:
+        if binding is None:
+            self.line("bound to: no accounts yet (the next writing run records them)")
+            return
+        from magsync.state.binding import Binding
+
+        lines = Binding.from_dict(binding).describe()
+        self.line(f"bound to: {lines[0]}")
+        for line in lines[1:]:
+            self.line(f"          {line}")
+
     def status(self, data: Mapping[str, Any]) -> None:
         if self.quiet:
             return
         self.line(f"state file: {data['state_path']}"
                   + ("" if data["state_exists"] else " (not created yet: no run so far)"))
+        if data.get("migration"):
+            self.line(f"  needs a migration: {data['migration']}")
+        if data["state_exists"]:
+            self._binding(data.get("binding"))
         runs = data.get("runs") or {}
         if runs:
             self.line("last runs:")

@@ -44,9 +44,10 @@ def output(app: App) -> Output:
     return Output(quiet=app.quiet, is_tty=app.is_tty)
 
 
-def run_writing(app: App, command: str, work: Callable[[Any, Any, Any], Any]) -> int:
+def run_writing(app: App, command: str, work: Callable[[Any, Any, Any], Any], *,
+                dry_run: bool = False) -> int:
     """A writing command: the lock and state file, progress on a terminal, the summary."""
-    with app.writing(command) as store, _progress(app) as hook:
+    with app.writing(command, dry_run=dry_run) as store, _progress(app) as hook:
         report = work(app.config(), store, hook)
     return render(app, report)
 

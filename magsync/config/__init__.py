@@ -1,6 +1,6 @@
 """The configuration: ``load_config`` reads a YAML file into a frozen ``Config``."""
 
-from magsync.config.load import iter_secrets, load_config, parse_config
+from magsync.config.load import iter_secrets, load_config, load_state_path, parse_config
 from magsync.config.reader import Secret
 from magsync.config.schema import (
     CONVERTERS,
@@ -24,4 +24,5 @@ from magsync.config.schema import (
 __all__ = ["CONVERTERS", "DEFAULT_STATE_PATH", "FIELD_TYPES", "Config", "ContactsConfig",
            "CustomersConfig", "EmarsysAuth", "EmarsysConfig", "FieldMapping", "FieldRef",
            "KeyFields", "MagentoAuth", "MagentoConfig", "Secret", "StateConfig",
-           "SubscribersConfig", "SyncConfig", "iter_secrets", "load_config", "parse_config"]
+           "SubscribersConfig", "SyncConfig", "iter_secrets", "load_config", "load_state_path",
+           "parse_config"]

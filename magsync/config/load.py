@@ -59,6 +59,29 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     """Read, interpolate and validate a config file; raise ``ConfigError`` listing all
     problems."""
     p = Path(path)
+    raw = _read_yaml(p)
+    return parse_config(raw, env=os.environ if env is None else env, source=p)
+
+
+def load_state_path(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+                    ) -> Path:
+    """Only ``state.path`` (``$MAGSYNC_STATE`` wins), for the commands that only read the
+    state file (``status``, ``queue list``): they run without the secrets' environment
+    variables and do not validate the rest of the config."""
+    p = Path(path)
+    raw = _read_yaml(p)
+    env = os.environ if env is None else env
+    r = Reader(env)
+    section = r.section(raw, "state") if isinstance(raw, dict) else {}
+    state = _state(r, section, env, p)
+    if r.problems:
+        raise ConfigError(f"{p}: the configuration has {len(r.problems)} problem"
+                          f"{'s' if len(r.problems) != 1 else ''}:", r.problems)
+    return state.path
+
+
+def _read_yaml(p: Path) -> Any:
+    """The parsed YAML document of a config file; ``ConfigError`` when it cannot be."""
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -72,7 +95,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start})",
                           hint="save the config file as UTF-8") from None
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -80,8 +103,6 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                           hint="fix the YAML syntax (indentation, quotes, colons)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: invalid YAML: {exc}") from None
-    cfg = parse_config(raw, env=os.environ if env is None else env, source=p)
-    return cfg
 
 
 def parse_config(raw: Any, *, env: Mapping[str, str], source: Path | None = None) -> Config:

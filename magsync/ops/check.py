@@ -9,6 +9,17 @@ from magsync.errors import ConfigError, MagsyncError, StateError
 from magsync.http import RetryPolicy, apply_retry_budget_override
 from magsync.model import CheckResult
 from magsync.state import StateStore
+from magsync.state.binding import (
+    Binding,
+    account_differences,
+    accounts_of,
+    key_ref_differences,
+    mismatch_error,
+    read_binding,
+)
+from magsync.state.files import exposure_warnings, unwritable_reason
+from magsync.state.integrity import DAMAGED_FIX
+from magsync.state.store import read_state
 
 CHECK_RETRY = RetryPolicy(budget=15.0, base_delay=0.5, max_delay=5.0)
 EMARSYS_RATE_LIMIT = 1000  # requests a minute per API user (API-NOTES, "Rate limits")
@@ -33,16 +44,58 @@ def check_config(load: Callable[[], Config]) -> tuple[Config | None, list[CheckR
     return cfg, results
 
 
-def check_state(cfg: Config) -> CheckResult:
-    """The state file opens (or can be created) and is of a schema this magsync knows."""
+def check_state(cfg: Config) -> list[CheckResult]:
+    """The state file can be created or opened, is magsync's and intact (``quick_check``),
+    is private, and is bound to the accounts of ``cfg``. Read-only: nothing is created,
+    migrated or locked."""
     path = cfg.state.path
+    results = []
+    blocked = unwritable_reason(path)
+    if blocked:
+        results.append(CheckResult("state directory", False, blocked))
     if not path.exists():
-        return CheckResult("state file", True, f"{path} (will be created by the first run)")
+        if not blocked:
+            results.append(CheckResult("state file", True,
+                                       f"{path} (will be created by the first run)"))
+        return results
     try:
-        StateStore.open(path).close()
+        found = read_state(path, _inspect)
     except StateError as exc:
-        return CheckResult("state file", False, str(exc), exc.exit_code)
-    return CheckResult("state file", True, str(path))
+        return [*results, CheckResult("state file", False, str(exc), exc.exit_code)]
+    if found is None:  # removed meanwhile
+        return [*results, CheckResult("state file", True, f"{path} (will be created)")]
+    note, damage, stored = found
+    if damage:
+        results.append(CheckResult("state file", False, f"state file {path} is damaged: "
+                                   f"{'; '.join(damage)} ({DAMAGED_FIX})"))
+    elif note:
+        results.append(CheckResult("state file", True, f"{path} needs a migration: {note}",
+                                   warn=True))
+    else:
+        results.append(CheckResult("state file", True, f"{path} is intact"))
+    results += [CheckResult("state file private", True, w, warn=True)
+                for w in exposure_warnings(path)]
+    results.append(_check_binding(cfg, stored))
+    return results
+
+
+def _inspect(store: StateStore) -> tuple[str | None, list[str], Binding | None]:
+    """Migration note, quick_check findings and binding of an open state file."""
+    note = store.info.migration_note() if store.info else None
+    return note, store.quick_check(), read_binding(store)
+
+
+def _check_binding(cfg: Config, stored: Binding | None) -> CheckResult:
+    name = "state file accounts"
+    current = accounts_of(cfg)
+    if stored is None:
+        return CheckResult(name, True, "not bound yet: the next writing run binds it to "
+                                       "this config's accounts")
+    diffs = account_differences(stored, current) + key_ref_differences(stored, cfg)
+    if diffs:
+        return CheckResult(name, False, str(mismatch_error(cfg.state.path, diffs)))
+    return CheckResult(name, True, "bound to this config's accounts: "
+                                   + "; ".join(stored.describe()))
 
 
 def run_checks(load: Callable[[], Config]) -> list[CheckResult]:
@@ -50,10 +103,14 @@ def run_checks(load: Callable[[], Config]) -> list[CheckResult]:
     cfg, results = check_config(load)
     if cfg is None:
         return results
-    results.append(check_state(cfg))
-    results += _remote("Magento", lambda: _magento_checks(cfg))
-    results += _remote("Emarsys", lambda: _emarsys_checks(cfg))
-    return results
+    results += check_state(cfg)
+    return results + remote_checks(cfg)
+
+
+def remote_checks(cfg: Config) -> list[CheckResult]:
+    """Both APIs with ``cfg``'s credentials: fields, key fields, lists (``rebind`` too)."""
+    return (_remote("Magento", lambda: _magento_checks(cfg))
+            + _remote("Emarsys", lambda: _emarsys_checks(cfg)))
 
 
 def _remote(service: str, run: Callable[[], list[CheckResult]]) -> list[CheckResult]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+from magsync.state.integrity import FileInfo, quick_check
 
 
 class Tables:
@@ -19,6 +21,8 @@ class Tables:
         self.path = path
         self._lock = threading.RLock()
         self._depth = 0
+        self.warnings: list[str] = []  # existing directory or files open to other users
+        self.info: FileInfo | None = None  # header and schema, as found on opening
 
     def close(self) -> None:
         self._conn.close()
@@ -45,10 +49,25 @@ class Tables:
             self._depth = 0
             self._conn.execute("COMMIT")
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """The reads inside see one state of the file (one read transaction)."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                with suppress(sqlite3.Error):  # already ended by an error
+                    self._conn.execute("ROLLBACK")
+
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             cur = self._conn.execute(sql, args)
             return list(cur.fetchall())
+
+    def quick_check(self) -> list[str]:
+        """SQLite's ``quick_check`` (reads the whole file): its findings, [] when intact."""
+        return quick_check(self._conn, self.path)
 
     # -- meta ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

@@ -10,17 +10,33 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 from magsync.errors import StateError
 from magsync.state.contacts import ContactTables
+from magsync.state.files import (
+    create_private_file,
+    ensure_private_dir,
+    exposure_warnings,
+    private_umask,
+)
+from magsync.state.integrity import (
+    APPLICATION_ID,
+    DAMAGED_FIX,
+    MOVE_AWAY,
+    FileInfo,
+    examine,
+)
 from magsync.state.queue import QueueTables
 from magsync.state.schema import MIGRATIONS, SCHEMA_VERSION, split_sql
 from magsync.util.timeutil import from_iso, to_iso, utcnow
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,32 +49,37 @@ class RunInfo:
     exit_code: int | None
     counts: dict[str, Any]
     message: str | None
+    pid: int | None = None
 
 
 class StateStore(ContactTables, QueueTables):
-    """The state file. Open with ``StateStore.open(path)``; close when done."""
+    """The state file. Open with ``StateStore.open(path)`` to write (under the run lock),
+    or read it with ``read_state(path, fn)``; close when done."""
 
     # -- opening ----------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | Path, *, create: bool = True) -> StateStore:
-        """Open (and create or migrate) the state file at ``path``."""
+        """Open (and create or migrate) the state file at ``path``, for a writing run.
+
+        A new directory is 0700 and a new file 0600 (SQLite gives its -wal/-shm the
+        file's mode); ``warnings`` lists existing ones open to other users. A file that is
+        not magsync's, or is damaged, is refused (``StateError``) before anything is
+        written to it.
+        """
         p = Path(path).expanduser()
         if not p.exists() and not create:
             raise StateError(f"state file {p} does not exist")
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(p), timeout=30, isolation_level=None,
-                                   check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
-            raise StateError(f"cannot open state file {p}: {exc}",
-                             hint="check state.path (or $MAGSYNC_STATE) and the directory's "
-                                  "permissions") from None
+        warnings = exposure_warnings(p)
+        conn = _connect_private(p)
         store = cls(conn, p)
+        store.warnings = warnings
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            info = examine(conn, p)  # before any write: a refused file is left as it is
+            with private_umask():
+                conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            store._migrate()
+            store._migrate(info)
         except StateError:
             conn.close()
             raise
@@ -70,28 +91,51 @@ class StateStore(ContactTables, QueueTables):
                                   "the file and its directory") from None
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise StateError(f"{p} is not a magsync state file ({exc})",
-                             hint="point state.path (or $MAGSYNC_STATE) at another file, or "
-                                  "move this one away") from None
+            raise StateError(f"{p} is not a magsync state file ({exc})", hint=MOVE_AWAY
+                             ) from None
         return store
 
     @classmethod
-    def open_existing(cls, path: str | Path) -> StateStore | None:
-        """Open for reading only if the file exists (``status``, ``check``)."""
-        p = Path(path).expanduser()
-        return cls.open(p) if p.exists() else None
+    def open_readonly(cls, path: Path, *, immutable: bool = False) -> StateStore:
+        """Open an existing state file read-only: no create, no migration, no lock.
 
-    def _migrate(self) -> None:
-        version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise StateError(
-                f"{self.path} was written by a newer magsync (schema {version}, this one "
-                f"knows {SCHEMA_VERSION})", hint="upgrade magsync, or use another state.path")
-        for target in range(version, SCHEMA_VERSION):
+        ``immutable`` reads the file alone, without SQLite's -wal/-shm (which a read-only
+        connection otherwise creates beside a WAL file and cannot remove); only right when
+        no -wal exists, see ``read_state``.
+        """
+        uri = f"file:{quote(str(path))}?mode=ro" + ("&immutable=1" if immutable else "")
+        hint = ("check state.path (or $MAGSYNC_STATE) and that this user may read the file "
+                "and its directory")
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read state file {path}: {exc}", hint=hint) from None
+        try:
+            info = examine(conn, path)
+        except StateError:
+            conn.close()
+            raise
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            raise StateError(f"cannot read state file {path}: {exc}", hint=hint) from None
+        store = cls(conn, path)
+        store.info = info
+        return store
+
+    def _migrate(self, info: FileInfo) -> None:
+        """Apply the missing migrations; each also stamps magsync's application id."""
+        stamp = f"PRAGMA application_id = {APPLICATION_ID}"
+        for target in range(info.version, SCHEMA_VERSION):
             with self.atomic() as conn:
+                conn.execute(stamp)
                 for statement in split_sql(MIGRATIONS[target]):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {target + 1}")
+        if info.application_id != APPLICATION_ID:
+            with self.atomic() as conn:  # a file made before magsync stamped its files
+                conn.execute(stamp)
+        self.info = FileInfo(APPLICATION_ID, SCHEMA_VERSION, empty=False)
 
     @property
     def schema_version(self) -> int:
@@ -121,14 +165,15 @@ class StateStore(ContactTables, QueueTables):
 
     def last_runs(self) -> dict[str, RunInfo]:
         rows = self._query(
-            "SELECT id, command, started_at, ended_at, outcome, exit_code, counts, message "
-            "FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY command) ORDER BY command")
+            "SELECT id, command, started_at, ended_at, outcome, exit_code, counts, message, "
+            "pid FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY command) "
+            "ORDER BY command")
         return {r[1]: _run_info(r) for r in rows}
 
     def recent_runs(self, limit: int = 20) -> list[RunInfo]:
         rows = self._query(
-            "SELECT id, command, started_at, ended_at, outcome, exit_code, counts, message "
-            "FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+            "SELECT id, command, started_at, ended_at, outcome, exit_code, counts, message, "
+            "pid FROM runs ORDER BY id DESC LIMIT ?", (limit,))
         return [_run_info(r) for r in rows]
 
     # -- watermarks and checkpoints -----------------------------------------------------
@@ -166,4 +211,75 @@ class StateStore(ContactTables, QueueTables):
 def _run_info(row: Sequence[Any]) -> RunInfo:
     return RunInfo(id=int(row[0]), command=row[1], started_at=from_iso(row[2]),
                    ended_at=from_iso(row[3]) if row[3] else None, outcome=row[4],
-                   exit_code=row[5], counts=json.loads(row[6] or "{}"), message=row[7])
+                   exit_code=row[5], counts=json.loads(row[6] or "{}"), message=row[7],
+                   pid=row[8])
+
+
+def _connect_private(p: Path) -> sqlite3.Connection:
+    """A writing connection to ``p``; its directory (0700) and the file (0600) are created
+    private when missing."""
+    ensure_private_dir(p.parent)
+    create_private_file(p)
+    try:
+        with private_umask():  # should SQLite create it (a dangling symlink): 0600 too
+            return sqlite3.connect(str(p), timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise StateError(f"cannot open state file {p}: {exc}",
+                         hint="check state.path (or $MAGSYNC_STATE) and the directory's "
+                              "permissions") from None
+
+
+def read_state(path: str | Path, read: Callable[[StateStore], T]) -> T | None:
+    """``read(store)`` on the state file opened read-only; None when there is no file.
+
+    A read-only SQLite connection to a WAL file creates the -wal and -shm files when they
+    are missing (it needs the shared-memory index to see a writer's commits) and, being
+    read-only, cannot remove them again. They are missing exactly when no connection is
+    open and everything is in the main file, so then the file is read alone (SQLite's
+    ``immutable``), and the read counts only if the main file did not change meanwhile (a
+    run that started and checkpointed); otherwise, and whenever a -wal exists, the read
+    goes through SQLite's normal read-only path, which then creates nothing.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        return None
+    before = _quiet_file(p)
+    if before is not None:
+        try:
+            result = _read_once(p, read, immutable=True)
+        except StateError:
+            if _quiet_file(p) == before:
+                raise  # the file did not change: this is what it holds
+        else:
+            if _quiet_file(p) == before:
+                return result
+    return _read_once(p, read, immutable=False)
+
+
+def _quiet_file(p: Path) -> tuple[int, int, int] | None:
+    """Identity, size and mtime of a state file no connection has open (no -wal)."""
+    if Path(f"{p}-wal").exists() or Path(f"{p}-shm").exists():
+        return None
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _read_once(p: Path, read: Callable[[StateStore], T], *, immutable: bool) -> T:
+    store = StateStore.open_readonly(p, immutable=immutable)
+    try:
+        with store.snapshot():
+            return read(store)
+    except sqlite3.OperationalError as exc:
+        note = store.info.migration_note() if store.info else None
+        if note:
+            raise StateError(f"cannot read state file {p} yet: it needs a migration ({note})"
+                             ) from None
+        raise StateError(f"cannot read state file {p}: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"state file {p} is damaged: {exc}", hint=DAMAGED_FIX) from None
+    finally:
+        store.close()

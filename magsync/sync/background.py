@@ -22,7 +22,7 @@ def sync_background(cfg: Config, store: StateStore, opts: SyncOptions,
     with recorded_run(store, "sync-background", dry_run=opts.dry_run) as (report, run_id):
         start = utcnow()
         counts = RunCounts()
-        with Runtime.open(cfg, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
+        with Runtime.open(cfg, store=store, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
                           verbose=opts.verbose,
                           alongside=mirror_refresher(store, counts)) as rt, \
                 new_engine(rt, store, counts, run_id) as engine:

@@ -56,7 +56,7 @@ def export_initial(cfg: Config, store: StateStore, opts: ExportOptions,
         planned: list[list[IdRange]] = []
         plan_ranges_early = opts.customers and cfg.contacts.customers.enabled \
             and "ranges" not in checkpoint and not checkpoint.get("customers_done")
-        with Runtime.open(cfg, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
+        with Runtime.open(cfg, store=store, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
                           verbose=opts.verbose,
                           alongside=_startup_reads(store, counts, plan_ranges_early,
                                                    planned)) as rt:

@@ -92,7 +92,7 @@ def pull_optin(cfg: Config, store: StateStore, opts: PullOptions,
         start = report.started_at
         begin = window_start(store, start, opts.since)
         counts = RunCounts()
-        with Runtime.open(cfg, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
+        with Runtime.open(cfg, store=store, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
                           verbose=opts.verbose,
                           alongside=mirror_refresher(store, counts)) as rt:
             puller = Puller(rt, store, counts, run_id, progress)

@@ -63,7 +63,7 @@ def retry_queue(cfg: Config, store: StateStore, *, dead: bool = False,
         counts = RunCounts()
         if dead:
             counts.add("revived", store.revive_dead())
-        with Runtime.open(cfg, retry=DEFAULT_RETRY) as rt, \
+        with Runtime.open(cfg, store=store, retry=DEFAULT_RETRY) as rt, \
                 new_engine(rt, store, counts, run_id) as engine:
             sync = Sync(rt, store, engine, counts, progress)
             refresh_mirror(rt, store, counts)

@@ -46,7 +46,7 @@ def sync_realtime(cfg: Config, store: StateStore, opts: SyncOptions,
         since = window_start(store, "sync-realtime", cfg, start, opts.since)
         counts = RunCounts()
         scan = _scan_due(cfg, store, start)
-        with Runtime.open(cfg, dry_run=opts.dry_run, retry=REALTIME_RETRY,
+        with Runtime.open(cfg, store=store, dry_run=opts.dry_run, retry=REALTIME_RETRY,
                           verbose=opts.verbose,
                           alongside=mirror_refresher(store, counts) if scan else None) as rt, \
                 new_engine(rt, store, counts, run_id) as engine:

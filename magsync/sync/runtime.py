@@ -22,6 +22,8 @@ from magsync.errors import RemoteConfigError
 from magsync.http import RetryPolicy, apply_retry_budget_override
 from magsync.magento.client import MagentoClient
 from magsync.mapping import ResolvedMapping, build_mapping, customer_fields_filter
+from magsync.state import StateStore
+from magsync.state.binding import KeyField, enforce_key_fields, read_binding
 from magsync.util.logs import get_logger
 
 log = get_logger("sync")
@@ -61,13 +63,16 @@ class Runtime:
     @classmethod
     def open(cls, cfg: Config, *, dry_run: bool = False, retry: RetryPolicy = DEFAULT_RETRY,
              verbose: int = 0, sleep: Callable[[float], None] | None = None,
-             alongside: Callable[[MagentoClient], object] | None = None) -> Runtime:
+             alongside: Callable[[MagentoClient], object] | None = None,
+             store: StateStore | None = None) -> Runtime:
         """Connect both clients, resolve every mapped field and find (or create) the lists.
 
-        A missing mapped field stops here, before any write to Emarsys (exit 2).
-        ``alongside`` (e.g. the subscriber scan) runs on the Magento client meanwhile, so
-        the start-up reads of both sides overlap instead of adding up.
+        A missing mapped field stops here, before any write to Emarsys (exit 2), and so
+        does a key field that is not the one ``store`` is bound to (its first resolution is
+        recorded there). ``alongside`` (e.g. the subscriber scan) runs on the Magento
+        client meanwhile, so the start-up reads of both sides overlap instead of adding up.
         """
+        on_keys = _key_field_guard(store, record=not dry_run) if store is not None else None
         secrets = iter_secrets(cfg)
         retry = apply_retry_budget_override(retry)
         kwargs: dict[str, Any] = {"retry": retry, "secrets": secrets}
@@ -78,7 +83,8 @@ class Runtime:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="startup") as pool:
             side = pool.submit(alongside, magento) if alongside is not None else None
             try:
-                mapping, list_ids = resolve_remote(cfg, emarsys, create_lists=not dry_run)
+                mapping, list_ids = resolve_remote(cfg, emarsys, create_lists=not dry_run,
+                                                   on_key_fields=on_keys)
                 if side is not None:
                     side.result()
             except BaseException:
@@ -127,13 +133,35 @@ class Runtime:
         self.close()
 
 
-def resolve_remote(cfg: Config, emarsys: EmarsysClient, *, create_lists: bool
+def _key_field_guard(store: StateStore, *, record: bool
+                     ) -> Callable[[dict[str, KeyField]], None]:
+    """Checks the resolved key fields against the binding, read now: before the start-up
+    threads, which may hold the state file for a while (the subscriber scan)."""
+    stored = read_binding(store)
+    return lambda resolved: enforce_key_fields(store, stored, resolved, record=record)
+
+
+def resolve_key_fields(cfg: Config, emarsys: EmarsysClient) -> dict[str, KeyField]:
+    """Both key fields as the account has them (id and name), by role."""
+    kf = cfg.emarsys.key_fields
+    out = {}
+    for role, ref in (("customer_id", kf.customer_id), ("subscriber_id", kf.subscriber_id)):
+        fld = resolve_field(emarsys, ref)
+        out[role] = KeyField(fld.id, fld.name)
+    return out
+
+
+def resolve_remote(cfg: Config, emarsys: EmarsysClient, *, create_lists: bool,
+                   on_key_fields: Callable[[dict[str, KeyField]], None] | None = None
                    ) -> tuple[ResolvedMapping, dict[str, int | None]]:
     """The mapping and the list ids. After the field list, the choice lists and the
     contact lists are read at once (each start-up request in a row costs a round trip,
     and sync-realtime starts every minute); a missing list is created only once the
-    mapping resolved, so a mapping error writes nothing."""
+    mapping (and ``on_key_fields``, the binding check) passed, so an error writes
+    nothing."""
     field_ids = resolve_field_ids(cfg, emarsys)
+    if on_key_fields is not None:
+        on_key_fields(resolve_key_fields(cfg, emarsys))
     wanted = {field_ids[fm.field] for fm in cfg.contacts.customers.fields
               if fm.convert in ("country", "choice", "gender")}
     with ThreadPoolExecutor(max_workers=min(len(wanted) + 1, cfg.emarsys.concurrency),

@@ -11,7 +11,17 @@ from typing import Any
 from magsync.util.timeutil import to_iso, utcnow
 
 LOGGER_NAME = "magsync"
-_RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+_RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "always"}
+# ``log.warning(..., extra=ALWAYS)``: a warning that -q does not hide (the state file open
+# to other users...). -q otherwise prints errors only.
+ALWAYS: dict[str, Any] = {"always": True}
+
+
+class QuietFilter(logging.Filter):
+    """Under -q: errors, and the warnings marked ``ALWAYS``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or bool(getattr(record, "always", False))
 
 
 class RedactingFilter(logging.Filter):
@@ -78,8 +88,11 @@ def setup_logging(*, verbose: int = 0, quiet: bool = False, log_json: bool = Fal
         level = logging.DEBUG if verbose else logging.INFO
     else:
         handler.setFormatter(logging.Formatter("magsync: %(levelname)s: %(message)s"))
-        level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else
-                                             logging.INFO if verbose else logging.WARNING)
+        level = (logging.DEBUG if verbose > 1 else logging.INFO if verbose else
+                 logging.WARNING)
+        if quiet:
+            level = logging.WARNING
+            handler.addFilter(QuietFilter())
     logger.setLevel(level)
     logger.addHandler(handler)
     logger.propagate = False

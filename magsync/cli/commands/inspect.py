@@ -32,16 +32,15 @@ def check(ctx: click.Context) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Last run of each command, watermarks, queue depth and dead contacts."""
+    """Last run of each command, watermarks, queue depth, dead contacts and the accounts
+    the state file is bound to. Read-only; needs only state.path from the config."""
     from magsync.ops.status import collect_status
 
     app = app_of(ctx)
-    store = app.reading()
-    try:
-        data = collect_status(store, app.state_path())
-    finally:
-        if store is not None:
-            store.close()
+    path = app.state_path()
+    data = app.read_state(lambda store: collect_status(store, path))
+    if data is None:
+        data = collect_status(None, path)
     out = output(app)
     if as_json:
         out.json(data)

@@ -23,10 +23,8 @@ def queue_cmd(ctx: click.Context, action: str, dead: bool, yes: bool) -> int:
     app = app_of(ctx)
     out = output(app)
     if action == "list":
-        store = app.reading()
-        headers, rows = list_queue(store, dead=dead)
-        if store is not None:
-            store.close()
+        listed = app.read_state(lambda store: list_queue(store, dead=dead))
+        headers, rows = listed or list_queue(None, dead=dead)
         out.table(headers, rows) if rows else out.line(
             "the failsafe queue is empty" if not dead else "no dead contacts")
         return EXIT_OK
