@@ -116,7 +116,7 @@ def test_written_config_is_private_and_keeps_state_beside_it(served: Served,
     path = tmp_path / "sandbox.yaml"
     assert path.stat().st_mode & 0o777 == 0o600
     cfg = yaml.safe_load(path.read_text())
-    assert cfg["state"]["path"] == str(tmp_path / "state.db")
+    assert cfg["state"]["path"] == str(tmp_path / "sandbox.sandbox-state.db")
     assert cfg["magento"]["auth"]["method"] == "oauth1"
     assert cfg["emarsys"]["auth"]["method"] == "wsse"
     assert cfg["magento"]["base_url"] in served.ready

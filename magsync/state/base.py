@@ -10,6 +10,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from magsync.util.redact import scrub
+
+TEXT_LIMIT = 500  # characters of a stored message (run, queue error, report)
+
+
+def clean_text(text: str | None, limit: int = TEXT_LIMIT) -> str | None:
+    """``text`` as the state file stores it: redacted first, then cut (a cut must not
+    split a secret), so that no secret ever reaches the file or ``status``."""
+    if text is None:
+        return None
+    return scrub(text)[:limit]
+
 
 class Tables:
     """The connection of one open state file; the table groups build on it."""
