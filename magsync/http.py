@@ -136,7 +136,6 @@ class HttpClient:
         self._rng = random.Random()
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
-        self.session.max_redirects = 0  # belt and braces: allow_redirects=False everywhere
         # Several threads share the session: one pooled connection per worker.
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(1, pool_size),
                               max_retries=0)

@@ -20,12 +20,12 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 def secret_problem(value: str) -> str | None:
     """Why a secret's value cannot be right (never quoting it), or None."""
-    if value != value.strip():
-        return ("has whitespace (a space or a line break) at its start or end; remove it "
-                "(the value is not shown)")
     if any(unicodedata.category(c) == "Cc" for c in value):
         return ("holds a control character (e.g. a stray \\r from a Windows editor); "
                 "remove it (the value is not shown)")
+    if value != value.strip():
+        return ("has whitespace (a space or a line break) at its start or end; remove it "
+                "(the value is not shown)")
     return None
 
 
