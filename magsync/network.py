@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
+import urllib3.exceptions
 
 LINE_LIMIT = 280  # characters of an error's message and hint ("magsync: error: " + this < 300)
 _NOT_FOUND = {getattr(socket, n) for n in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, n)}
@@ -84,7 +85,8 @@ def classify(exc: BaseException, host: str) -> Failure:
                                                    "service running?")
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return Failure("timed out connecting", True)
-    if isinstance(exc, requests.Timeout) or any(isinstance(e, TimeoutError) for e in chain):
+    if isinstance(exc, requests.Timeout) or any(
+            isinstance(e, (TimeoutError, urllib3.exceptions.TimeoutError)) for e in chain):
         return Failure("timed out waiting for the reply", True)
     if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
         return Failure("connection dropped", True)

@@ -243,6 +243,19 @@ def test_a_server_that_never_answers_times_out(magsync: Any, pair: SandboxPair,
         in line, line
 
 
+def test_a_body_that_stalls_times_out_and_is_retried(hostile: Hostile) -> None:
+    hostile.mode = "stall"
+    client = HttpClient("Emarsys", hostile.url, timeout=1, sleep=lambda s: None,
+                        clock=lambda: 0.0,  # only the (stubbed) sleeps spend the budget
+                        retry=RetryPolicy(budget=0.5, base_delay=0.4, max_delay=0.4))
+    with pytest.raises(RetriableError) as info:
+        client.request("GET", "/api/v2/field")
+    client.close()
+    assert f"({hostile.host_port}: timed out waiting for the reply; GET /api/v2/field)" \
+        in str(info.value)
+    assert len(hostile.received) >= 2  # retried
+
+
 def test_http_423_is_retried_like_a_5xx(magsync: Any, pair: SandboxPair) -> None:
     pair.emarsys.faults.fail_next(2, 423)
     r = magsync("check")

@@ -188,7 +188,9 @@ def magento_message(resp: requests.Response) -> str:
                  for e in body.get("errors") or [] if isinstance(e, dict)]
         return "; ".join([text, *[e for e in extra if e and e != text]])
     text = resp.text if not looks_like_html(resp) else re.sub(r"<[^>]+>", " ", resp.text)
-    return " ".join(text.split())[:200]
+    # not cut short here: the caller redacts first, then clips (a cut must not split a
+    # secret the page echoes)
+    return " ".join(text[:65536].split())
 
 
 def looks_like_html(resp: requests.Response) -> bool:

@@ -11,7 +11,8 @@ Modes (``server.mode``, changeable at any time):
 - ``endless``: a 200 whose body never ends (stops after ``endless_cap`` bytes or when the
   client hangs up); ``huge-length``: a 200 that announces a 100 GB body, sends 1 KB and
   waits.
-- ``silent``: reads the request and never answers.
+- ``silent``: reads the request and never answers; ``stall``: sends the headers and the
+  first bytes of the body, then nothing.
 - ``ok``: ``{"replyCode": 0, "data": []}``.
 
 ``tls`` (an ``ssl.SSLContext``) makes it speak HTTPS. Every accepted connection is
@@ -125,6 +126,14 @@ class Hostile:
             h.send_header("Content-Length", str(100 * 1024 ** 3))
             h.end_headers()
             h.wfile.write(b"[" * 1024)
+            h.wfile.flush()
+            self._stop.wait(30)
+        elif mode == "stall":
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", "1000")
+            h.end_headers()
+            h.wfile.write(b'{"replyCode"')
             h.wfile.flush()
             self._stop.wait(30)
         elif mode == "silent":
