@@ -239,9 +239,9 @@ class HttpClient:
         REDACTOR.add_recent(credentials_in(getattr(exc.request, "headers", None))
                             if isinstance(exc, requests.RequestException) else ())
         failure = classify(exc, host_of(url))
-        if not failure.retry:
+        if not failure.retry:  # without the library's own (long, URL-quoting) error
             raise self._fatal(f"{self.service} at {host_of(url)}: {failure.what} "
-                              f"({where(method, url)})", failure.hint)
+                              f"({where(method, url)})", failure.hint) from None
         return failure
 
     def _local_failure(self, exc: BaseException, method: str, url: str) -> Exception:
