@@ -81,8 +81,8 @@ def classify(exc: BaseException, host: str) -> Failure:
                            "check the host name in the URL")
         return Failure("name not resolved (temporary resolver failure)", True)
     if any(isinstance(e, ConnectionRefusedError) for e in chain):
-        return Failure("connection refused", True, "is the host and port right, and the "
-                                                   "service running?")
+        return Failure("connection refused", True, "check the host and port in the URL, "
+                                                   "and that the service runs")
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return Failure("timed out connecting", True)
     if isinstance(exc, requests.Timeout) or any(
