@@ -70,17 +70,20 @@ class RemoteError(MagsyncError):
     """A remote system failed a whole request.
 
     ``service`` is "Magento" or "Emarsys"; ``status`` the HTTP status (None for a
-    connection error); ``code`` the API's own error code where it has one.
+    connection error); ``code`` the API's own error code where it has one; ``detail``
+    the whole (redacted) last answer, where the one-line message shows only its start.
     """
 
     exit_code = EXIT_REMOTE
 
     def __init__(self, message: str, *, service: str = "", status: int | None = None,
-                 code: int | None = None, hint: str | None = None) -> None:
+                 code: int | None = None, hint: str | None = None, detail: str = ""
+                 ) -> None:
         super().__init__(message, hint=hint)
         self.service = service
         self.status = status
         self.code = code
+        self.detail = detail
 
 
 class RetriableError(RemoteError):

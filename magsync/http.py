@@ -1,10 +1,18 @@
-"""The one session factory: timeouts, retries, rate limiting and redaction.
+"""The one session factory: timeouts, retries, rate limiting, bounded replies, redaction.
 
 Both remote clients (Magento, Emarsys) talk through ``HttpClient``. It retries what is
-worth retrying (429, 408, 423, 5xx gateways, connection errors, timeouts) within a time
-budget, honours ``X-RateLimit-Reset``/``Retry-After``, takes a rate-limiter token per
-attempt and runs ``auth`` afresh on every attempt: a WSSE header or an OAuth signature
-must never be replayed, which is why urllib3-level retries stay off.
+worth retrying (429, 408, 423, 5xx gateways, dropped or refused connections, timeouts, a
+temporary resolver failure) within a time budget, honours
+``X-RateLimit-Reset``/``Retry-After``, takes a rate-limiter token per attempt and runs
+``auth`` afresh on every attempt: a WSSE header or an OAuth signature must never be
+replayed, which is why urllib3-level retries stay off.
+
+Transport rules (SPEC 3): redirects are never followed (a redirect is an error naming its
+target: a custom credential header such as ``X-WSSE`` would go to the new host, and a 307
+re-sends personal data); a reply is streamed and refused past ``MAX_REPLY_BYTES``, never
+read whole into memory; a host name that does not exist and a rejected TLS certificate
+fail at once. Every failure is one short line naming the service, the host and what
+happened (``magsync.network``), with every credential the request carried redacted.
 """
 
 from __future__ import annotations
@@ -19,25 +27,33 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import quote, quote_plus, unquote
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
 from magsync import __version__
-from magsync.errors import ConfigError, RetriableError
+from magsync.errors import ConfigError, FatalRemoteError, RetriableError
+from magsync.network import Failure, classify, clip, fit, host_of, where
 from magsync.util import jsoncodec
+from magsync.util.redact import REDACTOR, credentials_in, redact
+
+__all__ = ["DEFAULT_RETRY", "MAX_REPLY_BYTES", "HttpClient", "RateLimiter", "RetryPolicy",
+           "credentials_in", "parse_rate_limit_wait", "redact"]
 
 RETRY_STATUSES = frozenset({408, 423, 429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = f"magsync/{__version__}"
 BODY_PREVIEW = 200
+MAX_REPLY_BYTES = 64 * 1024 * 1024  # SPEC 3: a larger reply is refused, never read whole
+_ERROR_BODY_BYTES = 64 * 1024  # of a reply that is retried: only its preview is shown
+_CHUNK = 64 * 1024
 _TRANSIENT = (requests.ConnectionError, requests.Timeout,
               requests.exceptions.ChunkedEncodingError)
-# Header values that carry a credential or a signature; redacted from every message.
-_SENSITIVE_HEADERS = ("authorization", "x-wsse", "proxy-authorization", "cookie")
-_QUOTED_PARAM = re.compile(r'(?:PasswordDigest|Nonce|oauth_signature|oauth_token|'
-                           r'oauth_consumer_key|oauth_nonce)="([^"]*)"')
+
+
+class _TooLarge(Exception):
+    """A reply's body passed the cap."""
 
 
 @dataclass(frozen=True)
@@ -113,40 +129,20 @@ class RateLimiter:
             self._next_slot = until if self._next_slot is None else max(self._next_slot, until)
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret (also URL-encoded) replaced by ``***``."""
-    variants: set[str] = set()
-    for s in secrets:
-        if s:
-            variants.update({s, quote(s, safe=""), quote_plus(s), unquote(s)})
-    for v in sorted((v for v in variants if v), key=len, reverse=True):
-        text = text.replace(v, "***")
-    return text
-
-
-def credentials_in(headers: Mapping[str, str] | None) -> list[str]:
-    """The credential values a request's headers carry (whole values and their parts)."""
-    found: list[str] = []
-    for name, value in (headers or {}).items():
-        if name.lower() not in _SENSITIVE_HEADERS or not value:
-            continue
-        found.append(value)
-        found.extend(m.group(1) for m in _QUOTED_PARAM.finditer(value))
-        scheme, _, rest = value.partition(" ")
-        if scheme.lower() in ("bearer", "basic") and rest:
-            found.append(rest.strip())
-    return [f for f in found if f]
-
-
 class HttpClient:
-    """A retrying, rate-limited, redacting session for one remote service."""
+    """A retrying, rate-limited, redacting session for one remote service.
+
+    ``setting`` names the config key of ``base_url`` (``emarsys.api_url``) for hints.
+    ``max_reply`` caps every reply's body (``MAX_REPLY_BYTES``).
+    """
 
     def __init__(self, service: str, base_url: str, *, auth: AuthBase | None = None,
                  timeout: float = 30.0, retry: RetryPolicy = RetryPolicy(),
                  limiter: RateLimiter | None = None, secrets: Iterable[str] = (),
                  pool_size: int = 10, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time, setting: str = "",
+                 max_reply: int = MAX_REPLY_BYTES) -> None:
         self.service = service
         self.base_url = base_url.rstrip("/")
         self.auth = auth
@@ -154,6 +150,8 @@ class HttpClient:
         self.retry = retry
         self.limiter = limiter
         self.secrets = tuple(s for s in secrets if s)
+        self.setting = setting
+        self.max_reply = max_reply
         self._sleep = sleep
         self._clock = clock
         self._wall_clock = wall_clock
@@ -185,7 +183,11 @@ class HttpClient:
         """Send one request, retrying transient failures within the retry budget.
 
         Returns any answer that is not worth retrying (2xx, most 4xx) for the caller to
-        interpret; raises ``RetriableError`` once the budget is spent.
+        interpret, its body read (at most ``max_reply`` bytes, else a FatalRemoteError).
+        With ``stream=True`` a 2xx reply's body is left unread for the caller, who
+        streams it under its own bounds (export downloads); other replies are read as
+        usual. Raises ``RetriableError`` once the budget is spent, ``FatalRemoteError``
+        for a redirect, a reply too large, an unknown host or a rejected certificate.
         """
         url = self.url_for(path_or_url)
         send_headers = dict(headers or {})
@@ -199,18 +201,14 @@ class HttpClient:
             if self.limiter is not None:
                 self.limiter.acquire()
             try:
-                resp = self.session.request(
-                    method, url, params=params, data=data,
-                    headers=dict(send_headers), auth=self.auth,
-                    timeout=(self.timeout, self.timeout), stream=stream)
+                resp = self._send(method, url, params, data, send_headers, stream)
             except _TRANSIENT as exc:
-                failure = self.redact(f"{type(exc).__name__}: {exc}",
-                                      getattr(exc.request, "headers", None))
+                failure = self._network_failure(exc, method, url)
                 wait = self.retry.backoff(attempt, self._rng)
             else:
                 if resp.status_code not in RETRY_STATUSES:
                     return resp
-                failure = self.describe(resp)
+                failure = Failure(self.describe(resp), True)
                 wait = self._wait_for(resp, attempt)
                 if resp.status_code == 429 and self.limiter is not None:
                     # Every thread of this client waits, not only the one that was told.
@@ -223,6 +221,90 @@ class HttpClient:
             self._sleep(wait)
             slept += wait
 
+    def _send(self, method: str, url: str, params: Any, data: Any,
+              headers: dict[str, str], stream: bool) -> requests.Response:
+        """One attempt: the reply with its body read (see ``request``), or an error."""
+        try:
+            resp = self.session.request(
+                method, url, params=params, data=data, headers=dict(headers),
+                auth=self.auth, timeout=(self.timeout, self.timeout), stream=True,
+                allow_redirects=False)
+        except _TRANSIENT:
+            raise
+        except (requests.RequestException, ValueError) as exc:
+            raise self._local_failure(exc, method, url) from None
+        if not 200 <= resp.status_code < 300:
+            REDACTOR.add_recent(credentials_in(resp.request.headers))
+        if resp.status_code in REDIRECT_STATUSES:
+            raise self._redirected(resp)
+        if stream and 200 <= resp.status_code < 300:
+            return resp
+        try:
+            limit = _ERROR_BODY_BYTES if resp.status_code in RETRY_STATUSES else \
+                self.max_reply
+            _read_body(resp, limit, truncate=resp.status_code in RETRY_STATUSES)
+        except _TooLarge:
+            resp.close()
+            raise self._too_large(resp) from None
+        except requests.RequestException as exc:
+            resp.close()
+            if isinstance(exc, _TRANSIENT):
+                raise
+            raise self._local_failure(exc, method, url) from None
+        except BaseException:
+            resp.close()
+            raise
+        return resp
+
+    def _network_failure(self, exc: BaseException, method: str, url: str) -> Failure:
+        """The failure of one attempt; raised at once when retrying cannot help."""
+        REDACTOR.add_recent(credentials_in(getattr(exc.request, "headers", None))
+                            if isinstance(exc, requests.RequestException) else ())
+        failure = classify(exc, host_of(url))
+        if not failure.retry:  # without the library's own (long, URL-quoting) error
+            raise self._fatal(f"{self.service} at {host_of(url)}: {failure.what} "
+                              f"({where(method, url)})", failure.hint) from None
+        return failure
+
+    def _local_failure(self, exc: BaseException, method: str, url: str) -> Exception:
+        """A request that could not be sent at all (a bad header value, a bad URL)."""
+        if isinstance(exc, requests.exceptions.InvalidHeader) or "header" in str(exc):
+            return ConfigError(
+                f"{self.service}: a request header holds a character HTTP forbids "
+                f"({where(method, url)})",
+                hint="a credential in the config holds whitespace or a line break")
+        if isinstance(exc, requests.RequestException):
+            failure = classify(exc, host_of(url))
+            return self._fatal(f"{self.service} at {host_of(url)}: {failure.what} "
+                               f"({where(method, url)})", failure.hint)
+        raise exc
+
+    def _fatal(self, message: str, hint: str = "", status: int | None = None
+               ) -> FatalRemoteError:
+        if self.setting:
+            hint = f"{hint}; check {self.setting}" if hint else f"check {self.setting}"
+        text, tip = fit(self.redact(message), hint or None)
+        return FatalRemoteError(text, service=self.service, status=status, hint=tip)
+
+    def _redirected(self, resp: requests.Response) -> FatalRemoteError:
+        target = self.redact(resp.headers.get("Location", "") or "(no Location)",
+                             resp.request.headers)
+        method = resp.request.method or "GET"
+        resp.close()
+        return self._fatal(
+            f"{self.service} at {host_of(resp.url)} answered {where(method, resp.url)} "
+            f"with a redirect (HTTP {resp.status_code}) to {clip(target, 100)}; magsync "
+            "does not follow redirects", "use the final address in the config",
+            status=resp.status_code)
+
+    def _too_large(self, resp: requests.Response) -> FatalRemoteError:
+        method = resp.request.method or "GET"
+        return self._fatal(
+            f"{self.service} at {host_of(resp.url)} sent a reply larger than "
+            f"{_size(self.max_reply)} to {where(method, resp.url)}; refused",
+            "a proxy or a misconfigured server may answer instead of the API",
+            status=resp.status_code)
+
     def _wait_for(self, resp: requests.Response, attempt: int) -> float:
         """The server's own wait for a 429 when it names one, else the backoff."""
         backoff = self.retry.backoff(attempt, self._rng)
@@ -232,32 +314,62 @@ class HttpClient:
         return told if told is not None and told > 0 else backoff
 
     def _gave_up(self, method: str, url: str, attempts: int, spent: float,
-                 failure: str) -> RetriableError:
-        where = self.redact(f"{method} {url}")
+                 failure: Failure) -> RetriableError:
         noun = "attempt" if attempts == 1 else "attempts"
-        return RetriableError(
+        http = failure.what.startswith("HTTP ")
+        hint = (f"{self.service} seems unavailable or overloaded; the next run will try "
+                "again") if http else (f"{failure.hint}; the next run will try again"
+                                      if failure.hint else "the next run will try again")
+        text, tip = fit(
             f"{self.service} did not answer successfully after {attempts} {noun} in "
-            f"{spent:.0f} s ({where}): {failure}",
-            service=self.service, hint=f"{self.service} seems unavailable or overloaded; "
-                                       "the next run will try again")
+            f"{spent:.0f} s ({host_of(url)}: {{detail}}; {where(method, url)})",
+            hint, detail=self.redact(failure.what))
+        status = int(failure.what.split()[1]) if http else None
+        return RetriableError(text, service=self.service, status=status, hint=tip,
+                              detail=self.redact(failure.what))
 
     def describe(self, resp: requests.Response) -> str:
         """``HTTP <status> <first bytes of the body>``, redacted, for error messages."""
         try:
-            body = resp.content[:BODY_PREVIEW * 2].decode("utf-8", "replace")
+            body = resp.content[:_ERROR_BODY_BYTES].decode("utf-8", "replace")
         except (requests.RequestException, RuntimeError):
             body = ""
-        body = " ".join(body.split())[:BODY_PREVIEW]
         headers = resp.request.headers if resp.request is not None else None
-        return self.redact(f"HTTP {resp.status_code} {body}".rstrip(), headers)
+        # Redact the whole body before cutting it: a cut must not split a secret.
+        body = " ".join(self.redact(body, headers).split())[:BODY_PREVIEW]
+        return f"HTTP {resp.status_code} {body}".rstrip()
 
     def redact(self, text: str, headers: Mapping[str, str] | None = None) -> str:
-        """``text`` without the config's secrets or the credentials in ``headers``."""
-        return redact(text, [*self.secrets, *credentials_in(headers)])
+        """``text`` without any known secret, the config's or the credentials in
+        ``headers`` (the request's: a server may echo them)."""
+        return REDACTOR.scrub(text, [*self.secrets, *credentials_in(headers)])
 
     def close(self) -> None:
         """Close the pooled connections (shared with every ``with_retry`` clone)."""
         self.session.close()
+
+
+def _read_body(resp: requests.Response, limit: int, *, truncate: bool) -> None:
+    """Read ``resp``'s body in chunks into ``resp.content``; past ``limit`` bytes stop:
+    keep the first ``limit`` (``truncate``) or raise ``_TooLarge``."""
+    declared = resp.headers.get("Content-Length", "")
+    if not truncate and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    body = bytearray()
+    for chunk in resp.iter_content(_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            if not truncate:
+                raise _TooLarge
+            del body[limit:]
+            resp.close()  # the rest is not wanted; the connection is not reused
+            break
+    resp._content = bytes(body)
+    resp._content_consumed = True  # type: ignore[attr-defined]
+
+
+def _size(n: int) -> str:
+    return f"{n // (1024 * 1024)} MB" if n >= 1024 * 1024 else f"{n} bytes"
 
 
 def parse_rate_limit_wait(headers: Mapping[str, str], now: float) -> float | None:

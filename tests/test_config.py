@@ -114,12 +114,12 @@ def test_config_is_frozen(tmp_path: Path, base: dict[str, Any]) -> None:
 
 
 def test_env_interpolation(base: dict[str, Any]) -> None:
-    data = with_value(base, "magento.base_url", "http://${H6_HOST}:${H6_PORT}/shop/")
+    data = with_value(base, "magento.base_url", "https://${H6_HOST}:${H6_PORT}/shop/")
     data = with_value(data, "magento.page_size", "${H6_PAGE}")
     data = with_value(data, "contacts.customers.list", "Customers $NOT_A_REF")
     env = {**SECRETS, "H6_HOST": "10.0.0.5", "H6_PORT": "8080", "H6_PAGE": "50"}
     cfg = parse_config(data, env=env)
-    assert cfg.magento.base_url == "http://10.0.0.5:8080/shop"
+    assert cfg.magento.base_url == "https://10.0.0.5:8080/shop"
     assert cfg.magento.page_size == 50
     assert cfg.contacts.customers.list == "Customers $NOT_A_REF"
     assert cfg.magento.auth.token is not None

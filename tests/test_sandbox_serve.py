@@ -116,7 +116,7 @@ def test_written_config_is_private_and_keeps_state_beside_it(served: Served,
     path = tmp_path / "sandbox.yaml"
     assert path.stat().st_mode & 0o777 == 0o600
     cfg = yaml.safe_load(path.read_text())
-    assert cfg["state"]["path"] == str(tmp_path / "state.db")
+    assert cfg["state"]["path"] == str(tmp_path / "sandbox.sandbox-state.db")
     assert cfg["magento"]["auth"]["method"] == "oauth1"
     assert cfg["emarsys"]["auth"]["method"] == "wsse"
     assert cfg["magento"]["base_url"] in served.ready
@@ -249,3 +249,56 @@ def test_stats_endpoint_counts_by_route_and_status(tmp_path: Path) -> None:
                          "by_route": {"GET /rest/all/V1/customers/{id}": 3}}
     finally:
         assert served.stop()[0] == 0
+
+
+# -- --write-config never overwrites a config by accident ---------------------------------
+
+
+def test_write_config_refuses_an_existing_file(tmp_path: Path) -> None:
+    production = tmp_path / "magsync.yaml"
+    production.write_text("magento: {base_url: https://shop.example.com}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "magsync", "sandbox", "serve", "--customers", "2",
+         "--subscribers", "1", "--write-config", str(production)],
+        capture_output=True, text=True, timeout=GUARD_SECONDS)
+    assert result.returncode == 2, result
+    assert result.stderr == (f"magsync: error: {production} already exists; sandbox serve "
+                             "does not overwrite a config (hint: pass --force to replace "
+                             "it, or choose another --write-config path)\n")
+    assert READY_PREFIX not in result.stdout
+    assert production.read_text() == "magento: {base_url: https://shop.example.com}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["magsync.yaml"]
+
+
+def test_write_config_with_force_replaces_a_symlink_not_its_target(tmp_path: Path) -> None:
+    target = tmp_path / "target.yaml"
+    target.write_text("keep: me\n")
+    link = tmp_path / "link.yaml"
+    link.symlink_to(target)
+    served = start_serve("sandbox", "serve", "--customers", "2", "--subscribers", "1",
+                         "--write-config", str(link), "--force")
+    try:
+        assert not link.is_symlink() and link.stat().st_mode & 0o777 == 0o600
+        assert target.read_text() == "keep: me\n"
+        cfg = yaml.safe_load(link.read_text())
+        assert cfg["state"]["path"] == str(tmp_path / "link.sandbox-state.db")
+    finally:
+        served.stop()
+
+
+def test_written_config_is_0600_whatever_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / "open.yaml"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "magsync", "sandbox", "serve", "--customers", "2",
+         "--subscribers", "1", "--write-config", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: os.umask(0))
+    served = Served(proc, [])
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith(READY_PREFIX):
+                break
+        assert path.stat().st_mode & 0o777 == 0o600
+    finally:
+        served.stop()

@@ -9,6 +9,7 @@ never show them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import stat
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 import yaml
 
 from magsync.config.reader import Reader, Secret, kind
+from magsync.config.rules import SecretUrl, read_url
 from magsync.config.schema import (
     CONVERTERS,
     DEFAULT_STATE_PATH,
@@ -152,9 +154,7 @@ def _magento(r: Reader, raw: dict[str, Any]) -> MagentoConfig:
     p = "magento"
     r.known(raw, p, ("base_url", "store_code", "auth", "page_size", "website_ids",
                      "subscribers", "timeout", "concurrency"))
-    base_url = r.string(raw, "base_url", p, required=True) or ""
-    if base_url and not re.match(r"^https?://[^/\s]+", base_url):
-        r.problem(f"{p}.base_url", f"must be an http(s) URL (got {base_url!r})")
+    base_url = read_url(r, raw, "base_url", p, required=True) or ""
     auth_raw = r.section(raw, "auth", path=p)
     ap = f"{p}.auth"
     method, ar = _auth_method(r, auth_raw, ap, ("oauth1", "bearer"))
@@ -204,9 +204,7 @@ def _emarsys(r: Reader, raw: dict[str, Any]) -> EmarsysConfig:
     p = "emarsys"
     r.known(raw, p, ("api_url", "auth", "batch_size", "requests_per_minute", "concurrency",
                      "timeout", "key_fields"))
-    api_url = r.string(raw, "api_url", p, E.api_url) or ""
-    if not re.match(r"^https?://[^/\s]+", api_url):
-        r.problem(f"{p}.api_url", f"must be an http(s) URL (got {api_url!r})")
+    api_url = read_url(r, raw, "api_url", p, E.api_url) or ""
     auth_raw = r.section(raw, "auth", path=p)
     ap = f"{p}.auth"
     method, ar = _auth_method(r, auth_raw, ap, ("wsse", "oauth2"))
@@ -216,7 +214,7 @@ def _emarsys(r: Reader, raw: dict[str, Any]) -> EmarsysConfig:
             method="oauth2",
             client_id=ar.secret(auth_raw, "client_id", ap, required=True),
             client_secret=ar.secret(auth_raw, "client_secret", ap, required=True),
-            token_url=ar.string(auth_raw, "token_url", ap, EmarsysAuth.token_url)
+            token_url=read_url(ar, auth_raw, "token_url", ap, EmarsysAuth.token_url)
             or EmarsysAuth.token_url)
     else:
         ar.known(auth_raw, ap, ("method", "username", "secret"))
@@ -357,12 +355,22 @@ def _state(r: Reader, raw: dict[str, Any], env: Mapping[str, str], source: Path 
     return StateConfig(path=path)
 
 
-def iter_secrets(cfg: Config) -> list[str]:
-    """Every secret value in the config, for redaction in error messages."""
+def iter_secrets(cfg: Any) -> list[str]:
+    """Every secret value in the config (every ``Secret`` anywhere in it, and the parts
+    of a secret URL), for redaction in every output."""
     values: list[str] = []
-    for holder in (cfg.magento.auth, cfg.emarsys.auth):
-        for v in vars(holder).values():
-            if isinstance(v, Secret) and v.reveal():
-                values.append(v.reveal())
+    todo: list[Any] = [cfg]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, SecretUrl):
+            values.extend(node.parts())
+        elif isinstance(node, Secret):
+            if node.reveal():
+                values.append(node.reveal())
+        elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+            todo.extend(getattr(node, f.name) for f in dataclasses.fields(node))
+        elif isinstance(node, (list, tuple)):
+            todo.extend(node)
+        elif isinstance(node, Mapping):
+            todo.extend(node.values())
     return values
-

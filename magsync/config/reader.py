@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -13,7 +14,19 @@ import yaml
 
 from magsync.util.timeutil import parse_duration
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ${VAR} or ${VAR:-default} (the default when VAR is unset or empty, as in a shell)
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def secret_problem(value: str) -> str | None:
+    """Why a secret's value cannot be right (never quoting it), or None."""
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        return ("holds a control character (e.g. a stray \\r from a Windows editor); "
+                "remove it (the value is not shown)")
+    if value != value.strip():
+        return ("has whitespace (a space or a line break) at its start or end; remove it "
+                "(the value is not shown)")
+    return None
 
 
 class Secret:
@@ -75,7 +88,9 @@ class Reader:
 
     def interpolate(self, value: str, path: str) -> str | None:
         def sub(m: re.Match[str]) -> str:
-            name = m.group(1)
+            name, default = m.group(1), m.group(2)
+            if default is not None:
+                return self.env.get(name) or default
             if name not in self.env:
                 raise KeyError(name)
             return self.env[name]
@@ -122,15 +137,29 @@ class Reader:
 
     def secret(self, raw: dict[str, Any], key: str, path: str, *, required: bool
                ) -> Secret | None:
+        """A secret: inline or from ``${VAR}``; a problem (naming the key, never the
+        value) when it has surrounding whitespace or a control character."""
+        text = self.secret_text(raw, key, path, required=required)
+        return Secret(text) if text else None
+
+    def secret_text(self, raw: dict[str, Any], key: str, path: str, *, required: bool
+                    ) -> str | None:
+        """The checked text of a secret (see ``secret``)."""
         value = raw.get(key)
-        # YAML reads an all-digit secret as a number; it is still an inline secret
+        # YAML reads an all-digit secret as a number; it is still an inline secret, and
+        # so is a ${VAR:-default}'s default
         if isinstance(value, (str, int, float)) and not isinstance(value, bool) and \
-                str(value) and not _ENV.search(str(value)):
+                str(value) and (not _ENV.search(str(value)) or any(
+                    m.group(2) for m in _ENV.finditer(str(value)))):
             self.inline_secrets = True
         text = self.string(raw, key, path, required=required)
         if required and text == "" and raw.get(key) is not None:
             self.problem(f"{path}.{key}", "is empty")
-        return Secret(text) if text else None
+        problem = secret_problem(text) if text else None
+        if problem:
+            self.problem(f"{path}.{key}", problem)
+            return None
+        return text
 
     def integer(self, raw: dict[str, Any], key: str, path: str, default: int,
                 lo: int, hi: int) -> int:

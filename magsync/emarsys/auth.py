@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import re
 import secrets as _secrets
 import threading
 import time
@@ -23,9 +24,11 @@ from requests.auth import AuthBase
 
 from magsync.errors import AuthError, FatalRemoteError
 from magsync.http import DEFAULT_RETRY, HttpClient, RetryPolicy
+from magsync.util.redact import add_secrets
 
 REFRESH_MARGIN = 60.0  # seconds before expiry a token is replaced
 DEFAULT_LIFETIME = 3600.0  # when the token endpoint does not say
+_UNSENDABLE = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 def wsse_digest(nonce: str, created: str, secret: str) -> str:
@@ -72,6 +75,7 @@ class OAuth2ClientCredentials(AuthBase):
                  sleep: Callable[[float], None] = time.sleep) -> None:
         raw = f"{client_id}:{client_secret}".encode()
         self._basic = "Basic " + base64.b64encode(raw).decode("ascii")
+        add_secrets([self._basic, self._basic[len("Basic "):]])
         self.token_url = token_url
         self._clock = clock
         self._lock = threading.Lock()
@@ -80,7 +84,7 @@ class OAuth2ClientCredentials(AuthBase):
         self.fetches = 0  # how many tokens were fetched (for tests and --debug)
         self._http = HttpClient("Emarsys", token_url, timeout=timeout, retry=retry,
                                 secrets=(client_id, client_secret), sleep=sleep,
-                                clock=clock, pool_size=2)
+                                clock=clock, pool_size=2, setting="emarsys.auth.token_url")
 
     def token(self) -> str:
         """A token valid for at least another minute, fetched when needed."""
@@ -116,6 +120,13 @@ class OAuth2ClientCredentials(AuthBase):
                 f"Emarsys token endpoint {self.token_url} answered without a token: "
                 f"{self._http.describe(resp)}", service="Emarsys",
                 status=resp.status_code) from None
+        # Every token issued is a secret from now on: a server may echo it in an error.
+        add_secrets([token])
+        if not token or _UNSENDABLE.search(token):
+            raise FatalRemoteError(
+                f"Emarsys token endpoint {self.token_url} answered an access token that "
+                "cannot be sent in a header (empty, or with whitespace or control "
+                "characters)", service="Emarsys", status=resp.status_code)
         self.fetches += 1
         return token, lifetime
 
@@ -132,8 +143,7 @@ class OAuth2ClientCredentials(AuthBase):
             return resp
         self.invalidate(token)
         fresh = self.token()
-        resp.content  # noqa: B018 - drain the body so the connection can be reused
-        resp.close()
+        resp.close()  # unread: a 401's body is not worth an unbounded read
         prep = resp.request.copy()
         prep.headers["Authorization"] = f"Bearer {fresh}"
         # The adapter's send runs no hooks, so this resend cannot loop.

@@ -18,7 +18,7 @@ from magsync.emarsys.fields import (
     list_fields,
     mapped_fields,
 )
-from magsync.errors import MagsyncError, RemoteConfigError
+from magsync.errors import AuthError, MagsyncError, RemoteConfigError
 from magsync.model import CheckResult
 
 NOT_FOUND = "2008"
@@ -29,7 +29,9 @@ def check_emarsys(cfg: Config, client: EmarsysClient) -> list[CheckResult]:
     try:
         count = len(list_fields(client, refresh=True))
     except MagsyncError as exc:
-        return [CheckResult("Emarsys credentials", False, exc.message, exc.exit_code)]
+        # a network failure is not a credentials problem: say which it is, with its hint
+        name = "Emarsys credentials" if isinstance(exc, AuthError) else "Emarsys reachable"
+        return [CheckResult(name, False, str(exc), exc.exit_code)]
     results = [CheckResult("Emarsys credentials", True,
                            f"{client.auth_method} accepted ({count} fields readable)")]
     kf = cfg.emarsys.key_fields

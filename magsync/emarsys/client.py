@@ -23,6 +23,7 @@ from magsync.config import EmarsysConfig
 from magsync.emarsys.auth import OAuth2ClientCredentials, WsseAuth
 from magsync.errors import AuthError, FatalRemoteError
 from magsync.http import DEFAULT_RETRY, HttpClient, RateLimiter, RetryPolicy
+from magsync.network import clip, fit, host_of
 from magsync.util import jsoncodec
 
 SERVICE = "Emarsys"
@@ -86,7 +87,7 @@ class EmarsysClient:
         http = HttpClient(SERVICE, api_url_for(cfg.api_url, cfg.auth.method), auth=auth,
                           timeout=cfg.timeout, retry=retry, limiter=limiter,
                           secrets=[*secrets, *own], pool_size=cfg.concurrency + 2,
-                          sleep=sleep, clock=clock)
+                          sleep=sleep, clock=clock, setting="emarsys.api_url")
         return cls(http, auth_method=cfg.auth.method)
 
     def with_retry(self, retry: RetryPolicy) -> EmarsysClient:
@@ -102,32 +103,38 @@ class EmarsysClient:
         return self.unwrap(resp)[2]
 
     def unwrap(self, resp: requests.Response) -> tuple[int, str, Any]:
-        """(replyCode, replyText, data) of a successful reply; typed errors otherwise."""
+        """(replyCode, replyText, data) of a successful reply; typed errors otherwise.
+
+        Every text taken from the reply is redacted with the request's own credential
+        headers: a server may echo them (a WSSE digest and nonce, a bearer token).
+        """
         try:
             body = jsoncodec.loads(resp.content)
             code, text = body["replyCode"], str(body.get("replyText") or "")
             code = int(code)
         except (ValueError, KeyError, TypeError):
-            raise FatalRemoteError(
-                f"Emarsys answered {resp.request.method} {self._path(resp)} with something "
-                f"that is not an Emarsys reply: {self.http.describe(resp)}",
-                service=SERVICE, status=resp.status_code,
-                hint="a proxy, firewall or maintenance page may stand between magsync and "
-                     "Emarsys; check emarsys.api_url") from None
+            message, hint = fit(
+                f"Emarsys at {host_of(resp.url)} answered {self._where(resp)} with "
+                "something that is not an Emarsys reply: {detail}",
+                "a proxy, firewall or maintenance page may stand between magsync and "
+                "Emarsys; check emarsys.api_url", detail=self.http.describe(resp))
+            raise FatalRemoteError(message, service=SERVICE, status=resp.status_code,
+                                   hint=hint) from None
+        text = self.http.redact(text, resp.request.headers)
         if resp.status_code == 401:
             raise self._auth_error(resp, text)
         if resp.status_code == 403:
-            raise AuthError(
-                f"the Emarsys API user lacks a permission for {resp.request.method} "
-                f"{self._path(resp)}: {self.http.redact(text)}", service=SERVICE,
-                status=403, code=code,
-                hint="grant the API user access to fields, contacts, contact lists and "
-                     "exports in Emarsys > Management > Security Settings")
+            message, hint = fit(
+                f"the Emarsys API user lacks a permission for {self._where(resp)}: "
+                "{detail}", "grant the API user access to fields, contacts, contact lists "
+                "and exports in Emarsys > Management > Security Settings", detail=text)
+            raise AuthError(message, service=SERVICE, status=403, code=code, hint=hint)
         if code != 0 or resp.status_code >= 400:
-            raise EmarsysApiError(
-                f"Emarsys refused {resp.request.method} {self._path(resp)}: HTTP "
-                f"{resp.status_code}, replyCode {code}: {self.http.redact(text)}",
-                status=resp.status_code, reply_code=code, reply_text=text)
+            message, _ = fit(
+                f"Emarsys at {host_of(resp.url)} refused {self._where(resp)}: HTTP "
+                f"{resp.status_code}, replyCode {code}: {{detail}}", None, detail=text)
+            raise EmarsysApiError(message, status=resp.status_code, reply_code=code,
+                                  reply_text=text)
         return code, text, body.get("data")
 
     def _auth_error(self, resp: requests.Response, text: str) -> AuthError:
@@ -137,14 +144,15 @@ class EmarsysClient:
         else:
             hint = ("check emarsys.auth.username and secret (the API user, not a UI login) "
                     "and that this machine's clock is right (WSSE allows 5 minutes)")
-        return AuthError(
-            f"Emarsys refused the credentials (auth method {self.auth_method}): "
-            f"{self.http.redact(text, resp.request.headers)}",
-            service=SERVICE, status=401, hint=hint)
+        message, tip = fit(f"Emarsys refused the credentials (auth method "
+                           f"{self.auth_method}): {{detail}}", hint, detail=text)
+        return AuthError(message, service=SERVICE, status=401, hint=tip)
 
-    def _path(self, resp: requests.Response) -> str:
+    def _where(self, resp: requests.Response) -> str:
+        """``METHOD /path`` below the API root, redacted."""
         url = resp.request.url or ""
-        return self.http.redact(url.replace(self.http.base_url, "", 1) or url,
+        path = url.replace(self.http.base_url, "", 1).split("?")[0] or url
+        return self.http.redact(clip(f"{resp.request.method} {path}", 80),
                                 resp.request.headers)
 
     def memo(self, key: str, load: Callable[[], T]) -> T:

@@ -9,6 +9,7 @@ from magsync.magento.client import NOT_AUTHORIZED, MagentoClient
 from magsync.magento.search import SearchCriteria
 from magsync.magento.subscribers import SUBSCRIPTIONS_PATH
 from magsync.model import CheckResult
+from magsync.network import host_of
 
 CHECK_BUDGET = 15.0  # seconds of retries per check request: check answers quickly
 
@@ -34,7 +35,9 @@ def check_magento(cfg: MagentoConfig, client: MagentoClient) -> list[CheckResult
     except RetriableError as exc:
         return [CheckResult("Magento reachable", False, str(exc), exc.exit_code)]
     except MagsyncError as exc:
-        return [CheckResult("Magento reachable", False, f"{where}: {exc}", exc.exit_code)]
+        # errors that name the host already need no URL in front (one short line)
+        detail = str(exc) if host_of(where) in str(exc) else f"{where}: {exc}"
+        return [CheckResult("Magento reachable", False, detail, exc.exit_code)]
     total = reply.get("total_count")
     results = [CheckResult("Magento reachable", True, where),
                CheckResult("Magento credentials", True, f"auth.method {cfg.auth.method}"),

@@ -26,6 +26,7 @@ from magsync.errors import (
 from magsync.http import HttpClient, RetryPolicy
 from magsync.magento.auth import BEARER_HELP, auth_secrets, build_auth
 from magsync.magento.search import SearchCriteria, encode_query
+from magsync.network import clip, fit, host_of
 from magsync.util import jsoncodec
 
 SERVICE = "Magento"
@@ -35,6 +36,9 @@ MODULE_HELP = ("magento.subscribers: emarsys-module needs the Emarsys Magento 2 
                "its Emartech_Emarsys::api_subscriptions resource; or set "
                "magento.subscribers: none to take customers' opt-in from "
                "extension_attributes.is_subscribed")
+BASE_URL_HELP = ("check magento.base_url: the shop's address without /rest (the REST API "
+                 "lives under {base_url}/rest/{store_code}/V1)")
+NO_ROUTE = "does not match any route"
 MAINTENANCE_HELP = ("wait until the shop leaves maintenance mode "
                     "(bin/magento maintenance:status); the next run will try again")
 _PLACEHOLDER = re.compile(r"%(\w+)")
@@ -57,7 +61,8 @@ class MagentoClient:
         http = HttpClient(SERVICE, cfg.rest_url, auth=build_auth(cfg.auth),
                           timeout=cfg.timeout, retry=retry or RetryPolicy(),
                           secrets=[*auth_secrets(cfg.auth), *secrets],
-                          pool_size=cfg.concurrency + 2, sleep=sleep)
+                          pool_size=cfg.concurrency + 2, sleep=sleep,
+                          setting="magento.base_url")
         return cls(cfg, http)
 
     def with_retry(self, retry: RetryPolicy) -> MagentoClient:
@@ -102,9 +107,6 @@ class MagentoClient:
                                      headers={"Accept": "application/json"})
         except RetriableError as exc:
             raise explain_gave_up(exc, path) from None
-        except requests.RequestException as exc:
-            raise FatalRemoteError(self.http.redact(f"Magento request failed: {exc}"),
-                                   service=SERVICE) from None
         try:
             if missing_ok and resp.status_code == 404:
                 return None
@@ -115,23 +117,31 @@ class MagentoClient:
             resp.close()
 
     def error_for(self, resp: requests.Response, path: str) -> RemoteError:
-        """The error an unsuccessful reply stands for."""
+        """The error an unsuccessful reply stands for (one line, redacted with the
+        request's own credential headers: a server may echo them)."""
         status = resp.status_code
         message = self.http.redact(magento_message(resp), resp.request.headers)
         where = f"{resp.request.method} /V1/{path.split('?')[0].lstrip('/')}"
+        host = host_of(resp.url)
         if status == 401 or status == 403:
-            return self._auth_error(status, message, where)
+            return self._auth_error(status, clip(message, 120), clip(where, 70))
         if status == 404 and _is_module_path(path):
             return RemoteConfigError(f"the Emarsys Magento module's API is missing "
-                                     f"({where}: HTTP 404 {message})", service=SERVICE,
-                                     status=404, hint=MODULE_HELP)
+                                     f"({where}: HTTP 404 {clip(message, 100)})",
+                                     service=SERVICE, status=404, hint=MODULE_HELP)
+        if status == 404 and NO_ROUTE in message.lower():
+            text, hint = fit(f"Magento at {host} has no REST route for {where} (HTTP 404 "
+                             "\"{detail}\")", BASE_URL_HELP, detail=message)
+            return FatalRemoteError(text, service=SERVICE, status=404, hint=hint)
         if status == 503 and looks_like_html(resp):
             return maintenance_error(503)
         if status >= 500:
-            return RetriableError(f"Magento failed {where}: HTTP {status} {message}",
-                                  service=SERVICE, status=status, hint=report_hint(message))
-        return FatalRemoteError(f"Magento refused {where}: HTTP {status} {message}",
-                                service=SERVICE, status=status)
+            text, hint = fit(f"Magento at {host} failed {where}: HTTP {status} {{detail}}",
+                             report_hint(message), detail=message)
+            return RetriableError(text, service=SERVICE, status=status, hint=hint)
+        text, _ = fit(f"Magento at {host} refused {where}: HTTP {status} {{detail}}", None,
+                      detail=message)
+        return FatalRemoteError(text, service=SERVICE, status=status)
 
     def _auth_error(self, status: int, message: str, where: str) -> AuthError:
         if self.cfg.auth.method == "bearer" and NOT_AUTHORIZED in message.lower():
@@ -178,7 +188,9 @@ def magento_message(resp: requests.Response) -> str:
                  for e in body.get("errors") or [] if isinstance(e, dict)]
         return "; ".join([text, *[e for e in extra if e and e != text]])
     text = resp.text if not looks_like_html(resp) else re.sub(r"<[^>]+>", " ", resp.text)
-    return " ".join(text.split())[:200]
+    # not cut short here: the caller redacts first, then clips (a cut must not split a
+    # secret the page echoes)
+    return " ".join(text[:65536].split())
 
 
 def looks_like_html(resp: requests.Response) -> bool:
@@ -205,19 +217,22 @@ def report_hint(message: str) -> str | None:
 def explain_gave_up(exc: RetriableError, path: str) -> RetriableError:
     """Reword the session's give-up error when its last answer says more (maintenance,
     a report id); keeps it retriable (exit 3)."""
-    m = _GAVE_UP.search(exc.message)
+    m = _GAVE_UP.search(exc.detail or exc.message)
     if m is None:
         return exc
     status, body = int(m.group(1)), m.group(2)
     if status == 503 and "<" in body:
         err = maintenance_error(status)
-        err.message += f" ({exc.message.split(':')[0]})"
+        tried = re.search(r"after \d+ attempts? in \d+ s", exc.message)
+        if tried:
+            err.message += f" ({tried.group(0)})"
         return err
     report = _REPORT_ID.search(body)
     if report is not None:
         return RetriableError(exc.message, service=SERVICE, status=status,
-                              hint=report_hint(body))
-    return RetriableError(exc.message, service=SERVICE, status=status, hint=exc.hint)
+                              hint=report_hint(body), detail=exc.detail)
+    return RetriableError(exc.message, service=SERVICE, status=status, hint=exc.hint,
+                          detail=exc.detail)
 
 
 def decode_json(resp: requests.Response, path: str) -> Any:

@@ -5,6 +5,7 @@ Used by ``magsync sandbox serve``, ``magsync demo``, the test suite and the benc
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -76,14 +77,40 @@ class SandboxPair:
         return cfg
 
     def write_config(self, path: str | Path, state_path: str | Path | None = None,
-                     **kw: Any) -> Path:
-        """Write ``config()`` as YAML (mode 600: it holds the sandbox's secrets)."""
+                     *, replace: bool = True, **kw: Any) -> Path:
+        """Write ``config()`` as YAML, created 0600 (it holds the sandbox's secrets); the
+        state file defaults to ``sandbox_state_path(path)``. With ``replace=False`` an
+        existing file is refused (``FileExistsError``)."""
         p = Path(path)
-        state = state_path or p.with_name("state.db")
+        state = state_path or sandbox_state_path(p)
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(yaml.safe_dump(self.config(state, **kw), sort_keys=False))
-        p.chmod(0o600)
+        create_private(p, yaml.safe_dump(self.config(state, **kw), sort_keys=False),
+                       replace=replace)
         return p
+
+
+def sandbox_state_path(config_path: Path) -> Path:
+    """``<config stem>.sandbox-state.db`` beside the config: a sandbox config written
+    next to a production one never shares its state file."""
+    return config_path.with_name(f"{config_path.stem}.sandbox-state.db")
+
+
+def create_private(path: Path, text: str, *, replace: bool) -> None:
+    """Create ``path`` with mode 0600 whatever the umask (``O_EXCL``: never through a
+    symlink or into a file another process created meanwhile). With ``replace`` an
+    existing file (or symlink) is removed first; else ``FileExistsError``."""
+    if replace and (path.is_symlink() or path.is_file()):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # the umask may have taken bits away, never added: be exact
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            fd = -1
+            f.write(text)
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

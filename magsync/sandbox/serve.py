@@ -3,10 +3,11 @@
 It starts a ``SandboxPair`` (a seeded Magento shop with the Emarsys module's endpoints, an
 Emarsys account with the two key fields already created), prints the URLs, the
 credentials and a ready-to-use YAML config (secrets inline, ``oauth1`` for Magento,
-``wsse`` for Emarsys), optionally writes that config (mode 600) with the state file
-beside it, then prints one line starting with ``sandbox ready:`` and flushes stdout, so a
-parent process can wait for it. SIGINT (Ctrl-C) and SIGTERM stop both servers and the
-command exits 0.
+``wsse`` for Emarsys), optionally writes that config (created 0600, never over an
+existing file without ``--force``) with its own state file beside it
+(``<stem>.sandbox-state.db``), then prints one line starting with ``sandbox ready:`` and
+flushes stdout, so a parent process can wait for it. SIGINT (Ctrl-C) and SIGTERM stop
+both servers and the command exits 0.
 
 Environment knobs (for benchmarks and experiments):
 
@@ -38,7 +39,7 @@ import click
 import yaml
 
 from magsync.errors import ConfigError, UsageError
-from magsync.sandbox.pair import SandboxPair
+from magsync.sandbox.pair import SandboxPair, sandbox_state_path
 
 READY_PREFIX = "sandbox ready:"
 ENV_LATENCY = "MAGSYNC_SANDBOX_LATENCY_MS"
@@ -161,14 +162,20 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def serve(*, customers: int, subscribers: int, port_magento: int = 0, port_emarsys: int = 0,
-          write_config: str | None = None, seed: int = 0, quiet: bool = False,
-          stop: threading.Event | None = None) -> None:
-    """Run both simulators until SIGINT/SIGTERM (or ``stop`` is set), then shut them down."""
+          write_config: str | None = None, force: bool = False, seed: int = 0,
+          quiet: bool = False, stop: threading.Event | None = None) -> None:
+    """Run both simulators until SIGINT/SIGTERM (or ``stop`` is set), then shut them down.
+
+    ``write_config``: also write the config there (0600, refusing an existing file
+    unless ``force``), with its state file named after it (``*.sandbox-state.db``).
+    """
     knobs = read_knobs()
     stop = stop or threading.Event()
-    written = Path(write_config).expanduser().resolve() if write_config else None
+    written = Path(write_config).expanduser().absolute() if write_config else None
+    if written is not None and not force and (written.exists() or written.is_symlink()):
+        raise _exists(written)
     temp_dir = None if written else Path(tempfile.mkdtemp(prefix="magsync-sandbox-"))
-    state_path = (written.with_name("state.db") if written
+    state_path = (sandbox_state_path(written) if written
                   else (temp_dir or Path(".")) / "state.db")
     with stop_on_signals(stop):
         pair = start_pair(customers=customers, subscribers=subscribers,
@@ -176,7 +183,7 @@ def serve(*, customers: int, subscribers: int, port_magento: int = 0, port_emars
                           knobs=knobs)
         try:
             if written:
-                pair.write_config(written, state_path, **USER_SETTINGS)
+                _write(pair, written, state_path, force)
             if not stop.is_set():  # a signal while the shop was generated: just stop
                 _announce(pair, render_config(pair, state_path), written, quiet)
             while not stop.wait(0.2):
@@ -188,6 +195,22 @@ def serve(*, customers: int, subscribers: int, port_magento: int = 0, port_emars
     if not quiet:
         click.echo("sandbox stopped")
     sys.stdout.flush()
+
+
+def _write(pair: SandboxPair, path: Path, state_path: Path, force: bool) -> None:
+    try:
+        pair.write_config(path, state_path, replace=force, **USER_SETTINGS)
+    except FileExistsError:
+        raise _exists(path) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write the sandbox config {path}: {exc.strerror or exc}"
+                         ) from None
+
+
+def _exists(path: Path) -> UsageError:
+    return UsageError(f"{path} already exists; sandbox serve does not overwrite a config",
+                      hint="pass --force to replace it, or choose another --write-config "
+                           "path")
 
 
 def _announce(pair: SandboxPair, config_text: str, written: Path | None, quiet: bool

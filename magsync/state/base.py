@@ -11,6 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from magsync.state.integrity import FileInfo, quick_check
+from magsync.util.redact import scrub
+
+TEXT_LIMIT = 500  # characters of a stored message (run, queue error, report)
+
+
+def clean_text(text: str | None, limit: int = TEXT_LIMIT) -> str | None:
+    """``text`` as the state file stores it: redacted first, then cut (a cut must not
+    split a secret), so that no secret ever reaches the file or ``status``."""
+    if text is None:
+        return None
+    return scrub(text)[:limit]
 
 
 class Tables:

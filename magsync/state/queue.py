@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from magsync.state.base import Tables, in_list
+from magsync.state.base import Tables, clean_text, in_list
 from magsync.util.timeutil import from_iso, to_iso, utcnow
 
 
@@ -41,7 +41,7 @@ class QueueTables(Tables):
                 "ON CONFLICT(key, kind) DO UPDATE SET email = COALESCE(excluded.email, "
                 "queue.email), attempts = excluded.attempts, last_error = excluded.last_error,"
                 " updated_at = excluded.updated_at, dead = excluded.dead",
-                (key, kind, email, attempts, error, now, now, int(dead)))
+                (key, kind, email, attempts, clean_text(error), now, now, int(dead)))
         return dead
 
     def dequeue(self, keys: Iterable[str], kind: str = "sync") -> int:
@@ -101,7 +101,8 @@ class QueueTables(Tables):
         with self.atomic() as c:
             c.executemany("INSERT INTO reports (run_id, kind, key, detail, at) "
                           "VALUES (?, ?, ?, ?, ?)",
-                          [(run_id, kind, key, detail, now) for kind, key, detail in items])
+                          [(run_id, kind, key, clean_text(detail), now)
+                           for kind, key, detail in items])
 
     def reports(self, run_id: int | None = None, limit: int = 200
                 ) -> list[tuple[str, str | None, str, datetime]]:

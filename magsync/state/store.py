@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from magsync.errors import StateError
+from magsync.state.base import clean_text
 from magsync.state.contacts import ContactTables
 from magsync.state.files import (
     create_private_file,
@@ -160,8 +161,8 @@ class StateStore(ContactTables, QueueTables):
         with self.atomic() as c:
             c.execute("UPDATE runs SET ended_at = ?, outcome = ?, exit_code = ?, counts = ?, "
                       "message = ? WHERE id = ?",
-                      (to_iso(utcnow()), outcome, exit_code, json.dumps(counts), message,
-                       run_id))
+                      (to_iso(utcnow()), outcome, exit_code, json.dumps(counts),
+                       clean_text(message), run_id))
 
     def last_runs(self) -> dict[str, RunInfo]:
         rows = self._query(

@@ -52,14 +52,14 @@ def recorded_run(store: StateStore, command: str, *, dry_run: bool = False
     except MagsyncError as exc:
         report.duration = time.monotonic() - t0
         store.finish_run(run_id, outcome="failed", exit_code=exc.exit_code,
-                         counts=report.counts, message=str(exc).splitlines()[0][:500])
+                         counts=report.counts, message=str(exc).splitlines()[0])
         log.info("%s failed", name, extra={"command": command, "run_id": run_id,
                                            "exit_code": exc.exit_code, "error": str(exc)})
         raise
     except BaseException as exc:
         store.finish_run(run_id, outcome="interrupted" if isinstance(
             exc, KeyboardInterrupt) else "crashed", exit_code=130 if isinstance(
-            exc, KeyboardInterrupt) else 70, counts=report.counts, message=repr(exc)[:500])
+            exc, KeyboardInterrupt) else 70, counts=report.counts, message=repr(exc))
         raise
     report.duration = time.monotonic() - t0
     failed = report.counts.get("failed", 0)
@@ -67,7 +67,7 @@ def recorded_run(store: StateStore, command: str, *, dry_run: bool = False
         report.exit_code = EXIT_PARTIAL
     outcome = "ok" if report.exit_code == EXIT_OK else "partial"
     store.finish_run(run_id, outcome=outcome, exit_code=report.exit_code,
-                     counts=report.counts, message="; ".join(report.notes)[:500] or None)
+                     counts=report.counts, message="; ".join(report.notes) or None)
     log.info("%s finished: %s", name, outcome, extra={
         "command": command, "run_id": run_id, "outcome": outcome,
         "exit_code": report.exit_code, "counts": report.counts,

@@ -1,4 +1,5 @@
-"""Logging: human lines or one JSON object per event on stderr, secrets always redacted."""
+"""Logging: human lines or one JSON object per event on stderr, secrets always redacted
+(through ``magsync.util.redact``, the one redaction path)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from magsync.util import redact
 from magsync.util.timeutil import to_iso, utcnow
 
 LOGGER_NAME = "magsync"
@@ -25,7 +27,8 @@ class QuietFilter(logging.Filter):
 
 
 class RedactingFilter(logging.Filter):
-    """Replaces every known secret in a record's message and extras with ``***``."""
+    """Redacts every known secret (``magsync.util.redact``) and ``secrets`` from a
+    record's message, traceback and extras."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
@@ -37,9 +40,7 @@ class RedactingFilter(logging.Filter):
                               key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact.scrub(text, self.secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self.scrub(record.getMessage())
@@ -79,6 +80,7 @@ def setup_logging(*, verbose: int = 0, quiet: bool = False, log_json: bool = Fal
     # each invocation redacts its own config's secrets; runs in one process (tests, demo)
     # must not inherit an earlier config's, which would blank unrelated output
     _filter.secrets = []
+    redact.REDACTOR.reset()
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
@@ -99,13 +101,13 @@ def setup_logging(*, verbose: int = 0, quiet: bool = False, log_json: bool = Fal
 
 
 def add_secrets(secrets: Iterable[str]) -> None:
-    """Teach the redaction filter the secrets of the loaded config."""
-    _filter.add(secrets)
+    """Teach the redaction the secrets of the loaded config."""
+    redact.add_secrets(secrets)
 
 
 def scrub(text: str) -> str:
     """Redact known secrets from a string meant for output."""
-    return _filter.scrub(text)
+    return redact.scrub(text)
 
 
 def get_logger(name: str = "") -> logging.Logger:

@@ -45,16 +45,19 @@ def sandbox() -> None:
 @click.option("--port-emarsys", type=click.IntRange(0, 65535), default=0,
               help="Port of the Emarsys simulator (default: a free one).")
 @click.option("--write-config", "write_config", metavar="PATH",
-              help="Also write the ready-to-use config to PATH (state file beside it).")
+              help="Also write the ready-to-use config to PATH (mode 0600; its state file "
+                   "beside it, named PATH's stem + .sandbox-state.db).")
+@click.option("--force", is_flag=True, help="Let --write-config replace an existing file.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Shop generator seed.")
 @click.pass_context
 def sandbox_serve(ctx: click.Context, customers: int, subscribers: int, port_magento: int,
-                  port_emarsys: int, write_config: str | None, seed: int) -> None:
+                  port_emarsys: int, write_config: str | None, force: bool, seed: int
+                  ) -> None:
     """Run both simulators in the foreground and print a config for them (Ctrl-C stops)."""
     from magsync.sandbox.serve import serve
 
     serve(customers=customers, subscribers=subscribers, port_magento=port_magento,
-          port_emarsys=port_emarsys, write_config=write_config, seed=seed,
+          port_emarsys=port_emarsys, write_config=write_config, force=force, seed=seed,
           quiet=app_of(ctx).quiet)
 
 
