@@ -230,11 +230,14 @@ class Database:
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Every row of one SELECT, retried on a lost connection."""
-        return self._run(lambda cur: (cur.execute(sql, tuple(args)), list(cur.fetchall()))[1])
+        def work(cur: Any) -> list[tuple[Any, ...]]:
+            cur.execute(sql, _params(args))
+            return list(cur.fetchall())
+        return self._run(work)
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         """One statement (autocommitted); the rows it matched."""
-        return self._run(lambda cur: cur.execute(sql, tuple(args)))
+        return self._run(lambda cur: int(cur.execute(sql, _params(args))))
 
     def connect(self) -> None:
         """Open the connection now (``check``), with the same retries as a statement."""
@@ -331,6 +334,11 @@ class Database:
                               f"{spent:.0f} s", service=SERVICE, code=exc.code,
                               hint="the database seems unreachable or overloaded; the next "
                                    "run will try again")
+
+
+def _params(args: Sequence[Any]) -> tuple[Any, ...] | None:
+    # PyMySQL %-formats the statement whenever args is not None, even when empty
+    return tuple(args) or None
 
 
 def _hint(code: int, settings: DatabaseSettings) -> str | None:
