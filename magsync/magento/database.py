@@ -342,7 +342,7 @@ def _params(args: Sequence[Any]) -> tuple[Any, ...] | None:
 
 
 def _hint(code: int, settings: DatabaseSettings) -> str | None:
-    prefix = f"table_prefix is {settings.table_prefix!r}"
+    prefix = f"magento.database.table_prefix is {settings.table_prefix!r}"
     if code in (1045, 1698):
         return "check the user and password in magento.database.url"
     if code in (1044, 1049):
@@ -354,7 +354,7 @@ def _hint(code: int, settings: DatabaseSettings) -> str | None:
         return ("write_optin needs GRANT UPDATE (subscriber_status, change_status_at) ON "
                 "<db>.newsletter_subscriber, or set write_optin: false")
     if code == 1146:
-        return f"is this Magento's database, and is magento.database.table_prefix right ({prefix})?"
+        return f"is this Magento's database, and is the prefix right? ({prefix})"
     if code == 1054:
         return "the table is not Magento 2's newsletter_subscriber/store"
     return None
