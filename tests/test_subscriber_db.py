@@ -35,11 +35,13 @@ from tests.helpers.mariadb import (
     WRITER,
     MariaDB,
     clear_subscribers,
+    free_port,
     load_subscribers,
     mariadb_session,
 )
 
 ANCHOR = datetime(2026, 5, 1, tzinfo=timezone.utc)
+TEST_RETRY = RetryPolicy(budget=5.0)
 UTC_SESSION_CHECK = "SELECT NOW(), UTC_TIMESTAMP(), @@session.time_zone"
 
 
@@ -60,7 +62,7 @@ def rows(mariadb: MariaDB) -> list[Subscriber]:
 
 
 def open_db(mariadb: MariaDB, user: str, *, sleeps: list[float] | None = None,
-            retry: RetryPolicy = RetryPolicy(budget=5.0), **settings: Any) -> Database:
+            retry: RetryPolicy = TEST_RETRY, **settings: Any) -> Database:
     database = PREFIXED_DATABASE if user == PREFIXED else DATABASE
     url = settings.pop("url", None) or mariadb.url(user, database=database)
     return Database(DatabaseSettings(url=url, **settings), retry=retry,
@@ -185,8 +187,8 @@ def test_change_read_compares_in_utc(mariadb: MariaDB, rows: list[Subscriber]) -
 
 def test_change_read_pages_and_filters(mariadb: MariaDB, rows: list[Subscriber]) -> None:
     since, until = datetime(2026, 1, 1, tzinfo=timezone.utc), ANCHOR
-    expected = [r for s, r in zip(rows, mirror(rows))
-                if s.change_status_at and "2026-01-01" <= s.change_status_at
+    expected = [r for s, r in zip(rows, mirror(rows), strict=True)
+                if s.change_status_at and s.change_status_at >= "2026-01-01"
                 and s.website_id == 1]
     with open_db(mariadb, READER) as db:
         got = list(iter_changed_subscribers(db, since, until, [1], page_size=3))
@@ -306,9 +308,7 @@ def test_connection_killed_mid_read_raises_when_retries_are_spent(mariadb: Maria
 
 
 def test_refused_connection_is_retried_with_backoff_then_raised(mariadb: MariaDB) -> None:
-    # a port nothing listens on (the server's port + 1 is not ours to rely on: find one)
-    from tests.helpers.mariadb import _free_port
-    url = mariadb.url(READER, host="127.0.0.1").replace(f":{mariadb.port}/", f":{_free_port()}/")
+    url = mariadb.url(READER).replace(f":{mariadb.port}/", f":{free_port()}/")  # nobody there
     sleeps: list[float] = []
     with open_db(mariadb, READER, url=url, sleeps=sleeps,
                  retry=RetryPolicy(budget=5.0, base_delay=0.5, max_delay=2.0)) as db, \

@@ -104,8 +104,8 @@ def parse_url(url: str) -> DatabaseTarget:
     try:
         port = parts.port or DEFAULT_PORT
     except ValueError:
-        raise ValueError("has an invalid port (a ':' in the password must be "
-                         "percent-encoded as %3A)") from None
+        raise ValueError("has an invalid port (or a '/' or '?' in the password: "
+                         "percent-encode it, as %2F and %3F)") from None
     database = unquote(parts.path.lstrip("/"))
     if not database or "/" in database:
         raise ValueError("must name the database: mysql://user:password@host:port/DATABASE")

@@ -15,8 +15,9 @@ WRITE_COLUMNS = frozenset({"subscriber_status", "change_status_at"})
 _NAME = r"(?:\*|`(?:[^`]|``)*`|[\w$]+)"
 _GRANT = re.compile(
     r"^GRANT (?P<privs>.+?) ON (?P<kind>(?:TABLE|FUNCTION|PROCEDURE|PACKAGE(?: BODY)?) )?"
-    rf"(?P<target>{_NAME}(?:\.{_NAME})?) TO ", re.S)
+    rf"(?P<db>{_NAME})(?:\.(?P<table>{_NAME}))? TO ", re.S)
 _ROLE = re.compile(r"^GRANT (?P<role>.+?) TO ", re.S)
+_PROXY = re.compile(r"^GRANT PROXY ON (?P<account>.+?) TO ", re.S)
 _PRIV = re.compile(r"^(?P<name>[A-Z][A-Z ]*?)\s*(?:\((?P<cols>[^)]*)\))?$")
 
 
@@ -30,12 +31,15 @@ class Grant:
     table: str | None
     columns: frozenset[str] = frozenset()
     kind: str = ""  # "" for tables; PROCEDURE, FUNCTION... for routines
+    account: str = ""  # PROXY's target: another account, not a table
 
     def describe(self) -> str:
         """As SQL would write it: ``UPDATE (a, b) ON `db`.`t```."""
+        if self.account:
+            return f"{self.privilege} ON {self.account}"
         cols = f" ({', '.join(sorted(self.columns))})" if self.columns else ""
-        target = f"{_quote(self.database)}.{_quote(self.table)}"
-        return f"{self.privilege}{cols} ON {self.kind}{target}"
+        kind = f"{self.kind} " if self.kind else ""
+        return f"{self.privilege}{cols} ON {kind}{_quote(self.database)}.{_quote(self.table)}"
 
 
 @dataclass
@@ -53,11 +57,14 @@ def parse_grants(lines: Iterable[str]) -> tuple[list[Grant], list[str]]:
     roles: list[str] = []
     for line in lines:
         line = line.strip()
-        match = _GRANT.match(line)
-        if match:
+        proxy = _PROXY.match(line)
+        match = None if proxy else _GRANT.match(line)
+        if proxy:  # may act as another account: as much as that account may
+            grants.append(Grant("PROXY", None, None, account=proxy.group("account")))
+        elif match:
             kind = (match.group("kind") or "").strip()
-            db, _, table = match.group("target").partition(".")
-            grants += [_grant(p, _unquote(db), _unquote(table or "*"), kind)
+            db, table = match.group("db"), match.group("table") or "*"
+            grants += [_grant(p, _unquote(db), _unquote(table), kind)
                        for p in _split_privileges(match.group("privs"))]
         elif line.startswith("GRANT ") and (role := _ROLE.match(line)):
             roles.append(role.group("role"))

@@ -217,7 +217,7 @@ def _install(workdir: Path) -> None:
 def _start(server: MariaDB) -> None:
     binary = find_program(SERVER_NAMES)
     assert binary is not None
-    server.port = _free_port()
+    server.port = free_port()
     w = server.workdir
     cmd = [binary, "--no-defaults", f"--datadir={w / 'data'}", f"--socket={server.socket_path}",
            f"--port={server.port}", "--bind-address=127.0.0.1", f"--pid-file={w / 'mysqld.pid'}",
@@ -327,7 +327,7 @@ def _as_root() -> list[str]:
     return ["--user=root"] if os.geteuid() == 0 else []
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
