@@ -21,6 +21,7 @@ from magsync.magento.database import (
     validate_settings,
 )
 from magsync.magento.database_grants import parse_grants, review_grants
+from tests.helpers import mariadb as helper
 
 AWKWARD = "p@ss:w/o#rd%1 ?&=ü"
 
@@ -182,3 +183,16 @@ def test_prefixed_tables_and_roles() -> None:
     grants, _ = parse_grants(lines)
     assert [(g.privilege, g.database, g.table) for g in grants] == [
         ("SELECT", "shop", "mg_store"), ("SELECT", "shop", "mg_newsletter_subscriber")]
+
+
+# -- the test server helper ------------------------------------------------------------
+
+
+def test_no_server_binary_skips_but_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(helper, "find_program", lambda names: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="mariadbd or mysqld"):
+        next(helper.mariadb_session())
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true needs a MariaDB test server"):
+        next(helper.mariadb_session())

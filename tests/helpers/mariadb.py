@@ -189,17 +189,22 @@ def running_mariadb() -> Iterator[MariaDB]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def mariadb_session() -> Iterator[MariaDB]:
-    """The body of a session-scoped fixture: skip (fail under ``CI=true``) without a server.
-
-    ``@pytest.fixture(scope="session") def mariadb(): yield from mariadb_session()``
-    """
+def require_mariadb() -> None:
+    """Skip the calling test when no server can start here; under ``CI=true`` fail it."""
     import pytest
     reason = missing_reason()
     if reason:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true needs a MariaDB test server: {reason}")
         pytest.skip(reason)
+
+
+def mariadb_session() -> Iterator[MariaDB]:
+    """The body of a session-scoped fixture: a running server, or skip (fail under CI).
+
+    ``@pytest.fixture(scope="session") def mariadb(): yield from mariadb_session()``
+    """
+    require_mariadb()
     with running_mariadb() as server:
         yield server
 
