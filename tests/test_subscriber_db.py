@@ -227,6 +227,20 @@ def test_optout_changes_only_the_matching_row(mariadb: MariaDB, rows: list[Subsc
     assert [r.subscriber_id for r in changed] == [target.subscriber_id]
 
 
+def test_optout_of_a_row_already_unsubscribed_counts_as_applied(mariadb: MariaDB,
+                                                                rows: list[Subscriber]
+                                                                ) -> None:
+    target = next(s for s in rows if s.customer_id == 0)
+    with open_db(mariadb, WRITER, write_optin=True) as db:
+        db.execute("SET timestamp = 1780272000")  # this session's clock: 2026-06-01 00:00 UTC
+        assert write_guest_optout(db, target.subscriber_id, target.subscriber_email)
+        # the same values again: no row changes, but the row is there (FOUND_ROWS), and
+        # the email compares as Magento's collation does (case-insensitively)
+        assert write_guest_optout(db, target.subscriber_id, target.subscriber_email.upper())
+    [row] = [r for r in table(mariadb) if r[0] == target.subscriber_id]
+    assert row[2:] == (3, datetime(2026, 6, 1))
+
+
 def test_read_only_user_cannot_write(mariadb: MariaDB, rows: list[Subscriber]) -> None:
     before = table(mariadb)
     with open_db(mariadb, READER, write_optin=True) as db, pytest.raises(AuthError) as err:

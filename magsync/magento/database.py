@@ -293,11 +293,15 @@ class Database:
                                    hint="connect with ?ssl=true or ?unix_socket=/path, or "
                                         "pip install cryptography") from None
         self.stats.connects += 1
+        try:
+            with conn.cursor() as cur:
+                # Magento's own connections do this: change_status_at is written and
+                # compared in UTC whatever the server's default zone.
+                cur.execute("SET time_zone = '+00:00'")
+        except BaseException:
+            conn.close()  # never kept, so no statement ever runs in the server's zone
+            raise
         self._conn = conn
-        with conn.cursor() as cur:
-            # Magento's own connections do this: change_status_at is written and compared
-            # in UTC whatever the server's default zone.
-            cur.execute("SET time_zone = '+00:00'")
         return conn
 
     def _tls(self) -> ssl.SSLContext | None:
