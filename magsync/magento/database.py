@@ -1,40 +1,47 @@
-"""Magento's MySQL/MariaDB database (``subscribers: database``): settings, URL, connection.
+"""Magento's MySQL/MariaDB database (``subscribers: database``): the connection.
 
 One ``Database`` holds one PyMySQL connection (opened on first use, reopened after a
 lost connection) and runs each statement with HTTP's retry policy: a lost or refused
 connection is retried with backoff within the budget, then raised as ``RetriableError``;
 refused credentials are ``AuthError`` at once. Messages name the host, never the URL or
 the password. PyMySQL is an optional extra, imported only when a database is used.
+Settings and URL parsing live in ``database_url`` (re-exported here).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import random
-import re
 import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from magsync.errors import AuthError, ConfigError, FatalRemoteError, RetriableError
 from magsync.http import DEFAULT_RETRY, RetryPolicy, redact
 from magsync.logs import add_secrets
+from magsync.magento.database_url import (
+    DatabaseSettings,
+    DatabaseTarget,
+    is_loopback,
+    parse_url,
+    quote_password,
+    settings_secrets,
+    validate_settings,
+)
 
 if TYPE_CHECKING:
     from pymysql.connections import Connection
 
+__all__ = ["DRIVER_MISSING", "SERVICE", "Database", "DatabaseSettings", "DatabaseStats",
+           "DatabaseTarget", "is_loopback", "load_driver", "parse_url", "quote_password",
+           "settings_secrets", "validate_settings"]
+
 SERVICE = "Magento database"
-DEFAULT_PORT = 3306
 DRIVER_MISSING = "subscribers: database needs the PyMySQL driver: pip install 'magsync[mysql]'"
-_PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
-_URL_OPTIONS = ("ssl", "ssl_ca", "unix_socket")
-_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 # Errors after which a new connection may well succeed: refused or lost connections,
 # a server shutting down or full, a killed session, lock timeouts and deadlocks.
 RETRY_CODES = frozenset({1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2055, 4031})
@@ -42,139 +49,6 @@ RETRY_CODES = frozenset({1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2
 AUTH_CODES = frozenset({1044, 1045, 1049, 1142, 1143, 1227, 1698})
 T = TypeVar("T")
 
-
-@dataclass(frozen=True)
-class DatabaseSettings:
-    """``magento.database``: where the database is and what magsync may do there."""
-
-    url: str = field(repr=False)  # a secret as a whole: it carries the password
-    table_prefix: str = ""
-    write_optin: bool = False
-    timeout: float = 30.0
-
-
-@dataclass(frozen=True)
-class DatabaseTarget:
-    """A parsed ``mysql://`` URL."""
-
-    host: str
-    port: int
-    user: str
-    password: str = field(repr=False)
-    database: str
-    ssl: bool = False
-    ssl_ca: str | None = None
-    unix_socket: str | None = None
-
-    @property
-    def where(self) -> str:
-        """The server as messages name it: host and port, or the socket path."""
-        if self.unix_socket:
-            return f"socket {self.unix_socket}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-def quote_password(value: str) -> str:
-    """``value`` percent-encoded for the password part of a ``mysql://`` URL."""
-    return quote(value, safe="")
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost``, 127.0.0.0/8 and ::1 (no name is resolved)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def parse_url(url: str) -> DatabaseTarget:
-    """``mysql://user:password@host:port/database?ssl=true`` (or ``?unix_socket=/path``).
-
-    Raises ``ValueError`` with a message that never quotes the URL (it holds a secret).
-    """
-    parts = urlsplit(url.strip())
-    if parts.scheme != "mysql":
-        raise ValueError("must start with mysql://")
-    if parts.fragment:
-        raise ValueError("has a '#': percent-encode it in the password as %23")
-    options = _url_options(parts.query)
-    try:
-        port = parts.port or DEFAULT_PORT
-    except ValueError:
-        raise ValueError("has an invalid port (or a '/' or '?' in the password: "
-                         "percent-encode it, as %2F and %3F)") from None
-    database = unquote(parts.path.lstrip("/"))
-    if not database or "/" in database:
-        raise ValueError("must name the database: mysql://user:password@host:port/DATABASE")
-    if not parts.username:
-        raise ValueError("must name the user: mysql://USER:password@host:port/database")
-    target = DatabaseTarget(host=parts.hostname or "", port=port,
-                            user=unquote(parts.username),
-                            password=unquote(parts.password or ""), database=database,
-                            ssl=_flag(options.get("ssl", "false")),
-                            ssl_ca=options.get("ssl_ca"),
-                            unix_socket=options.get("unix_socket"))
-    _check_transport(target)
-    return target
-
-
-def _url_options(query: str) -> dict[str, str]:
-    try:
-        raw = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError:
-        raise ValueError("has a malformed query string") from None
-    unknown = sorted(set(raw) - set(_URL_OPTIONS))
-    if unknown:
-        raise ValueError(f"has unknown option(s) {', '.join(unknown)} "
-                         f"(allowed: {', '.join(_URL_OPTIONS)})")
-    return {key: values[-1] for key, values in raw.items()}
-
-
-def _flag(text: str) -> bool:
-    if text.lower() in _TRUE:
-        return True
-    if text.lower() in _FALSE:
-        return False
-    raise ValueError("ssl must be true or false")
-
-
-def _check_transport(target: DatabaseTarget) -> None:
-    """Credentials never travel unencrypted: TLS unless loopback or a unix socket."""
-    if target.unix_socket:
-        if not target.unix_socket.startswith("/"):
-            raise ValueError("unix_socket must be an absolute path")
-        return
-    if not target.host:
-        raise ValueError("must name the host (or give ?unix_socket=/path)")
-    if not target.ssl and not is_loopback(target.host):
-        raise ValueError(f"needs ?ssl=true for host {target.host}: only loopback hosts "
-                         "and unix sockets may be used without TLS")
-
-
-def validate_settings(settings: DatabaseSettings) -> list[str]:
-    """Every problem with ``settings``, each as ``key: message`` (never quoting the URL)."""
-    problems = []
-    try:
-        parse_url(settings.url)
-    except ValueError as exc:
-        problems.append(f"url: {exc}")
-    if not _PREFIX.match(settings.table_prefix):
-        problems.append("table_prefix: may contain only letters, digits and '_'")
-    if not 0 < settings.timeout <= 3600:
-        problems.append("timeout: must be between 0 and 3600 seconds")
-    return problems
-
-
-def settings_secrets(settings: DatabaseSettings) -> list[str]:
-    """The values to redact from output: the URL, and the password as written and decoded."""
-    try:
-        password = parse_url(settings.url).password
-    except ValueError:
-        password = ""
-    return [s for s in (settings.url, password, quote_password(password)) if s]
 
 
 def load_driver() -> ModuleType:
@@ -287,6 +161,8 @@ class Database:
                 database=t.database, unix_socket=t.unix_socket, ssl=self._tls(),
                 connect_timeout=self.settings.timeout, read_timeout=self.settings.timeout,
                 write_timeout=self.settings.timeout, charset="utf8mb4", autocommit=True,
+                # rowcount = rows matched, not changed: re-applying an opt-out that is
+                # already in place (same second) still finds its row
                 client_flag=driver.constants.CLIENT.FOUND_ROWS)
         except RuntimeError as exc:  # PyMySQL's "cryptography is required" for sha256 auth
             raise FatalRemoteError(self._describe(str(exc)), service=SERVICE,
@@ -298,11 +174,25 @@ class Database:
                 # Magento's own connections do this: change_status_at is written and
                 # compared in UTC whatever the server's default zone.
                 cur.execute("SET time_zone = '+00:00'")
+                if self.target.ssl:
+                    self._require_tls(cur)
         except BaseException:
-            conn.close()  # never kept, so no statement ever runs in the server's zone
+            # never kept, so no statement ever runs in the server's zone
+            with contextlib.suppress(self._driver.err.Error, OSError):
+                conn.close()
             raise
         self._conn = conn
         return conn
+
+    def _require_tls(self, cur: Any) -> None:
+        # Older PyMySQL releases fall back to plain text when the server offers no TLS
+        cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        row = cur.fetchone()
+        if not row or not row[1]:
+            raise FatalRemoteError(self._describe("the connection is not encrypted although "
+                                                  "the URL says ssl=true"), service=SERVICE,
+                                   hint="enable TLS on the server (or connect over loopback "
+                                        "or a unix socket without ssl=true)")
 
     def _tls(self) -> ssl.SSLContext | None:
         if not self.target.ssl:
@@ -320,6 +210,10 @@ class Database:
         """The driver's error as magsync's, by MySQL error number."""
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
         text = str(exc.args[1]) if len(exc.args) > 1 else type(exc).__name__
+        if isinstance(getattr(exc, "original_exception", None), ssl.SSLCertVerificationError):
+            return FatalRemoteError(self._describe(text, code), service=SERVICE, code=code,
+                                    hint="the server's TLS certificate is not trusted or names "
+                                         "another host: give its CA as ?ssl_ca=/path/ca.pem")
         if isinstance(exc, self._driver.err.InterfaceError) or code in RETRY_CODES:
             return RetriableError(self._describe(text or "connection closed", code),
                                   service=SERVICE, code=code)
