@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -139,6 +140,43 @@ def test_password_with_url_characters_percent_encoded(mariadb: MariaDB,
     assert set("@:/#%") <= set(mariadb.passwords[SPECIAL])
     with open_db(mariadb, SPECIAL) as db:
         assert list(iter_subscribers_db(db)) == mirror(rows)
+
+
+def tls_ca(mariadb: MariaDB) -> str:
+    if mariadb.tls_ca is None:
+        pytest.skip("no openssl here to make the test server a certificate")
+    return mariadb.tls_ca
+
+
+def test_tls_with_the_servers_ca(mariadb: MariaDB, rows: list[Subscriber]) -> None:
+    url = f"{mariadb.url(READER, host='localhost')}?ssl=true&ssl_ca={tls_ca(mariadb)}"
+    with open_db(mariadb, READER, url=url) as db:
+        assert db.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")[0][1]
+        assert list(iter_subscribers_db(db)) == mirror(rows)
+
+
+def test_untrusted_certificate_is_fatal_not_retried(mariadb: MariaDB) -> None:
+    tls_ca(mariadb)
+    sleeps: list[float] = []
+    url = f"{mariadb.url(READER)}?ssl=true"  # the system's CAs do not know the test's
+    with open_db(mariadb, READER, url=url, sleeps=sleeps) as db, \
+            pytest.raises(FatalRemoteError) as err:
+        db.connect()
+    assert sleeps == [] and "CERTIFICATE_VERIFY_FAILED" in str(err.value)
+    assert "?ssl_ca=" in str(err.value)
+
+
+def test_ssl_true_refuses_a_connection_that_is_not_encrypted(mariadb: MariaDB) -> None:
+    # as an older PyMySQL does when the server offers no TLS: go on in plain text
+    url = f"{mariadb.url(READER)}?ssl=true"
+    with open_db(mariadb, READER, url=url) as db:
+        real = db._driver
+        db._driver = SimpleNamespace(  # type: ignore[assignment]
+            err=real.err, constants=real.constants,
+            connect=lambda **kw: real.connect(**{**kw, "ssl": None, "ssl_disabled": True}))
+        with pytest.raises(FatalRemoteError) as err:
+            db.connect()
+    assert "not encrypted although the URL says ssl=true" in str(err.value)
 
 
 # -- UTC -------------------------------------------------------------------------------

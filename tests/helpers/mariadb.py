@@ -109,6 +109,7 @@ class MariaDB:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     passwords: dict[str, str] = field(default_factory=dict)
+    tls_ca: str | None = None  # the self-signed certificate, when openssl could make one
 
     @property
     def socket_path(self) -> str:
@@ -228,7 +229,7 @@ def _start(server: MariaDB) -> None:
            f"--port={server.port}", "--bind-address=127.0.0.1", f"--pid-file={w / 'mysqld.pid'}",
            f"--log-error={w / 'error.log'}", f"--tmpdir={w}", f"--default-time-zone={SERVER_ZONE}",
            "--skip-name-resolve", "--skip-log-bin", "--innodb-buffer-pool-size=64M",
-           *_as_root()]
+           *_as_root(), *_tls_options(server)]
     # its own process group, so stopping it stops everything it started
     server.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, start_new_session=True)
@@ -325,6 +326,22 @@ def load_subscribers(server: MariaDB, rows: Iterable[Subscriber], *,
     finally:
         conn.close()
     return count
+
+
+def _tls_options(server: MariaDB) -> list[str]:
+    """A self-signed certificate for localhost and 127.0.0.1, if openssl is here."""
+    openssl = find_program(["openssl"])
+    if openssl is None:
+        return []
+    cert, key = server.workdir / "cert.pem", server.workdir / "key.pem"
+    done = subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                           "-days", "2", "-subj", "/CN=localhost", "-addext",
+                           "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key),
+                           "-out", str(cert)], capture_output=True, check=False)
+    if done.returncode != 0:
+        return []
+    server.tls_ca = str(cert)
+    return [f"--ssl-cert={cert}", f"--ssl-key={key}"]
 
 
 def _as_root() -> list[str]:
