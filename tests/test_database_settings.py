@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 import pytest
 
 from magsync import logs
-from magsync.errors import ConfigError
+from magsync.errors import AuthError, ConfigError
 from magsync.magento.database import (
     DRIVER_MISSING,
     Database,
@@ -108,6 +109,21 @@ def test_database_registers_its_secrets_for_log_redaction() -> None:
     Database(DatabaseSettings(url))
     assert logs.scrub(f"a {url} b {AWKWARD}") == "a *** b ***"
     logs.setup_logging()  # forget them again
+
+
+def test_driver_messages_quoting_a_secret_are_redacted() -> None:
+    pymysql = pytest.importorskip("pymysql")
+    url = f"mysql://u:{quote_password(AWKWARD)}@localhost/m"
+    db = Database(DatabaseSettings(url))
+
+    def connect(**kw: object) -> None:  # a driver that quotes what it was given
+        raise pymysql.err.OperationalError(1045, f"denied: {kw['password']} from {url}")
+    db._driver = SimpleNamespace(err=pymysql.err, constants=pymysql.constants,
+                                 connect=connect)
+    with pytest.raises(AuthError) as err:
+        db.connect()
+    assert str(err.value).startswith("Magento database at localhost:3306: denied: *** from ***")
+    assert "ss:w" not in str(err.value)
 
 
 def test_missing_driver_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
