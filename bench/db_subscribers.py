@@ -33,7 +33,7 @@ from magsync.magento.subscriber_db import (  # noqa: E402
     iter_changed_subscribers,
     iter_subscribers_db,
 )
-from magsync.sandbox.shop_gen import generate_records  # noqa: E402
+from magsync.sandbox.magento.shop_gen import generate_records  # noqa: E402
 from tests.helpers.mariadb import (  # noqa: E402
     READER,
     MariaDB,

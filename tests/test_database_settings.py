@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from magsync import logs
 from magsync.errors import AuthError, ConfigError
 from magsync.magento.database import (
     DRIVER_MISSING,
@@ -22,6 +21,7 @@ from magsync.magento.database import (
     validate_settings,
 )
 from magsync.magento.database_grants import parse_grants, review_grants
+from magsync.util import logs
 from tests.helpers import mariadb as helper
 
 AWKWARD = "p@ss:w/o#rd%1 ?&=ü"

@@ -23,8 +23,9 @@ from magsync.magento.subscriber_db import (
     iter_subscribers_db,
     write_guest_optout,
 )
-from magsync.sandbox.shop import Subscriber, generate_shop
-from magsync.state import MirrorRow
+from magsync.model import MirrorRow
+from magsync.sandbox.magento.records import Subscriber
+from magsync.sandbox.magento.shop_gen import generate_shop
 from tests.helpers.mariadb import (
     DATABASE,
     POWER,

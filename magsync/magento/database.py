@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from magsync.errors import AuthError, ConfigError, FatalRemoteError, RetriableError
 from magsync.http import DEFAULT_RETRY, RetryPolicy, redact
-from magsync.logs import add_secrets
 from magsync.magento.database_url import (
     DatabaseSettings,
     DatabaseTarget,
@@ -32,6 +31,7 @@ from magsync.magento.database_url import (
     settings_secrets,
     validate_settings,
 )
+from magsync.util.logs import add_secrets
 
 if TYPE_CHECKING:
     from pymysql.connections import Connection

@@ -13,11 +13,10 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from magsync.checkresult import CheckResult
 from magsync.errors import AuthError, FatalRemoteError, MagsyncError, UsageError
 from magsync.magento.database import SERVICE, Database
 from magsync.magento.database_grants import needed_grants, review_grants
-from magsync.state import MirrorRow
+from magsync.model import CheckResult, MirrorRow
 
 PAGE_SIZE = 5000
 STATUS_UNSUBSCRIBED = 3
