@@ -6,7 +6,6 @@ hours off if magsync's session were not in UTC.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -39,17 +38,11 @@ from tests.helpers.mariadb import (
     clear_subscribers,
     free_port,
     load_subscribers,
-    mariadb_session,
 )
 
 ANCHOR = datetime(2026, 5, 1, tzinfo=timezone.utc)
 TEST_RETRY = RetryPolicy(budget=5.0)
 UTC_SESSION_CHECK = "SELECT NOW(), UTC_TIMESTAMP(), @@session.time_zone"
-
-
-@pytest.fixture(scope="session")
-def mariadb() -> Iterator[MariaDB]:
-    yield from mariadb_session()
 
 
 @pytest.fixture
