@@ -199,6 +199,26 @@ def test_a_customers_unsubscribe_in_the_database_reaches_emarsys(
     assert counts.get("subscribers_changed") == 1 and "subscribers_read" not in counts
 
 
+def test_more_changes_than_are_kept_diff_the_whole_mirror(
+        pair: SandboxPair, shop_db: MariaDB, config: Path, magsync: CliRunner,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mass action: past the rows a run keeps in memory, the merged mirror is diffed."""
+    monkeypatch.setattr("magsync.sync.feed.CHANGED_ROWS_KEPT", 1)
+    exported(magsync, config)
+    guests = [guest(pair, skip=i) for i in range(3)]
+    contacts = {g.subscriber_id: one(pair, f"s:{g.subscriber_id}") for g in guests}
+    seq = request_seq(pair)
+    for g in guests:
+        set_status(shop_db, g.subscriber_id, STATUS_UNSUBSCRIBED)
+
+    result = magsync("sync-realtime", config=config)
+
+    assert result.code == 0, result
+    for sid, contact in contacts.items():
+        assert writes_since(pair, contact, seq) == [{SUBSCRIBER_KEY: str(sid), "31": 2}]
+    assert run_counts(magsync, config, "sync-realtime")["sent"] == 3
+
+
 def test_a_change_read_never_removes_a_row_from_the_mirror(
         pair: SandboxPair, shop_db: MariaDB, config: Path, magsync: CliRunner,
         tmp_path: Path) -> None:

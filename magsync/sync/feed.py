@@ -161,11 +161,10 @@ class ChangedRows:
     customers; past ``limit`` rows only the fact that there were more is kept (the whole
     mirror is then diffed), so memory stays flat whatever a mass action changed."""
 
-    def __init__(self, limit: int = CHANGED_ROWS_KEPT) -> None:
-        self.limit = limit
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = CHANGED_ROWS_KEPT if limit is None else limit
         self.rows: list[MirrorRow] = []
         self.overflow = False
-        self.read = False  # the source has a change filter and it was read
 
     def keep(self, rows: list[MirrorRow]) -> None:
         if self.overflow:
@@ -191,7 +190,6 @@ def change_reader(store: StateStore, counts: RunCounts, since: datetime, until: 
             store.upsert_mirror(chunk)
             changed.keep(chunk)
             n += len(chunk)
-        changed.read = True
         counts.add("subscribers_changed", n)
         return n
 
