@@ -403,6 +403,21 @@ def test_a_conflict_the_database_may_not_take_keeps_the_opt_out_in_emarsys(
     assert pair.emarsys.account.contact(contact)["31"] == "2"
 
 
+def test_pull_optin_dry_run_reports_not_applied_and_records_nothing(
+        pair: SandboxPair, shop_db: MariaDB, config: Path, magsync: CliRunner) -> None:
+    exported(magsync, config)
+    g = guest(pair)
+    pair.emarsys.ui_edit(one(pair, f"s:{g.subscriber_id}"), {31: 2})
+
+    dry = magsync("pull-optin", "--dry-run", config=config)
+
+    assert dry.code == 0, dry
+    assert pull_counts(dry).get("not_applied") == 1
+    assert f"optin_not_applied s:{g.subscriber_id}" in dry.out
+    real = magsync("pull-optin", config=config)
+    assert pull_counts(real).get("not_applied") == 1  # the dry run recorded nothing
+
+
 def test_pull_optin_never_writes_a_guests_opt_in_into_the_database(
         pair: SandboxPair, shop_db: MariaDB, tmp_path: Path, magsync: CliRunner,
         monkeypatch: pytest.MonkeyPatch) -> None:
