@@ -146,6 +146,24 @@ def test_the_database_source_exports_what_the_module_source_exports(
                                        .subscribers.values() if not s.customer_id)
 
 
+def test_switching_from_the_module_to_the_database_is_not_a_mapping_change(
+        pair: SandboxPair, shop_db: MariaDB, config: Path, magsync: CliRunner,
+        tmp_path: Path) -> None:
+    pair.magento.emarsys_module = True
+    module = pair.write_config(tmp_path / "module.yaml", tmp_path / "db.db")  # same state
+    exported(magsync, module)
+    pair.magento.emarsys_module = False
+    searches = len(pair.magento.requests("GET", r"/V1/customers/search"))
+
+    result = magsync("sync-background", config=config)
+
+    assert result.code == 0, result
+    assert "the mapping changed" not in result.out
+    assert "sent" not in run_counts(magsync, config, "sync-background")
+    # no customer was read again
+    assert len(pair.magento.requests("GET", r"/V1/customers/search")) == searches
+
+
 # -- sync-realtime ----------------------------------------------------------------------
 
 
