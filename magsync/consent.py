@@ -168,6 +168,20 @@ def decide_pull(emarsys_value: Any, record: ContactRecord | None,
                         record={OPTIN: e, MAGENTO_OPTIN: e})
 
 
+def unapplied_record(emarsys_value: Any, magento_optin: int | None
+                     ) -> dict[str, int | None]:
+    """The ``sent`` keys to record when an opt-in meant for Magento was not written there
+    (the configuration does not allow it, or Magento refused it): Emarsys's value as
+    ``"31"`` and Magento's current one as ``"_m31"``. The next run then sees neither side
+    as changed: it sends nothing over the Emarsys value (no consent is manufactured from a
+    write that did not happen) and does not report the row again."""
+    out = {OPTIN: parse_optin(emarsys_value)}
+    m = parse_optin(magento_optin)
+    if m is not None:
+        out[MAGENTO_OPTIN] = m
+    return out
+
+
 def apply_record(record: ContactRecord, updates: dict[str, int | None]) -> ContactRecord:
     """A copy of ``record`` with the decision's ``sent`` updates merged in."""
     sent = {**record.sent, **updates}

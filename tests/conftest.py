@@ -12,6 +12,7 @@ from magsync.sandbox.magento.server import MagentoSandbox
 from magsync.sandbox.magento.shop_gen import generate_shop
 from magsync.sandbox.pair import SandboxPair
 from tests.helpers.cli import CliRunner
+from tests.helpers.mariadb import MariaDB, mariadb_session
 
 MAGENTO_ANCHOR = datetime(2026, 5, 1, tzinfo=timezone.utc)
 
@@ -26,6 +27,13 @@ def magento_sandbox() -> Iterator[MagentoSandbox]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDB]:
+    """One throwaway MariaDB server for the whole session (tests/helpers/mariadb.py), with
+    Magento's subscriber tables; skips without a server binary, fails under ``CI=true``."""
+    yield from mariadb_session()
 
 
 # -- end-to-end: both simulators, a config file, and the real CLI -------------------------

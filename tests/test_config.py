@@ -262,8 +262,8 @@ def test_every_problem_is_reported_at_once_with_its_path(base: dict[str, Any]) -
                                 "ids, e.g. [1]"),
     ("magento.website_ids", ["1"], "magento.website_ids: must be a non-empty list of website "
                                    "ids, e.g. [1]"),
-    ("magento.subscribers", "all", "magento.subscribers: must be one of emarsys-module, none "
-                                   "(got 'all')"),
+    ("magento.subscribers", "all", "magento.subscribers: must be one of emarsys-module, "
+                                   "database, none (got 'all')"),
     ("magento.auth.method", "basic", "magento.auth.method: must be one of oauth1, bearer "
                                      "(got 'basic')"),
     ("magento.auth.token", "", "magento.auth.token: is empty"),

@@ -9,6 +9,7 @@ from magsync.config.schema import (
     Config,
     ContactsConfig,
     CustomersConfig,
+    DatabaseConfig,
     EmarsysAuth,
     EmarsysConfig,
     FieldMapping,
@@ -22,7 +23,7 @@ from magsync.config.schema import (
 )
 
 __all__ = ["CONVERTERS", "DEFAULT_STATE_PATH", "FIELD_TYPES", "Config", "ContactsConfig",
-           "CustomersConfig", "EmarsysAuth", "EmarsysConfig", "FieldMapping", "FieldRef",
-           "KeyFields", "MagentoAuth", "MagentoConfig", "Secret", "StateConfig",
-           "SubscribersConfig", "SyncConfig", "iter_secrets", "load_config", "load_state_path",
-           "parse_config"]
+           "CustomersConfig", "DatabaseConfig", "EmarsysAuth", "EmarsysConfig",
+           "FieldMapping", "FieldRef", "KeyFields", "MagentoAuth", "MagentoConfig", "Secret",
+           "StateConfig", "SubscribersConfig", "SyncConfig", "iter_secrets", "load_config",
+           "load_state_path", "parse_config"]

@@ -17,18 +17,21 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 
 from magsync.config.reader import Reader, Secret, kind
-from magsync.config.rules import SecretUrl, read_url
+from magsync.config.rules import SecretUrl, read_url, url_problem
 from magsync.config.schema import (
     CONVERTERS,
     DEFAULT_STATE_PATH,
     FIELD_TYPES,
+    SUBSCRIBER_SOURCES,
     Config,
     ContactsConfig,
     CustomersConfig,
+    DatabaseConfig,
     EmarsysAuth,
     EmarsysConfig,
     FieldMapping,
@@ -124,7 +127,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: Path | None = None
         where = f"{source}: " if source else ""
         raise ConfigError(f"{where}the configuration has {len(r.problems)} problem"
                           f"{'s' if len(r.problems) != 1 else ''}:", r.problems)
-    warnings = []
+    warnings = list(r.warnings)
     if source is not None and r.inline_secrets and _readable_by_others(source):
         warnings.append(f"{source} holds secrets inline and is readable by other users; "
                         f"run: chmod 600 {source} (or use ${{VAR}} references)")
@@ -153,7 +156,7 @@ def _readable_by_others(path: Path) -> bool:
 def _magento(r: Reader, raw: dict[str, Any]) -> MagentoConfig:
     p = "magento"
     r.known(raw, p, ("base_url", "store_code", "auth", "page_size", "website_ids",
-                     "subscribers", "timeout", "concurrency"))
+                     "subscribers", "database", "timeout", "concurrency"))
     base_url = read_url(r, raw, "base_url", p, required=True) or ""
     auth_raw = r.section(raw, "auth", path=p)
     ap = f"{p}.auth"
@@ -179,15 +182,60 @@ def _magento(r: Reader, raw: dict[str, Any]) -> MagentoConfig:
             r.problem(f"{p}.website_ids", "must be a non-empty list of website ids, e.g. [1]")
         else:
             website_ids = tuple(ids)
+    subscribers = r.string(raw, "subscribers", p, M.subscribers,
+                           choices=SUBSCRIBER_SOURCES) or M.subscribers
+    timeout = r.number(raw, "timeout", p, M.timeout, 1, 600)
     return MagentoConfig(
         base_url=base_url.rstrip("/"), auth=auth,
         store_code=r.string(raw, "store_code", p, M.store_code) or M.store_code,
         page_size=r.integer(raw, "page_size", p, M.page_size, 1, 300),
-        website_ids=website_ids,
-        subscribers=r.string(raw, "subscribers", p, M.subscribers,
-                             choices=("emarsys-module", "none")) or M.subscribers,
-        timeout=r.number(raw, "timeout", p, M.timeout, 1, 600),
+        website_ids=website_ids, subscribers=subscribers,
+        database=_database(r, raw, subscribers, timeout),
+        timeout=timeout,
         concurrency=r.integer(raw, "concurrency", p, M.concurrency, 1, 16))
+
+
+def _database(r: Reader, raw: dict[str, Any], subscribers: str, timeout: float
+              ) -> DatabaseConfig | None:
+    """``magento.database``: required with ``subscribers: database``, ignored (with a
+    warning) otherwise. The URL is checked here as a whole, never quoted in a message."""
+    # magento.database_url needs no driver and imports nothing of magsync; imported here
+    # because the magento package itself imports this config package
+    from magsync.magento.database_url import (
+        DatabaseSettings,
+        quote_password,
+        validate_settings,
+    )
+
+    p = "magento.database"
+    if subscribers != "database":
+        if raw.get("database") is not None:
+            r.warnings.append(f"{p} is ignored: magento.subscribers is {subscribers}, "
+                              "not database")
+        return None
+    if raw.get("database") is None:
+        r.problem(f"{p}.url", "is required with magento.subscribers: database "
+                              "(mysql://user:${PASSWORD}@host:3306/database)")
+    section = r.section(raw, "database", path="magento")
+    r.known(section, p, ("url", "table_prefix", "write_optin"))
+    url = r.url_secret(section, "url", p, quote=quote_password,
+                       has_password=lambda u: bool(urlsplit(u).password)) \
+        if section else None
+    prefix = r.string(section, "table_prefix", p, "") or ""
+    write_optin = r.boolean(section, "write_optin", p, False)
+    if url is None:
+        return None
+    settings = DatabaseSettings(url=url.reveal(), table_prefix=prefix,
+                                write_optin=write_optin, timeout=timeout)
+    # The transport rule (mysql:// only; ?ssl=true for any host but loopback, or a unix
+    # socket) is declared in the URL registry like every URL's; the driver's URL parser
+    # checks it too, and says more (the host).
+    found = [q for q in validate_settings(settings) if not q.startswith("timeout:")]
+    r.problems += [f"{p}.{q}" for q in found]  # magento.timeout is checked above
+    transport = url_problem(f"{p}.url", url.reveal())
+    if transport and not any(q.startswith("url:") for q in found):
+        r.problem(f"{p}.url", transport)  # one URL problem is enough: the first names more
+    return DatabaseConfig(url=url, table_prefix=prefix, write_optin=write_optin)
 
 
 def _auth_method(r: Reader, auth_raw: dict[str, Any], path: str, methods: tuple[str, ...]
@@ -373,4 +421,10 @@ def iter_secrets(cfg: Any) -> list[str]:
             todo.extend(node)
         elif isinstance(node, Mapping):
             todo.extend(node.values())
+    database = getattr(getattr(cfg, "magento", None), "database", None)
+    if database is not None:
+        # the database URL's password also appears percent-decoded (in driver errors)
+        from magsync.magento.database_url import DatabaseSettings, settings_secrets
+
+        values += settings_secrets(DatabaseSettings(url=database.url.reveal()))
     return values

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -59,6 +59,7 @@ class Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self.problems: list[str] = []
+        self.warnings: list[str] = []
         self.inline_secrets = False
 
     def problem(self, path: str, message: str) -> None:
@@ -86,14 +87,17 @@ class Reader:
             return {}
         return value
 
-    def interpolate(self, value: str, path: str) -> str | None:
+    def interpolate(self, value: str, path: str, *,
+                    quote: Callable[[str], str] | None = None) -> str | None:
+        """``value`` with each ``${VAR}`` replaced (passed through ``quote`` when given);
+        None, with the problem recorded, when a variable is not set."""
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
             if default is not None:
                 return self.env.get(name) or default
             if name not in self.env:
                 raise KeyError(name)
-            return self.env[name]
+            return quote(self.env[name]) if quote is not None else self.env[name]
         try:
             return _ENV.sub(sub, value)
         except KeyError as exc:
@@ -160,6 +164,30 @@ class Reader:
             self.problem(f"{path}.{key}", problem)
             return None
         return text
+
+    def url_secret(self, raw: dict[str, Any], key: str, path: str, *,
+                   quote: Callable[[str], str], has_password: Callable[[str], bool]
+                   ) -> Secret | None:
+        """A URL that carries a credential, as a ``Secret``. A ``${VAR}`` inside it is
+        substituted through ``quote`` (a password with ``@ : / #`` stays one URL part);
+        a value that is one ``${VAR}`` alone is the whole URL, taken as written.
+        ``has_password`` tells whether a URL written inline holds a password."""
+        where = f"{path}.{key}"
+        value = raw.get(key)
+        if value is None:
+            self.problem(where, "is required")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.problem(where, f"must be a URL, not {kind(value)}")
+            return None
+        if not _ENV.search(value) and has_password(value):
+            self.inline_secrets = True
+        whole = _ENV.fullmatch(value.strip()) is not None
+        text = self.interpolate(value.strip(), where, quote=None if whole else quote)
+        if text is not None and not text.strip():
+            self.problem(where, "is empty")
+            return None
+        return Secret(text) if text else None
 
     def integer(self, raw: dict[str, Any], key: str, path: str, default: int,
                 lo: int, hi: int) -> int:

@@ -176,3 +176,5 @@ class SecretUrl(Secret):
 register_url("magento.base_url")
 register_url("emarsys.api_url")
 register_url("emarsys.auth.token_url")
+register_url("magento.database.url", schemes=("mysql",), loopback_schemes=(), secret=True,
+             check=require_query_flag("ssl", unless=("unix_socket",)))

@@ -13,6 +13,7 @@ DEFAULT_STATE_PATH = "~/.local/state/magsync/state.db"
 CONVERTERS = ("text", "date", "gender", "country", "choice")
 FIELD_TYPES = ("shorttext", "longtext", "largetext", "numeric", "date", "url")
 FieldRef = int | str  # an Emarsys field id, or its name
+SUBSCRIBER_SOURCES = ("emarsys-module", "database", "none")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,15 @@ class MagentoAuth:
 
 
 @dataclass(frozen=True)
+class DatabaseConfig:
+    """``magento.database`` (``subscribers: database``); the whole URL is a secret."""
+
+    url: Secret
+    table_prefix: str = ""
+    write_optin: bool = False
+
+
+@dataclass(frozen=True)
 class MagentoConfig:
     base_url: str
     auth: MagentoAuth
@@ -35,6 +45,7 @@ class MagentoConfig:
     subscribers: str = "emarsys-module"
     timeout: float = 30.0
     concurrency: int = 2
+    database: DatabaseConfig | None = None  # set exactly when subscribers is "database"
 
     @property
     def rest_url(self) -> str:

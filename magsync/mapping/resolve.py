@@ -146,7 +146,10 @@ def _choice_table(convert: str, options: list[tuple[str, str]] | None
 def _with_hash(m: ResolvedMapping) -> ResolvedMapping:
     doc = {"entries": sorted([e.path, e.field_id, e.convert] for e in m.entries),
            "keys": [m.customer_key_field, m.subscriber_key_field],
-           "email": m.email_field, "subscribers": m.subscribers_mode}
+           "email": m.email_field,
+           # contacts depend only on whether subscribers are read at all: the module and
+           # the database give the same rows, so switching between them changes nothing
+           "subscribers": "none" if m.subscribers_mode == "none" else "emarsys-module"}
     digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
     return replace(m, hash=digest)
 

@@ -108,9 +108,12 @@ def run_checks(load: Callable[[], Config]) -> list[CheckResult]:
 
 
 def remote_checks(cfg: Config) -> list[CheckResult]:
-    """Both APIs with ``cfg``'s credentials: fields, key fields, lists (``rebind`` too)."""
-    return (_remote("Magento", lambda: _magento_checks(cfg))
-            + _remote("Emarsys", lambda: _emarsys_checks(cfg)))
+    """Both APIs (and the database) with ``cfg``'s credentials: fields, key fields, lists
+    (``rebind`` too)."""
+    results = _remote("Magento", lambda: _magento_checks(cfg))
+    if cfg.magento.subscribers == "database":
+        results += _remote("Magento database", lambda: _database_checks(cfg))
+    return results + _remote("Emarsys", lambda: _emarsys_checks(cfg))
 
 
 def _remote(service: str, run: Callable[[], list[CheckResult]]) -> list[CheckResult]:
@@ -127,6 +130,19 @@ def _magento_checks(cfg: Config) -> list[CheckResult]:
     with MagentoClient.from_config(cfg.magento, retry=apply_retry_budget_override(CHECK_RETRY),
                                    secrets=iter_secrets(cfg)) as client:
         return check_magento(cfg.magento, client)
+
+
+def _database_checks(cfg: Config) -> list[CheckResult]:
+    """``subscribers: database``: the driver, the connection, both tables, the grants."""
+    from magsync.magento.subscriber_db import check_database
+    from magsync.magento.subscriber_source import open_database
+
+    try:
+        db = open_database(cfg.magento, retry=apply_retry_budget_override(CHECK_RETRY))
+    except ConfigError as exc:  # PyMySQL is not installed
+        return [CheckResult("Magento database driver", False, str(exc), exc.exit_code)]
+    with db:
+        return check_database(db)
 
 
 def _emarsys_checks(cfg: Config) -> list[CheckResult]:

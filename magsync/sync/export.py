@@ -18,6 +18,7 @@ from typing import Any
 from magsync.config import Config
 from magsync.magento.client import MagentoClient
 from magsync.magento.customers import ExportProgress, IdRange, Page, iter_all_customers, plan_ranges
+from magsync.magento.subscriber_source import SubscriberSource
 from magsync.state import StateStore
 from magsync.sync.engine import Engine
 from magsync.sync.feed import chunked, customer_items, guest_items, mirror_refresher, new_engine
@@ -77,19 +78,20 @@ def export_initial(cfg: Config, store: StateStore, opts: ExportOptions,
 
 
 def _startup_reads(store: StateStore, counts: RunCounts, plan: bool,
-                   planned: list[list[IdRange]]) -> Callable[[MagentoClient], None]:
+                   planned: list[list[IdRange]]
+                   ) -> Callable[[MagentoClient, SubscriberSource | None], None]:
     """What Magento can answer while Emarsys resolves fields and lists: the subscriber
     scan, and beside it (``plan``) the id ranges of a fresh customer export, appended to
     ``planned``."""
     refresh = mirror_refresher(store, counts)
 
-    def reads(magento: MagentoClient) -> None:
+    def reads(magento: MagentoClient, source: SubscriberSource | None) -> None:
         if not plan:
-            refresh(magento)
+            refresh(magento, source)
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="startup-ranges") as pool:
             ranges = pool.submit(plan_ranges, magento)
-            refresh(magento)
+            refresh(magento, source)
             planned.append(ranges.result())
     return reads
 
@@ -165,7 +167,7 @@ class _Export:
     def guests(self) -> None:
         if not (self.opts.subscribers and self.rt.cfg.contacts.subscribers.enabled):
             return
-        if self.rt.cfg.magento.subscribers == "none" or self.checkpoint.get("guests_done"):
+        if self.rt.subscribers is None or self.checkpoint.get("guests_done"):
             return
         after = int(self.checkpoint.get("guests_after") or 0)
         rows = self.store.mirror_rows(guests_only=True, after=after)

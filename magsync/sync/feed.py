@@ -9,7 +9,7 @@ from typing import Any
 
 from magsync.magento.client import MagentoClient
 from magsync.magento.customers import iter_all_customers, iter_customers_by_ids
-from magsync.magento.subscribers import iter_subscribers
+from magsync.magento.subscriber_source import SubscriberSource
 from magsync.mapping import customer_contact, guest_contact
 from magsync.model import Contact, MirrorRow
 from magsync.state import StateStore
@@ -20,6 +20,9 @@ from magsync.sync.runtime import Runtime
 from magsync.sync.sources import iter_subscriber_changes, subscription_disagrees
 from magsync.sync.tracking import RunCounts
 from magsync.util.timeutil import from_magento
+
+MIRROR_CHUNK = 1000  # change-read rows merged into the mirror per transaction
+CHANGED_ROWS_KEPT = 50_000  # more changes in one window: the whole mirror is diffed
 
 
 class Sync:
@@ -52,7 +55,7 @@ class Sync:
             page = [c for c in page if int(c["id"]) not in self.seen]
             if self.defer_queued:
                 page = self._without_queued(page)
-            if hold_stale and self.rt.cfg.magento.subscribers != "none":
+            if hold_stale and self.rt.subscribers is not None:
                 stale = self._stale(page)
                 self.held += stale
                 stale_ids = {id(c) for c in stale}
@@ -91,13 +94,15 @@ class Sync:
                 if subscription_disagrees(c, mirror.get(int(c["id"]), []))
                 or str(c.get("email") or "").lower() in guests]
 
-    def subscribers(self) -> None:
-        """Send guests and customers whose subscriber row differs from what was sent."""
-        if self.rt.cfg.magento.subscribers == "none":
+    def subscribers(self, among: Iterable[MirrorRow] | None = None) -> None:
+        """Send guests and customers whose subscriber row differs from what was sent;
+        ``among``: look only at these mirror rows (a change read's)."""
+        if self.rt.subscribers is None:
             return
         changed: set[int] = set()
         for guests, customer_ids in iter_subscriber_changes(
-                self.store, skip_customers=self.seen, skip_all_customers=self.read_everyone):
+                self.store, skip_customers=self.seen, skip_all_customers=self.read_everyone,
+                among=among):
             changed |= customer_ids
             guests = [g for g in guests if g.subscriber_id not in self.seen_guests]
             if self.defer_queued:
@@ -130,20 +135,65 @@ def _changed_after(customer: dict[str, Any], moment: datetime) -> bool:
 
 def refresh_mirror(rt: Runtime, store: StateStore, counts: RunCounts) -> int:
     """Read every subscriber into the mirror (none with ``subscribers: none``)."""
-    return mirror_refresher(store, counts)(rt.magento)
+    return mirror_refresher(store, counts)(rt.magento, rt.subscribers)
 
 
-def mirror_refresher(store: StateStore, counts: RunCounts) -> Callable[[MagentoClient], int]:
-    """``refresh_mirror`` as a task for ``Runtime.open(alongside=...)``."""
+def mirror_refresher(store: StateStore, counts: RunCounts
+                     ) -> Callable[[MagentoClient, SubscriberSource | None], int]:
+    """``refresh_mirror`` as a task for ``Runtime.open(alongside=...)``.
 
-    def refresh(magento: MagentoClient) -> int:
-        if magento.cfg.subscribers == "none":
+    The mirror is replaced in one transaction once the full read ended without an error:
+    a read that fails mid-way leaves the previous mirror as it was.
+    """
+
+    def refresh(magento: MagentoClient, source: SubscriberSource | None) -> int:
+        if source is None:
             return 0
-        n = store.replace_mirror(iter_subscribers(magento))
+        n = store.replace_mirror(source.iter_all())
         counts.add("subscribers_read", n)
         return n
 
     return refresh
+
+
+class ChangedRows:
+    """The rows a change read merged into the mirror, kept to be diffed after the
+    customers; past ``limit`` rows only the fact that there were more is kept (the whole
+    mirror is then diffed), so memory stays flat whatever a mass action changed."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = CHANGED_ROWS_KEPT if limit is None else limit
+        self.rows: list[MirrorRow] = []
+        self.overflow = False
+
+    def keep(self, rows: list[MirrorRow]) -> None:
+        if self.overflow:
+            return
+        self.rows += rows
+        if len(self.rows) > self.limit:
+            self.rows, self.overflow = [], True
+
+
+def change_reader(store: StateStore, counts: RunCounts, since: datetime, until: datetime,
+                  changed: ChangedRows
+                  ) -> Callable[[MagentoClient, SubscriberSource | None], int]:
+    """A task for ``Runtime.open(alongside=...)``: the rows the source says changed in
+    ``[since, until)`` merged into the mirror (a partial read: it removes no row and does
+    not count as a full read) and kept in ``changed``. Nothing without a change filter."""
+
+    def read(magento: MagentoClient, source: SubscriberSource | None) -> int:
+        rows = source.iter_changed(since, until) if source is not None else None
+        if rows is None:
+            return 0
+        n = 0
+        for chunk in chunked(rows, MIRROR_CHUNK):
+            store.upsert_mirror(chunk)
+            changed.keep(chunk)
+            n += len(chunk)
+        counts.add("subscribers_changed", n)
+        return n
+
+    return read
 
 
 def customer_items(rt: Runtime, store: StateStore, customers: list[dict[str, Any]], *,

@@ -18,6 +18,7 @@ from magsync.consent import (
     OptinDecision,
     decide_send,
     settle_unsynced_optin,
+    unapplied_record,
 )
 from magsync.diff import IdentityPlan, plan_identity, plan_send, record_after_send
 from magsync.emarsys.contacts import add_to_list, get_data, upsert_all, upsert_batch
@@ -227,6 +228,10 @@ def _outcome(rt: Runtime, p: _Plan, writer: MagentoWriter | None) -> Outcome:
         problem = writer(c, p.decision.write_magento)
         if problem:
             reports.append(("magento_write_failed", c.key, problem))
+            # Magento still holds its opt-in: record that, or the next run would take
+            # it for a change in Magento and send it over the Emarsys opt-out
+            p.decision = replace(p.decision, record=unapplied_record(
+                p.decision.write_magento, c.optin))
     base = item.record if item.record is not None else item.inherit
     emarsys_id = p.identity.emarsys_id if p.identity is not None else None
     record = record_after_send(c, base, p.send, p.decision, emarsys_id)

@@ -1,21 +1,20 @@
-"""Writing an opt-in into Magento: a customer by customer PUT, a guest through the Emarsys
-module; the mirror follows, so the next sync does not mistake it for a Magento change."""
+"""Writing an opt-in into Magento: a customer by customer PUT, a guest through the
+subscriber source (the Emarsys module, or Magento's database); the mirror follows, so the
+next sync does not mistake it for a Magento change."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from magsync.errors import AuthError, FatalRemoteError, RemoteError
-from magsync.magento.subscribers import (
-    GuestOptIn,
-    set_customer_subscription,
-    set_guest_subscriptions,
-)
+from magsync.magento.subscriber_source import GuestWrite
+from magsync.magento.subscribers import set_customer_subscription
 from magsync.model import Contact
 from magsync.state import StateStore
 from magsync.sync.runtime import Runtime
 
 SUBSCRIBED, UNSUBSCRIBED = 1, 3
+NOT_APPLIED = "not applied: "  # how a write the configuration does not allow is described
 
 
 class MagentoOptinWriter:
@@ -50,13 +49,24 @@ class MagentoOptinWriter:
         self._follow_mirror(contact, subscribed)
         return None
 
+    def guest_refusal(self, optin: int) -> str | None:
+        """Why the configuration does not let a guest's opt-in ``optin`` be written into
+        Magento (reported as not applied, never retried), or None when it does."""
+        source = self.rt.subscribers
+        return source.guest_write_refusal(optin == 1) if source is not None else None
+
     def _write_guest(self, contact: Contact, subscribed: bool) -> str | None:
         row = self.store.mirror_get(contact.subscriber_id or 0)
-        if row is None or not contact.email:
+        source = self.rt.subscribers
+        if row is None or not contact.email or source is None:
             return f"subscriber {contact.subscriber_id} is not in the subscriber list"
-        errors = set_guest_subscriptions(self.rt.magento, [GuestOptIn(
-            contact.email, int(row.website_id or 0), subscribed)])
-        return "; ".join(e.message for e in errors) or None
+        result: GuestWrite = source.write_guest_optin(replace(row, email=contact.email),
+                                                      subscribed)
+        if result.status == "not_applied":
+            return NOT_APPLIED + result.detail
+        if result.status == "refused":
+            return result.detail or "Magento refused the write"
+        return None
 
     def _follow_mirror(self, contact: Contact, subscribed: bool) -> None:
         if contact.subscriber_id is None:

@@ -6,11 +6,14 @@ from the state file alone: no key (not a Magento contact) or no change (empty, o
 magsync last sent or applied: its own upserts come back this way). Only changes are
 kept, so the download is not held open while Magento is written. Each change is then
 decided against Magento's current opt-in (``consent.decide_pull``), written (customer
-PUT, or the Emarsys module for guests), an opt-out goes back to Emarsys when both sides
+PUT, or the subscriber source for guests), an opt-out goes back to Emarsys when both sides
 changed, and the decision is recorded so that the next sync sends nothing back.
 
 - *unknown*: the key matches nothing in Magento (no such customer, subscriber not in the
   subscriber list). Reported and skipped; it never holds the watermark.
+- *not applied*: a guest's change the configuration does not let magsync write (with
+  ``subscribers: database``: any opt-in, and opt-outs unless ``write_optin``). Reported;
+  Emarsys's value is recorded so it is neither sent back nor reported again.
 - *failed*: Magento (or Emarsys, for a conflict's opt-out) refused this one row's write.
   Queued with kind ``pull``; while a failed row is not dead the watermark stays. A row
   whose attempts reach ``sync.max_attempts`` is dead and no longer holds it.
@@ -28,7 +31,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from magsync.config import Config
-from magsync.consent import PullDecision, apply_record, decide_pull
+from magsync.consent import PullDecision, apply_record, decide_pull, unapplied_record
 from magsync.emarsys.contacts import upsert_batch
 from magsync.emarsys.exports import DEFAULT_WAIT, ExportWait, fetch_changes
 from magsync.emarsys.fields import list_fields
@@ -313,6 +316,11 @@ class Puller:
 
     def _apply_one(self, item: Pending, contact: Contact, record: ContactRecord | None,
                    decision: PullDecision) -> None:
+        if decision.write_magento is not None and item.customer_id is None:
+            refusal = self.writer.guest_refusal(decision.write_magento)
+            if refusal is not None:
+                self._not_applied(item, contact, record, refusal)
+                return
         if self.dry_run:
             self._plan(item.key, decision)
             return
@@ -372,6 +380,22 @@ class Puller:
             f"{code}: {text}" for code, text in errors.items())
 
     # -- bookkeeping ----------------------------------------------------------------------
+    def _not_applied(self, item: Pending, contact: Contact, record: ContactRecord | None,
+                     why: str) -> None:
+        """A guest's change the configuration does not let magsync write (``subscribers:
+        database``): reported, never queued; it holds no watermark."""
+        self.counts.add("not_applied")
+        report: Report = ("optin_not_applied", item.key, why)
+        if self.dry_run:
+            self.planned.append(report)
+            return
+        with self.store.atomic():
+            if record is not None:  # so the next run neither sends it back nor repeats it
+                self.store.save_contacts([apply_record(record, unapplied_record(
+                    item.row.optin, contact.optin))])
+            self.store.add_reports(self.run_id, [report])
+            self._leave_queue(item.key)
+
     def _unknown(self, key: str | None, detail: str) -> None:
         self.counts.add("unknown")
         report: Report = ("unknown_key", key, detail)

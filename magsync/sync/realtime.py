@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from magsync.config import Config
 from magsync.magento.customers import iter_changed_customers
 from magsync.state import StateStore
-from magsync.sync.feed import Sync, mirror_refresher, new_engine
+from magsync.sync.feed import ChangedRows, Sync, change_reader, mirror_refresher, new_engine
 from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
 from magsync.sync.runtime import REALTIME_RETRY, Runtime
 from magsync.sync.tracking import RunCounts
@@ -46,9 +46,13 @@ def sync_realtime(cfg: Config, store: StateStore, opts: SyncOptions,
         since = window_start(store, "sync-realtime", cfg, start, opts.since)
         counts = RunCounts()
         scan = _scan_due(cfg, store, start)
+        # Between full scans, a source with a change filter (the database) gives the
+        # subscriber rows changed in the same window as the customers.
+        changes = ChangedRows()
+        startup = mirror_refresher(store, counts) if scan else \
+            change_reader(store, counts, since, start, changes)
         with Runtime.open(cfg, store=store, dry_run=opts.dry_run, retry=REALTIME_RETRY,
-                          verbose=opts.verbose,
-                          alongside=mirror_refresher(store, counts) if scan else None) as rt, \
+                          verbose=opts.verbose, alongside=startup) as rt, \
                 new_engine(rt, store, counts, run_id) as engine:
             sync = Sync(rt, store, engine, counts, progress)
             sync.defer_queued = True
@@ -59,7 +63,11 @@ def sync_realtime(cfg: Config, store: StateStore, opts: SyncOptions,
             if scan:
                 sync.subscribers()
             elif sync.held:
-                sync.rescan()
+                sync.rescan()  # a full read: the changed rows are in it
+            elif changes.overflow:
+                sync.subscribers()
+            elif changes.rows:
+                sync.subscribers(among=changes.rows)
             engine.drain()
             finish_counts(report, counts, store, run_id)
             report.samples = engine.samples

@@ -21,6 +21,7 @@ from magsync.emarsys.fields import read_choices, resolve_field
 from magsync.errors import RemoteConfigError
 from magsync.http import RetryPolicy, apply_retry_budget_override
 from magsync.magento.client import MagentoClient
+from magsync.magento.subscriber_source import SubscriberSource, open_subscriber_source
 from magsync.mapping import ResolvedMapping, build_mapping, customer_fields_filter
 from magsync.state import StateStore
 from magsync.state.binding import KeyField, enforce_key_fields, read_binding
@@ -28,10 +29,15 @@ from magsync.util.logs import get_logger
 
 log = get_logger("sync")
 T = TypeVar("T")
+# A start-up task run beside the Emarsys reads: given the Magento client and the
+# subscriber source (None with ``subscribers: none``)
+SideTask = Callable[[MagentoClient, SubscriberSource | None], object]
 
 REALTIME_RETRY = RetryPolicy(budget=15.0, base_delay=0.5, max_delay=5.0)
 DEFAULT_RETRY = RetryPolicy()
 LIST_ROLES = ("customers", "subscribers")
+
+
 @dataclass
 class Runtime:
     """The resources of one run; ``close()`` releases the connections."""
@@ -43,6 +49,8 @@ class Runtime:
     list_ids: dict[str, int | None] = field(default_factory=dict)
     dry_run: bool = False
     verbose: int = 0
+    # where subscribers come from (magento.subscribers); None with ``none``
+    subscribers: SubscriberSource | None = None
     # At most emarsys.concurrency Emarsys requests in flight: a running job holds one
     # slot; a job's independent reads and list adds run side by side only on slots the
     # other workers leave free (at the end of a run, when fewer jobs are left).
@@ -63,14 +71,15 @@ class Runtime:
     @classmethod
     def open(cls, cfg: Config, *, dry_run: bool = False, retry: RetryPolicy = DEFAULT_RETRY,
              verbose: int = 0, sleep: Callable[[float], None] | None = None,
-             alongside: Callable[[MagentoClient], object] | None = None,
+             alongside: SideTask | None = None,
              store: StateStore | None = None) -> Runtime:
-        """Connect both clients, resolve every mapped field and find (or create) the lists.
+        """Connect both clients, open the subscriber source, resolve every mapped field
+        and find (or create) the lists.
 
         A missing mapped field stops here, before any write to Emarsys (exit 2), and so
         does a key field that is not the one ``store`` is bound to (its first resolution is
-        recorded there). ``alongside`` (e.g. the subscriber scan) runs on the Magento
-        client meanwhile, so the start-up reads of both sides overlap instead of adding up.
+        recorded there). ``alongside`` (e.g. the subscriber scan) runs on the Magento side
+        meanwhile, so the start-up reads of both sides overlap instead of adding up.
         """
         on_keys = _key_field_guard(store, record=not dry_run) if store is not None else None
         secrets = iter_secrets(cfg)
@@ -79,9 +88,16 @@ class Runtime:
         if sleep is not None:
             kwargs["sleep"] = sleep
         magento = MagentoClient.from_config(cfg.magento, **kwargs)
+        try:
+            subscribers = open_subscriber_source(cfg.magento, magento, retry=retry,
+                                                 sleep=sleep)
+        except BaseException:
+            magento.close()
+            raise
         emarsys = EmarsysClient.from_config(cfg.emarsys, **kwargs)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="startup") as pool:
-            side = pool.submit(alongside, magento) if alongside is not None else None
+            side = pool.submit(alongside, magento, subscribers) \
+                if alongside is not None else None
             try:
                 mapping, list_ids = resolve_remote(cfg, emarsys, create_lists=not dry_run,
                                                    on_key_fields=on_keys)
@@ -91,15 +107,14 @@ class Runtime:
                 if side is not None:
                     side.cancel()
                     wait([side])
-                magento.close()
-                emarsys.close()
+                _close_all(magento, emarsys, subscribers)
                 raise
-        return cls(cfg, magento, emarsys, mapping, list_ids, dry_run, verbose)
+        return cls(cfg, magento, emarsys, mapping, list_ids, dry_run, verbose,
+                   subscribers=subscribers)
 
     def close(self) -> None:
         self.side_requests.shutdown(wait=True, cancel_futures=True)
-        self.magento.close()
-        self.emarsys.close()
+        _close_all(self.magento, self.emarsys, self.subscribers)
 
     def side_by_side(self, *calls: Callable[[], T]) -> list[T]:
         """Run ``calls`` (each one Emarsys request) at once where a free request slot
@@ -131,6 +146,16 @@ class Runtime:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _close_all(magento: MagentoClient, emarsys: EmarsysClient,
+               subscribers: SubscriberSource | None) -> None:
+    try:
+        if subscribers is not None:
+            subscribers.close()
+    finally:
+        magento.close()
+        emarsys.close()
 
 
 def _key_field_guard(store: StateStore, *, record: bool

@@ -24,14 +24,16 @@ def subscription_disagrees(customer: Customer, rows: list[MirrorRow]) -> bool:
 
 
 def iter_subscriber_changes(store: StateStore, *, skip_customers: set[int] | None = None,
-                            skip_all_customers: bool = False, chunk: int = 1000
+                            skip_all_customers: bool = False, chunk: int = 1000,
+                            among: Iterable[MirrorRow] | None = None
                             ) -> Iterator[tuple[list[MirrorRow], set[int]]]:
     """The mirror compared with the per-contact records (SPEC 3, "Finding what changed"),
     a chunk of subscriber rows at a time so memory stays flat: (guest rows to diff, ids of
-    customers whose subscriber row differs from what was sent)."""
+    customers whose subscriber row differs from what was sent). ``among``: only these
+    mirror rows (a change read's), instead of the whole mirror."""
     skip = skip_customers or set()
     rows: list[MirrorRow] = []
-    for row in store.mirror_rows():
+    for row in store.mirror_rows() if among is None else among:
         rows.append(row)
         if len(rows) >= chunk:
             yield _changes_in(store, rows, skip, skip_all_customers)
