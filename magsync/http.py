@@ -26,7 +26,7 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
 from magsync import __version__
-from magsync.errors import ConfigError, RetriableError
+from magsync.errors import ConfigError, FatalRemoteError, RetriableError
 from magsync.util import jsoncodec
 
 RETRY_STATUSES = frozenset({408, 423, 429, 500, 502, 503, 504})
@@ -284,3 +284,29 @@ def parse_rate_limit_wait(headers: Mapping[str, str], now: float) -> float | Non
     except (TypeError, ValueError):
         return None
     return when.timestamp() - now if when.tzinfo else None
+
+
+PING_BUDGET = 10.0  # seconds a monitoring ping may take, retries included
+
+
+def ping(url: str, *, budget: float = PING_BUDGET) -> None:
+    """``GET url`` (a healthchecks-style monitoring ping) through the one session factory,
+    retried within ``budget`` seconds; ``RemoteError`` when no 2xx/3xx came back.
+
+    The URL is a secret: the error's message never holds it (nor its path).
+    """
+    attempt_timeout = max(1.0, min(5.0, budget / 2))
+    client = HttpClient("monitoring ping", url, timeout=attempt_timeout, secrets=[url],
+                        retry=RetryPolicy(budget=max(0.0, budget - 2 * attempt_timeout),
+                                          base_delay=0.5, max_delay=2.0))
+    try:
+        resp = client.request("GET", url)
+        resp.close()
+    except RetriableError:
+        raise RetriableError("no successful answer in time", service="monitoring ping"
+                             ) from None
+    finally:
+        client.close()
+    if resp.status_code >= 400:
+        raise FatalRemoteError(f"HTTP {resp.status_code}", service="monitoring ping",
+                               status=resp.status_code)

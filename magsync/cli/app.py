@@ -13,7 +13,7 @@ from magsync.config import Config, load_config
 from magsync.errors import ConfigError
 from magsync.state import StateStore
 from magsync.state.lock import StateLock
-from magsync.util.logs import add_secrets, get_logger
+from magsync.util.logs import add_secrets, get_logger, remember_warnings_in
 
 log = get_logger("app")
 
@@ -57,11 +57,13 @@ class App:
                        "the default ./magsync.yaml")
                 raise ConfigError(f"config file {path} not found (from {how})",
                                   hint="pass --config PATH or set $MAGSYNC_CONFIG; "
-                                       "examples/magsync.yaml shows every key")
+                                       "`magsync init` writes a commented config with "
+                                       "every key")
             cfg = load_config(path)
             from magsync.config import iter_secrets
 
             add_secrets(iter_secrets(cfg))
+            remember_warnings_in(cfg.state.path)
             for warning in cfg.warnings:
                 log.warning(warning)
             self._config = cfg

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from magsync.config.monitoring import parse_monitoring
 from magsync.config.reader import Reader, Secret, kind
 from magsync.config.schema import (
     CONVERTERS,
@@ -59,12 +60,36 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     """Read, interpolate and validate a config file; raise ``ConfigError`` listing all
     problems."""
     p = Path(path)
+    raw = _read_yaml(p)
+    return parse_config(raw, env=os.environ if env is None else env, source=p)
+
+
+def load_sync_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+                       ) -> tuple[Path, SyncConfig]:
+    """Only ``state.path`` (``$MAGSYNC_STATE`` wins) and the ``sync`` section, for
+    ``health``: it runs without the secrets' environment variables (a monitoring user
+    that can read the state file) and does not validate the rest of the config."""
+    p = Path(path)
+    raw = _read_yaml(p)
+    env = os.environ if env is None else env
+    r = Reader(env)
+    doc = raw if isinstance(raw, dict) else {}
+    state = _state(r, r.section(doc, "state"), env, p)
+    sync = _sync(r, r.section(doc, "sync"))
+    if r.problems:
+        raise ConfigError(f"{p}: the configuration has {len(r.problems)} problem"
+                          f"{'s' if len(r.problems) != 1 else ''}:", r.problems)
+    return state.path, sync
+
+
+def _read_yaml(p: Path) -> Any:
+    """The parsed YAML document of a config file; ``ConfigError`` when it cannot be."""
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {p} does not exist",
-                          hint="pass --config PATH, set $MAGSYNC_CONFIG, or create "
-                               "./magsync.yaml (see examples/magsync.yaml)") from None
+                          hint="pass --config PATH, set $MAGSYNC_CONFIG, or write one with "
+                               "`magsync init`") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {p}: {exc.strerror}",
                           hint="check the file's permissions") from None
@@ -72,7 +97,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start})",
                           hint="save the config file as UTF-8") from None
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -80,8 +105,6 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
                           hint="fix the YAML syntax (indentation, quotes, colons)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: invalid YAML: {exc}") from None
-    cfg = parse_config(raw, env=os.environ if env is None else env, source=p)
-    return cfg
 
 
 def parse_config(raw: Any, *, env: Mapping[str, str], source: Path | None = None) -> Config:
@@ -91,12 +114,13 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: Path | None = None
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source or 'config'}: the top level must be a mapping of sections")
-    r.known(raw, "", ("magento", "emarsys", "contacts", "sync", "state"))
+    r.known(raw, "", ("magento", "emarsys", "contacts", "sync", "state", "monitoring"))
     magento = _parse_required(r, raw, "magento", _magento)
     emarsys = _parse_required(r, raw, "emarsys", _emarsys)
     contacts = _contacts(r, r.section(raw, "contacts"))
     sync = _sync(r, r.section(raw, "sync"))
     state = _state(r, r.section(raw, "state"), env, source)
+    monitoring = parse_monitoring(r, r.section(raw, "monitoring"), source)
     if r.problems:
         where = f"{source}: " if source else ""
         raise ConfigError(f"{where}the configuration has {len(r.problems)} problem"
@@ -106,7 +130,8 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: Path | None = None
         warnings.append(f"{source} holds secrets inline and is readable by other users; "
                         f"run: chmod 600 {source} (or use ${{VAR}} references)")
     return Config(magento=magento, emarsys=emarsys, contacts=contacts, sync=sync,
-                  state=state, source=source, warnings=tuple(warnings))
+                  state=state, monitoring=monitoring, source=source,
+                  warnings=tuple(warnings))
 
 
 def _parse_required(r: Reader, raw: dict[str, Any], key: str,
@@ -343,5 +368,6 @@ def iter_secrets(cfg: Config) -> list[str]:
         for v in vars(holder).values():
             if isinstance(v, Secret) and v.reveal():
                 values.append(v.reveal())
+    values += [url.reveal() for _, url in cfg.monitoring.ping_urls]
     return values
 

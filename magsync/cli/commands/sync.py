@@ -30,7 +30,8 @@ def export_initial_cmd(ctx: click.Context, customers: bool | None, subscribers: 
                          subscribers=subscribers if subscribers is not None else not only,
                          restart=restart, dry_run=dry_run, verbose=app.verbose)
     return run_writing(app, "export-initial",
-                       lambda cfg, store, hook: export_initial(cfg, store, opts, progress=hook))
+                       lambda cfg, store, hook: export_initial(cfg, store, opts, progress=hook),
+                       dry_run=dry_run)
 
 
 @click.command("sync-realtime")
@@ -43,7 +44,8 @@ def sync_realtime_cmd(ctx: click.Context, dry_run: bool) -> int:
     app = app_of(ctx)
     opts = SyncOptions(dry_run=dry_run, verbose=app.verbose)
     return run_writing(app, "sync-realtime",
-                       lambda cfg, store, hook: sync_realtime(cfg, store, opts, hook))
+                       lambda cfg, store, hook: sync_realtime(cfg, store, opts, hook),
+                       dry_run=dry_run)
 
 
 @click.command("sync-background")
@@ -58,7 +60,8 @@ def sync_background_cmd(ctx: click.Context, since: Any, dry_run: bool) -> int:
     app = app_of(ctx)
     opts = SyncOptions(dry_run=dry_run, since=since, verbose=app.verbose)
     return run_writing(app, "sync-background",
-                       lambda cfg, store, hook: sync_background(cfg, store, opts, hook))
+                       lambda cfg, store, hook: sync_background(cfg, store, opts, hook),
+                       dry_run=dry_run)
 
 
 @click.command("pull-optin")
@@ -72,7 +75,8 @@ def pull_optin_cmd(ctx: click.Context, since: Any, dry_run: bool) -> int:
     app = app_of(ctx)
     opts = PullOptions(since=since, dry_run=dry_run, verbose=app.verbose)
     return run_writing(app, "pull-optin",
-                       lambda cfg, store, hook: pull_optin(cfg, store, opts, hook))
+                       lambda cfg, store, hook: pull_optin(cfg, store, opts, hook),
+                       dry_run=dry_run)
 
 
 COMMANDS = [export_initial_cmd, sync_realtime_cmd, sync_background_cmd, pull_optin_cmd]
