@@ -72,11 +72,12 @@ class RunMonitor:
 
     def _write(self, exit_code: int) -> None:
         assert self.textfile is not None
-        counts = dict(self.counts)
         recorded = self.snap.runs.get(self.command) if self.snap else None
-        if not counts and recorded is not None and recorded.started_at >= self.started_at:
-            counts = dict(recorded.counts)  # a run that failed: what it counted till then
-        outcome = RunOutcome(self.command, self.started_at, utcnow(), exit_code, counts)
+        outcome = None
+        if recorded is None or recorded.started_at < self.started_at:
+            # not in the history (it failed before it was recorded): as the CLI saw it
+            outcome = RunOutcome(self.command, self.started_at, utcnow(), exit_code,
+                                 dict(self.counts))
         try:
             write_metrics(self.textfile, build_registry(self.config_name, self.snap, outcome))
         except OSError as exc:

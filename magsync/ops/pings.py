@@ -14,10 +14,11 @@ from urllib.parse import urlsplit
 
 from magsync.config import Secret
 from magsync.errors import MagsyncError
-from magsync.http import PING_BUDGET, ping
+from magsync.http import PING_BUDGET, RetryPolicy, apply_retry_budget_override, ping
 from magsync.util.logs import add_secrets, get_logger
 
 log = get_logger("monitoring")
+MIN_WAIT = 2.0  # a ping makes one attempt whatever its budget (tests shorten it to 0)
 
 
 def origin(url: str) -> str:
@@ -41,12 +42,15 @@ def ping_target(url: str, exit_code: int | None) -> str:
 class Pinger:
     """The pings of one run of ``command`` (nothing at all when ``url`` is None)."""
 
-    def __init__(self, command: str, url: Secret | None, *, budget: float = PING_BUDGET
+    def __init__(self, command: str, url: Secret | None, *, budget: float | None = None
                  ) -> None:
         self.command = command
         self.url = url.reveal() if url is not None else None
-        self.budget = budget
+        # $MAGSYNC_RETRY_BUDGET shortens it, as every other retry budget (tests)
+        self.budget = budget if budget is not None else min(
+            PING_BUDGET, apply_retry_budget_override(RetryPolicy(PING_BUDGET)).budget)
         self._start: threading.Thread | None = None
+        self.threads: list[threading.Thread] = []  # for tests: the pings sent so far
         if self.url:
             path = urlsplit(self.url).path
             add_secrets([self.url, self.url.rstrip("/"), path.rstrip("/")])
@@ -66,7 +70,7 @@ class Pinger:
         self._wait(self._send(exit_code), f"exit {exit_code}")
 
     def _wait(self, thread: threading.Thread, what: str) -> None:
-        thread.join(self.budget)
+        thread.join(max(self.budget, MIN_WAIT))
         if thread.is_alive():  # e.g. a name lookup that hangs: requests cannot time it out
             log.warning("monitoring ping (%s) of %s to %s: no answer within %.0f s", what,
                         self.command, origin(self.url or ""), self.budget)
@@ -86,4 +90,5 @@ class Pinger:
 
         thread = threading.Thread(target=send, name=f"ping-{self.command}", daemon=True)
         thread.start()
+        self.threads.append(thread)
         return thread
