@@ -3,6 +3,7 @@ codes in one place, ``main()``."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import traceback
@@ -17,6 +18,7 @@ from magsync.cli.runner import Exit, exit_code_of
 from magsync.errors import EXIT_OK, LockHeld, MagsyncError, Terminated
 from magsync.util.logs import emit, is_json_logging, scrub, setup_logging
 
+COMPLETE_VAR = "_MAGSYNC_COMPLETE"  # eval "$(_MAGSYNC_COMPLETE=bash_source magsync)"
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -111,8 +113,13 @@ def run(argv: list[str] | None, *, debug: bool = False, quiet: bool = False) -> 
     quiet = quiet or any(a in ("-q", "--quiet") for a in args)
     # before click parses anything: with --log-json its own errors are JSON too
     setup_logging(quiet=quiet, log_json="--log-json" in args)
+    if os.environ.get(COMPLETE_VAR):  # shell completion: click answers and exits
+        cli.main(args=args, prog_name="magsync", complete_var=COMPLETE_VAR)
     try:
-        result: Any = cli.main(args=args, prog_name="magsync", standalone_mode=False)
+        # not cli.main(): it turns Ctrl-C and SIGTERM into a bare Abort after printing an
+        # empty line, and the exit code (130 or 143) and JSON stderr need them as they are
+        with cli.make_context("magsync", args) as ctx:
+            result: Any = cli.invoke(ctx)
         return int(result) if isinstance(result, int) else EXIT_OK
     except BaseException as exc:  # the one place every error becomes an exit code
         return _report(exc, debug=debug, quiet=quiet)
