@@ -14,7 +14,7 @@ EXAMPLE = "magsync.yaml"
 
 def example_config() -> str:
     """The text of the example config (``examples/magsync.yaml`` in the repository)."""
-    return resources.files("magsync.ops").joinpath("data", EXAMPLE).read_text(encoding="utf-8")
+    return resources.files("magsync.ops").joinpath(f"data/{EXAMPLE}").read_text(encoding="utf-8")
 
 
 def write_example_config(path: Path) -> Path:
