@@ -22,7 +22,20 @@ COMPLETE_VAR = "_MAGSYNC_COMPLETE"  # eval "$(_MAGSYNC_COMPLETE=bash_source mags
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT)
+EXIT_CODES = """\b
+Exit codes:
+  0    all done
+  1    finished, but some contacts failed (queued or dead; the summary says how many);
+       health: not healthy
+  2    usage, configuration or safety stop
+  3    a remote system was unreachable or refused the credentials (after retries)
+  70   internal error (a bug: run with --debug and report it)
+  75   another magsync run holds the lock on this state file (nothing done)
+  130  interrupted (Ctrl-C); 143: terminated (SIGTERM). The next run continues.
+"""
+
+
+@click.group(context_settings=CONTEXT, epilog=EXIT_CODES)
 @click.option("--config", "config_path", metavar="PATH",
               help="Config file (default: $MAGSYNC_CONFIG, else ./magsync.yaml).")
 @click.option("-v", "--verbose", count=True, help="More detail (payload samples with -v).")
