@@ -19,7 +19,9 @@ from magsync.state import StateStore
 from magsync.state.lock import StateLock
 from magsync.util.timeutil import to_iso
 
-NOW = datetime.now(timezone.utc)
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 @pytest.fixture
@@ -40,10 +42,11 @@ def add_run(state: Path, command: str, started: timedelta, ended: timedelta | No
             exit_code: int | None = 0) -> None:
     """A run in the history, ``started``/``ended`` that long ago (``ended`` None: no end)."""
     StateStore.open(state).close()
+    at = now()
     with sqlite3.connect(state) as conn:
         conn.execute("INSERT INTO runs (command, started_at, ended_at, outcome, exit_code) "
                      "VALUES (?, ?, ?, ?, ?)",
-                     (command, to_iso(NOW - started), to_iso(NOW - ended) if ended else None,
+                     (command, to_iso(at - started), to_iso(at - ended) if ended else None,
                       None if ended is None else "ok" if exit_code == 0 else "failed",
                       exit_code))
 
@@ -164,19 +167,19 @@ def test_dead_and_old_queued_contacts(magsync: Any, config: Path, tmp_path: Path
         store.enqueue("c:1", "a@example.com", "rejected", max_attempts=1)  # dead now
         store.enqueue("c:2", "b@example.com", "rejected", max_attempts=10)
         store.enqueue("c:3", "c@example.com", "rejected", max_attempts=10)
+    three_days_ago = to_iso(now() - timedelta(days=3))
     with sqlite3.connect(state) as conn:
-        conn.execute("UPDATE queue SET queued_at = ? WHERE key = 'c:2'",
-                     (to_iso(NOW - timedelta(days=3)),))
+        conn.execute("UPDATE queue SET queued_at = ? WHERE key = 'c:2'", (three_days_ago,))
     r = health(magsync, config)
     assert r.code == 1
     assert r.out.splitlines() == [
         "1 contact(s) became dead in the last 24 hours (Emarsys kept rejecting them): see "
         "`magsync queue list --dead`",
         f"1 queued contact(s) have waited longer than 2 days (the oldest since "
-        f"{to_iso(NOW - timedelta(days=3))[:19]}Z): see `magsync queue list`"]
+        f"{three_days_ago[:19]}Z): see `magsync queue list`"]
     with sqlite3.connect(state) as conn:  # a day later the dead contact is old news
         conn.execute("UPDATE queue SET updated_at = ? WHERE key = 'c:1'",
-                     (to_iso(NOW - timedelta(hours=25)),))
+                     (to_iso(now() - timedelta(hours=25)),))
         conn.execute("DELETE FROM queue WHERE key = 'c:2'")
     assert health(magsync, config).code == 0
 

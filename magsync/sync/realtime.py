@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from magsync.config import Config
-from magsync.magento.customers import iter_changed_customers
+from magsync.magento.customers import Window, count_customers, iter_changed_customers
 from magsync.state import StateStore
 from magsync.sync.feed import Sync, mirror_refresher, new_engine
 from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
@@ -46,13 +46,15 @@ def sync_realtime(cfg: Config, store: StateStore, opts: SyncOptions,
         since = window_start(store, "sync-realtime", cfg, start, opts.since)
         counts = RunCounts()
         scan = _scan_due(cfg, store, start)
+        refresher = mirror_refresher(store, counts, progress) if scan else None
         with Runtime.open(cfg, dry_run=opts.dry_run, retry=REALTIME_RETRY,
-                          verbose=opts.verbose,
-                          alongside=mirror_refresher(store, counts) if scan else None) as rt, \
+                          verbose=opts.verbose, alongside=refresher) as rt, \
                 new_engine(rt, store, counts, run_id) as engine:
             sync = Sync(rt, store, engine, counts, progress)
             sync.defer_queued = True
             if cfg.contacts.customers.enabled:
+                if progress:
+                    sync.customer_total = count_customers(rt.magento, Window(since, start))
                 changed = iter_changed_customers(rt.magento, since, start,
                                                  fields=rt.customer_fields)
                 sync.customers((p.items for p in changed), hold_stale=not scan)
