@@ -68,9 +68,9 @@ def _exprs(node: Any) -> list[str]:
     found: list[str] = []
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in ("expr", "definition") and isinstance(value, str):
-                found.append(value)
-            elif key == "query" and isinstance(value, str) and "magsync_" in value:
+            promql = key in ("expr", "definition") or (key == "query" and "magsync_" in
+                                                        str(value))
+            if promql and isinstance(value, str):
                 found.append(value)
             else:
                 found += _exprs(value)
