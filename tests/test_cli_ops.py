@@ -59,6 +59,9 @@ def test_queue_alone_lists_and_list_has_json(magsync: Any, pair: SandboxPair) ->
     assert contact["queued_since"].endswith("Z")
     assert json.loads(magsync("queue", "--json", "--dead").out) == {"dead": True,
                                                                      "contacts": []}
+    wrong = magsync("queue", "--dead", "purge", "--yes")  # would purge everything
+    assert wrong.code == 2 and "--dead and --json go after the subcommand" in wrong.err
+    assert len(json.loads(magsync("queue", "list", "--json").out)["contacts"]) == 1
 
 
 def test_check_json(magsync: Any, pair: SandboxPair, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -368,6 +369,10 @@ def iter_secrets(cfg: Config) -> list[str]:
         for v in vars(holder).values():
             if isinstance(v, Secret) and v.reveal():
                 values.append(v.reveal())
-    values += [url.reveal() for _, url in cfg.monitoring.ping_urls]
+    for _, url in cfg.monitoring.ping_urls:
+        values.append(url.reveal())
+        path = urlsplit(url.reveal()).path.rstrip("/")
+        if len(path) >= 8:  # the check's key (a UUID): an error may quote the path alone
+            values.append(path)
     return values
 

@@ -22,6 +22,9 @@ def queue_group(ctx: click.Context, dead: bool, as_json: bool) -> int | None:
     """Show, retry or purge the failsafe queue (alone: `queue list`)."""
     if ctx.invoked_subcommand is None:
         return ctx.invoke(queue_list, dead=dead, as_json=as_json)
+    if dead or as_json:  # `queue --dead purge` must not purge the whole queue
+        raise click.UsageError(f"--dead and --json go after the subcommand, e.g. `magsync "
+                               f"queue {ctx.invoked_subcommand} --dead`")
     return None
 
 
