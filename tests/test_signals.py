@@ -65,7 +65,10 @@ def run_signalled(pair: SandboxPair, cfg: Path, signum: int, after_upserts: int
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "magsync", "--config", str(cfg), "export-initial"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            # a runner that ignores SIGINT (a background job) must not pass that on:
+            # Python installs its Ctrl-C handler only where SIGINT is not ignored
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         state["proc"] = proc
         out, err = proc.communicate(timeout=60)
     finally:
