@@ -12,6 +12,7 @@ EXIT_PARTIAL = 1
 EXIT_CONFIG = 2
 EXIT_REMOTE = 3
 EXIT_LOCKED = 75
+EXIT_INTERNAL = 70  # a bug
 
 
 class MagsyncError(Exception):
@@ -111,3 +112,19 @@ class ContactsFailed(MagsyncError):
     """A run finished but some contacts failed; they are queued or dead (exit 1)."""
 
     exit_code = EXIT_PARTIAL
+
+
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+EXIT_TERMINATED = 143  # SIGTERM (systemd, timeout)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: stop like Ctrl-C does (committed work kept, the run recorded as
+    interrupted), but exit 143."""
+
+    exit_code = EXIT_TERMINATED
+
+
+def interrupt_exit_code(exc: BaseException) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM."""
+    return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED

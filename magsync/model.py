@@ -90,4 +90,9 @@ class CheckResult:
     # What a failure means for `magsync check`'s exit code: 2 a configuration or setup
     # problem, 3 a remote system unreachable or refusing the credentials (SPEC exit codes).
     exit_code: int = 2
-    warn: bool = False  # passed, but needs attention (printed as WARN, even under -q)
+    warning: bool = False  # passed, but something deserves a look (WARN)
+
+    @property
+    def mark(self) -> str:
+        """OK, WARN or FAIL."""
+        return "FAIL" if not self.ok else ("WARN" if self.warning else "OK")

@@ -109,8 +109,9 @@ def test_a_request_ceiling_above_emarsys_limit_is_a_warning(magsync: Any, pair: 
     high = _config(pair, tmp_path, emarsys={"requests_per_minute": 5000})
     r = magsync("check", config=high)
     assert r.code == 0, r
-    assert "warning: emarsys.requests_per_minute 5000 is above" in r.out
+    assert "WARN configuration — emarsys.requests_per_minute 5000 is above" in r.out
     r = magsync("check")  # the fixture's own config sends 100000: also warned
-    assert r.code == 0 and "warning: emarsys.requests_per_minute 100000 is above" in r.out, r
+    assert r.code == 0 and "WARN configuration — emarsys.requests_per_minute 100000 is above" \
+        in r.out, r
     low = _config(pair, tmp_path, emarsys={"requests_per_minute": 600})
     assert "requests_per_minute" not in magsync("check", config=low).out

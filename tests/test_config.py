@@ -516,7 +516,7 @@ def test_check_shows_the_inline_secrets_warning(pair: SandboxPair, tmp_path: Pat
     path.chmod(0o640)
     code, out, err = cli(capsys, "--config", str(path), "check")
     assert code == 0, out
-    assert f"OK   configuration — warning: {path} holds secrets inline and is readable by " \
+    assert f"WARN configuration — {path} holds secrets inline and is readable by " \
            f"other users; run: chmod 600 {path}" in out
     assert "magsync: WARNING:" in err
     logging.getLogger("magsync").handlers.clear()

@@ -352,7 +352,7 @@ def test_failing_row_holds_the_watermark_until_it_is_dead(
 
     assert first.code == 1, first
     assert counts["failed"] == 1 and counts["applied"] == 1 and "dead" not in counts
-    assert f"c:{cid}" in first.out and "watermark stays" in first.out
+    assert f"c:{cid}" in first.err and "watermark stays" in first.err
     assert status_of(shop, ok_sid) == 3 and status_of(shop, sid) == 1
     with open_state(tmp_path) as store:
         assert store.get_watermark("pull-optin") == mark

@@ -89,7 +89,7 @@ def test_a_rejected_contact_is_queued_and_the_rest_is_sent(pair: SandboxPair,
     result = run("sync-realtime")
 
     assert result.code == 1, result
-    assert "queued" in result.out and "queue list" in result.out
+    assert "queued" in result.out and "queue list" in result.err
     assert _first_name(pair, other) == "Accepted"
     assert _first_name(pair, cid) != "Rejected"
     rows = _queue(run)
@@ -128,7 +128,7 @@ def test_each_drain_is_one_attempt_until_the_contact_is_dead(pair: SandboxPair,
     assert _queue(run) == {}
     dead = _queue(run, "--dead")
     assert dead[f"c:{cid}"][1] == "2"
-    assert "dead" in drain.out and "queue retry --dead" in drain.out
+    assert "dead" in drain.out and "queue retry --dead" in drain.err
     assert status_of(run)["queue"] == {"queued": 0, "dead": 1}
     seq = request_seq(pair)
 

@@ -3,6 +3,8 @@ codes in one place, ``main()``."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import traceback
 from typing import Any, NoReturn
@@ -12,14 +14,28 @@ import click
 from magsync import __version__
 from magsync.cli.app import App
 from magsync.cli.commands import inspect, queue, setup, state, sync
-from magsync.cli.runner import Exit
-from magsync.errors import EXIT_CONFIG, EXIT_OK, LockHeld, MagsyncError
-from magsync.util.logs import scrub, setup_logging
+from magsync.cli.runner import Exit, exit_code_of
+from magsync.errors import EXIT_OK, LockHeld, MagsyncError, Terminated
+from magsync.util.logs import emit, is_json_logging, scrub, setup_logging
 
+COMPLETE_VAR = "_MAGSYNC_COMPLETE"  # eval "$(_MAGSYNC_COMPLETE=bash_source magsync)"
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT)
+EXIT_CODES = """\b
+Exit codes:
+  0    all done
+  1    finished, but some contacts failed (queued or dead; the summary says how many);
+       health: not healthy
+  2    usage, configuration or safety stop
+  3    a remote system was unreachable or refused the credentials (after retries)
+  70   internal error (a bug: run with --debug and report it)
+  75   another magsync run holds the lock on this state file (nothing done)
+  130  interrupted (Ctrl-C); 143: terminated (SIGTERM). The next run continues.
+"""
+
+
+@click.group(context_settings=CONTEXT, epilog=EXIT_CODES)
 @click.option("--config", "config_path", metavar="PATH",
               help="Config file (default: $MAGSYNC_CONFIG, else ./magsync.yaml).")
 @click.option("-v", "--verbose", count=True, help="More detail (payload samples with -v).")
@@ -48,7 +64,22 @@ def main(argv: list[str] | None = None) -> NoReturn:
     from magsync.util.memory import limit_malloc_arenas
 
     limit_malloc_arenas()
+    stop_on_sigterm()
     sys.exit(run(argv))  # run() reads --debug and -q from the arguments itself
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (systemd, ``timeout``) stops a run like Ctrl-C: ``Terminated`` is raised in
+    the main thread, the run commits what finished, is recorded as interrupted and exits
+    143. A second SIGTERM while it stops is ignored (SIGKILL still ends it at once)."""
+    seen: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if not seen:
+            seen.append(signum)
+            raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 _GLOBAL_FLAGS = {"-v", "--verbose", "-q", "--quiet", "--log-json", "--debug", "-vv", "-vvv"}
@@ -93,39 +124,64 @@ def run(argv: list[str] | None, *, debug: bool = False, quiet: bool = False) -> 
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     debug = debug or "--debug" in args
     quiet = quiet or any(a in ("-q", "--quiet") for a in args)
+    # before click parses anything: with --log-json its own errors are JSON too
+    setup_logging(quiet=quiet, log_json="--log-json" in args)
+    if os.environ.get(COMPLETE_VAR):  # shell completion: click answers and exits
+        cli.main(args=args, prog_name="magsync", complete_var=COMPLETE_VAR)
     try:
-        result: Any = cli.main(args=args, prog_name="magsync", standalone_mode=False)
+        # not cli.main(): it turns Ctrl-C and SIGTERM into a bare Abort after printing an
+        # empty line, and the exit code (130 or 143) and JSON stderr need them as they are
+        with cli.make_context("magsync", args) as ctx:
+            result: Any = cli.invoke(ctx)
         return int(result) if isinstance(result, int) else EXIT_OK
-    except Exit as exc:
+    except BaseException as exc:  # the one place every error becomes an exit code
+        return _report(exc, debug=debug, quiet=quiet)
+
+
+def _report(exc: BaseException, *, debug: bool, quiet: bool) -> int:
+    """Print one line (a JSON object under --log-json) for an error; its exit code."""
+    code = exit_code_of(exc)
+    if isinstance(exc, Exit):
         if exc.message:
-            click.echo(f"magsync: {scrub(exc.message)}", err=True)
-        return exc.code
-    except LockHeld as exc:
-        if not quiet:
-            click.echo(f"magsync: {scrub(str(exc))}", err=True)
-        return exc.exit_code
-    except MagsyncError as exc:
-        if debug:
-            click.echo(scrub(traceback.format_exc()), err=True)
-        click.echo(f"magsync: error: {scrub(str(exc))}", err=True)
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("magsync: aborted", err=True)
-        return 130
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+            emit(exc.message, plain=f"magsync: {exc.message}", exit_code=code)
+    elif isinstance(exc, LockHeld):
+        if not quiet:  # a busy minute is normal under cron
+            emit(str(exc), level="warning", plain=f"magsync: {exc}", exit_code=code)
+    elif isinstance(exc, MagsyncError):
+        _with_traceback(f"error: {exc}", debug, code)
+    elif isinstance(exc, click.exceptions.Exit):
+        pass
+    elif isinstance(exc, click.exceptions.Abort):
+        emit("aborted", plain="magsync: aborted", exit_code=code)
+    elif isinstance(exc, click.ClickException):
         # click's own errors (bad option, unreadable --file) are usage errors; its exit 1
         # would read as "some contacts failed"
-        return EXIT_CONFIG
-    except KeyboardInterrupt:
-        click.echo("magsync: interrupted; the next run continues where this one stopped",
-                   err=True)
-        return 130
-    except Exception as exc:  # a bug: say so plainly, the traceback only with --debug
-        if debug:
-            click.echo(scrub(traceback.format_exc()), err=True)
-        click.echo(f"magsync: internal error: {scrub(repr(exc))} (run with --debug for the "
-                   "traceback)", err=True)
-        return 70
+        _usage_error(exc, code)
+    elif isinstance(exc, KeyboardInterrupt):
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        emit(f"{what}; the next run continues where this one stopped",
+             plain=f"magsync: {what}; the next run continues where this one stopped",
+             exit_code=code)
+    elif isinstance(exc, Exception):  # a bug: say so plainly, the traceback only with --debug
+        _with_traceback(f"internal error: {exc!r} (run with --debug for the traceback)",
+                        debug, code)
+    else:
+        raise exc
+    return code
+
+
+def _with_traceback(message: str, debug: bool, code: int) -> None:
+    trace = traceback.format_exc() if debug else None
+    if trace and not is_json_logging():
+        click.echo(scrub(trace), err=True)
+    fields = {"traceback": trace} if trace else {}
+    emit(message, plain=f"magsync: {message}", exit_code=code, **fields)
+
+
+def _usage_error(exc: click.ClickException, code: int) -> None:
+    if not is_json_logging():
+        exc.show()
+        return
+    usage = exc.ctx.get_usage() if isinstance(exc, click.UsageError) and exc.ctx else None
+    fields = {"usage": usage} if usage else {}
+    emit(exc.format_message(), exit_code=code, **fields)

@@ -18,7 +18,7 @@ from magsync.state.binding import enforce_accounts
 from magsync.state.integrity import DAMAGED_FIX
 from magsync.state.lock import StateLock
 from magsync.state.store import read_state
-from magsync.util.logs import ALWAYS, add_secrets, get_logger
+from magsync.util.logs import add_secrets, get_logger, remember_warnings_in
 
 log = get_logger("app")
 T = TypeVar("T")
@@ -63,6 +63,7 @@ class App:
             from magsync.config import iter_secrets
 
             add_secrets(iter_secrets(cfg))
+            remember_warnings_in(cfg.state.path)
             for warning in cfg.warnings:
                 log.warning(warning)
             self._config = cfg
@@ -74,7 +75,7 @@ class App:
                "the default ./magsync.yaml")
         return ConfigError(f"config file {path} not found (from {how})",
                            hint="pass --config PATH or set $MAGSYNC_CONFIG; "
-                                "examples/magsync.yaml shows every key")
+                                "`magsync init` writes a commented config with every key")
 
     def state_path(self) -> Path:
         """``state.path`` (``$MAGSYNC_STATE`` wins) for the commands that only read the
@@ -106,7 +107,7 @@ class App:
             store = StateStore.open(cfg.state.path)
             try:
                 for warning in store.warnings:
-                    log.warning(warning, extra=ALWAYS)
+                    log.warning(warning)  # shown under -q too (once a day)
                 if enforce_binding:
                     enforce_accounts(store, cfg, record=not dry_run)
                 yield store

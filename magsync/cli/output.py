@@ -35,14 +35,13 @@ class Output:
         """Machine-readable output is printed even under ``-q``: it was asked for."""
         print(scrub(json.dumps(data, indent=2, default=str)))
 
-    def checks(self, results: Iterable[CheckResult]) -> None:
-        """OK/WARN/FAIL lines; under -q only the WARN and FAIL ones."""
+    def checks(self, results: Iterable[CheckResult], *, problems_only: bool = False) -> None:
+        """One line per check (``problems_only``: the WARN and FAIL lines, for -q)."""
         for r in results:
-            if self.quiet and r.ok and not r.warn:
+            if problems_only and r.ok and not r.warning:
                 continue
-            mark = "FAIL" if not r.ok else "WARN" if r.warn else "OK  "
             detail = f" — {r.detail}" if r.detail else ""
-            self.console.print(scrub(f"{mark} {r.name}{detail}"), markup=False)
+            self.console.print(scrub(f"{r.mark:<4} {r.name}{detail}"), markup=False)
 
     def summary(self, title: str, counts: Mapping[str, int], *, duration: float,
                 notes: Iterable[str] = ()) -> None:
@@ -51,7 +50,7 @@ class Output:
             return
         keys = [k for k in SUMMARY_ORDER if k in counts] + sorted(
             k for k in counts if k not in SUMMARY_ORDER)
-        if self.is_tty:
+        if self.is_tty and keys:
             table = Table(title=f"{title} — {duration:.1f} s", show_header=False)
             table.add_column("what")
             table.add_column("count", justify="right")
@@ -59,7 +58,7 @@ class Output:
                 table.add_row(k, str(counts[k]))
             self.console.print(table)
         else:
-            body = ", ".join(f"{k} {counts[k]}" for k in keys)
+            body = ", ".join(f"{k} {counts[k]}" for k in keys) or "nothing to do"
             self.line(f"{title}: {body} ({duration:.1f} s)")
         for note in notes:
             self.line(f"  {note}")

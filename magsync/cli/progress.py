@@ -1,11 +1,22 @@
-"""Progress display: a rich spinner line on a terminal, nothing under cron."""
+"""Progress display: a rich bar per phase on a terminal (with the total and an ETA where
+the total is known: the customer search's ``total_count``, the subscriber count), nothing
+under cron."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from magsync.sync.run import ProgressHook
 
@@ -16,9 +27,9 @@ def progress_hook(*, enabled: bool) -> Iterator[ProgressHook | None]:
     if not enabled:
         yield None
         return
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                  TextColumn("{task.completed} contacts"), TimeElapsedColumn(),
-                  transient=True) as bar:
+    with Progress(SpinnerColumn(), TextColumn("{task.description:<18}"), BarColumn(),
+                  MofNCompleteColumn(), TextColumn("elapsed"), TimeElapsedColumn(),
+                  TextColumn("left"), TimeRemainingColumn(), transient=True) as bar:
         tasks: dict[str, TaskID] = {}
 
         def hook(phase: str, done: int, total: int | None) -> None:

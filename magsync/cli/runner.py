@@ -10,7 +10,8 @@ import click
 
 from magsync.cli.app import App
 from magsync.cli.output import Output
-from magsync.util.logs import scrub
+from magsync.errors import EXIT_CONFIG, EXIT_INTERNAL, MagsyncError, interrupt_exit_code
+from magsync.util.logs import emit
 
 dry_run_option = click.option("--dry-run", is_flag=True,
                               help="Read and plan everything, write nothing.")
@@ -41,30 +42,78 @@ def app_of(ctx: click.Context) -> App:
 
 
 def output(app: App) -> Output:
+    """What a command prints besides its purpose (summaries, confirmations): nothing under
+    -q."""
     return Output(quiet=app.quiet, is_tty=app.is_tty)
+
+
+def report_output(app: App) -> Output:
+    """For what a command exists to print (status, queue list, fields, check, health):
+    -q does not hide it."""
+    return Output(quiet=False, is_tty=app.is_tty)
 
 
 def run_writing(app: App, command: str, work: Callable[[Any, Any, Any], Any], *,
                 dry_run: bool = False) -> int:
-    """A writing command: the lock and state file, progress on a terminal, the summary."""
-    with app.writing(command, dry_run=dry_run) as store, _progress(app) as hook:
-        report = work(app.config(), store, hook)
-    return render(app, report)
+    """A writing command: the lock and state file, progress on a terminal, the summary;
+    around it the monitoring pings and metrics (none for a dry run, for exit 75, or for
+    a failure before the config is loaded)."""
+    from magsync.ops.monitor import RunMonitor
+
+    cfg = app.config()
+    monitor = RunMonitor(cfg, command, enabled=not dry_run)
+    try:
+        with app.writing(command, dry_run=dry_run) as store:
+            monitor.started()
+            try:
+                with _progress(app) as hook:
+                    report = work(cfg, store, hook)
+                monitor.counts = report.counts
+            finally:
+                monitor.observe(store)
+        code = render(app, report)
+    except BaseException as exc:
+        monitor.finish(exit_code_of(exc))
+        raise
+    monitor.finish(code)
+    return code
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The exit code ``run()`` turns an exception into."""
+    if isinstance(exc, Exit):
+        return exc.code
+    if isinstance(exc, MagsyncError):
+        return exc.exit_code
+    if isinstance(exc, (KeyboardInterrupt, click.exceptions.Abort)):
+        return interrupt_exit_code(exc)
+    if isinstance(exc, click.exceptions.Exit):
+        return int(exc.exit_code)
+    if isinstance(exc, click.ClickException):
+        return EXIT_CONFIG
+    return EXIT_INTERNAL
 
 
 def render(app: App, report: Any) -> int:
-    """Print a run's summary (and payload samples with -v under --dry-run)."""
+    """Print a run's summary (and payload samples with -v under --dry-run).
+
+    A run that needs attention (exit code not 0) prints its notes once, on stderr, also
+    under -q: cron mails what reaches stderr. Otherwise they follow the summary.
+    """
     out = output(app)
     title = report.command + (" (dry run: nothing written)" if report.dry_run else "")
-    out.summary(title, report.counts, duration=report.duration, notes=report.notes)
+    code = int(report.exit_code)
+    out.summary(title, report.counts, duration=report.duration,
+                notes=() if code else report.notes)
     if report.dry_run and app.verbose:
         for sample in report.samples:
             out.line(f"  sample payload: {sample}")
-    if report.exit_code:
-        # Also under -q: cron mails what reaches stderr, and this run needs attention.
-        for note in report.notes[:5] or [f"exit {report.exit_code}"]:
-            click.echo(f"magsync: {report.command}: {scrub(note)}", err=True)
-    return int(report.exit_code)
+    if code:
+        for note in report.notes or [f"exit {code}"]:
+            emit(f"{report.command}: {note}", level="warning" if code == 1 else "error",
+                 plain=f"magsync: {report.command}: {note}", command=report.command,
+                 exit_code=code)
+    return code
 
 
 def _progress(app: App) -> Any:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from magsync.config.monitoring import parse_monitoring
 from magsync.config.reader import Reader, Secret, kind
 from magsync.config.rules import SecretUrl, read_url, url_problem
 from magsync.config.schema import (
@@ -73,16 +74,31 @@ def load_state_path(path: str | os.PathLike[str], env: Mapping[str, str] | None 
     """Only ``state.path`` (``$MAGSYNC_STATE`` wins), for the commands that only read the
     state file (``status``, ``queue list``): they run without the secrets' environment
     variables and do not validate the rest of the config."""
-    p = Path(path)
+    state, _ = _read_partial(Path(path), env, with_sync=False)
+    return state
+
+
+def load_sync_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+                       ) -> tuple[Path, SyncConfig]:
+    """Only ``state.path`` (``$MAGSYNC_STATE`` wins) and the ``sync`` section, for
+    ``health``: it runs without the secrets' environment variables (a monitoring user
+    that can read the state file) and does not validate the rest of the config."""
+    state, sync = _read_partial(Path(path), env, with_sync=True)
+    return state, sync or SyncConfig()
+
+
+def _read_partial(p: Path, env: Mapping[str, str] | None, *, with_sync: bool
+                  ) -> tuple[Path, SyncConfig | None]:
     raw = _read_yaml(p)
     env = os.environ if env is None else env
     r = Reader(env)
-    section = r.section(raw, "state") if isinstance(raw, dict) else {}
-    state = _state(r, section, env, p)
+    doc = raw if isinstance(raw, dict) else {}
+    state = _state(r, r.section(doc, "state"), env, p)
+    sync = _sync(r, r.section(doc, "sync")) if with_sync else None
     if r.problems:
         raise ConfigError(f"{p}: the configuration has {len(r.problems)} problem"
                           f"{'s' if len(r.problems) != 1 else ''}:", r.problems)
-    return state.path
+    return state.path, sync
 
 
 def _read_yaml(p: Path) -> Any:
@@ -91,8 +107,8 @@ def _read_yaml(p: Path) -> Any:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {p} does not exist",
-                          hint="pass --config PATH, set $MAGSYNC_CONFIG, or create "
-                               "./magsync.yaml (see examples/magsync.yaml)") from None
+                          hint="pass --config PATH, set $MAGSYNC_CONFIG, or write one with "
+                               "`magsync init`") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {p}: {exc.strerror}",
                           hint="check the file's permissions") from None
@@ -117,12 +133,13 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: Path | None = None
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source or 'config'}: the top level must be a mapping of sections")
-    r.known(raw, "", ("magento", "emarsys", "contacts", "sync", "state"))
+    r.known(raw, "", ("magento", "emarsys", "contacts", "sync", "state", "monitoring"))
     magento = _parse_required(r, raw, "magento", _magento)
     emarsys = _parse_required(r, raw, "emarsys", _emarsys)
     contacts = _contacts(r, r.section(raw, "contacts"))
     sync = _sync(r, r.section(raw, "sync"))
     state = _state(r, r.section(raw, "state"), env, source)
+    monitoring = parse_monitoring(r, r.section(raw, "monitoring"), source)
     if r.problems:
         where = f"{source}: " if source else ""
         raise ConfigError(f"{where}the configuration has {len(r.problems)} problem"
@@ -132,7 +149,8 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: Path | None = None
         warnings.append(f"{source} holds secrets inline and is readable by other users; "
                         f"run: chmod 600 {source} (or use ${{VAR}} references)")
     return Config(magento=magento, emarsys=emarsys, contacts=contacts, sync=sync,
-                  state=state, source=source, warnings=tuple(warnings))
+                  state=state, monitoring=monitoring, source=source,
+                  warnings=tuple(warnings))
 
 
 def _parse_required(r: Reader, raw: dict[str, Any], key: str,

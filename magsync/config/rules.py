@@ -178,3 +178,4 @@ register_url("emarsys.api_url")
 register_url("emarsys.auth.token_url")
 register_url("magento.database.url", schemes=("mysql",), loopback_schemes=(), secret=True,
              check=require_query_flag("ssl", unless=("unix_socket",)))
+register_url("monitoring.ping_urls.*", secret=True)

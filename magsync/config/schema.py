@@ -14,6 +14,9 @@ CONVERTERS = ("text", "date", "gender", "country", "choice")
 FIELD_TYPES = ("shorttext", "longtext", "largetext", "numeric", "date", "url")
 FieldRef = int | str  # an Emarsys field id, or its name
 SUBSCRIBER_SOURCES = ("emarsys-module", "database", "none")
+# The commands that may have a monitoring ping (the writing commands cron runs).
+PING_COMMANDS = ("export-initial", "sync-realtime", "sync-background", "pull-optin",
+                 "reconcile")
 
 
 @dataclass(frozen=True)
@@ -126,11 +129,24 @@ class StateConfig:
 
 
 @dataclass(frozen=True)
+class MonitoringConfig:
+    """``monitoring:``: the Prometheus textfile and the healthchecks-style pings."""
+
+    textfile: Path | None = None
+    ping_urls: tuple[tuple[str, Secret], ...] = ()  # (command, URL): the URL is a secret
+
+    def ping_url(self, command: str) -> Secret | None:
+        """The ping URL configured for ``command``, if any."""
+        return next((url for name, url in self.ping_urls if name == command), None)
+
+
+@dataclass(frozen=True)
 class Config:
     magento: MagentoConfig
     emarsys: EmarsysConfig
     contacts: ContactsConfig = field(default_factory=ContactsConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     source: Path | None = None
     warnings: tuple[str, ...] = ()

@@ -177,20 +177,50 @@ def report_fields(cfg: Config, client: EmarsysClient, *, create_missing: bool = 
     for attribute, m in mapped_fields(cfg):
         fld = find_field(client, m.field)
         if fld is not None:
-            problem = "" if is_compatible(m.convert, fld.type) else (
-                f"converter {m.convert!r} cannot write into a {fld.type} field")
-            rows.append(FieldRow(attribute, m.field, fld, problem=problem))
+            rows.append(FieldRow(attribute, m.field, fld, problem=fit_problem(m.convert, fld)))
         elif isinstance(m.field, int):
             rows.append(FieldRow(attribute, m.field, None,
                                  problem=f"no Emarsys field has id {m.field}; a field "
                                          "referenced by id cannot be created"))
         elif create_missing:
-            created = create_field(client, m.field, m.type or "shorttext")
-            rows.append(FieldRow(attribute, m.field, created, created=True))
+            rows.append(_create_missing(client, attribute, m))
         else:
             rows.append(FieldRow(attribute, m.field, None,
                                  problem="missing: run `magsync fields --create-missing`"))
     return rows
+
+
+def _create_missing(client: EmarsysClient, attribute: str, m: FieldMapping) -> FieldRow:
+    """Create a missing named field of a type its converter can write (a date converter:
+    ``date`` unless the entry says ``type:``); a choice field cannot be created over the
+    API, nor one whose ``type:`` its converter cannot write."""
+    assert isinstance(m.field, str)
+    if COMPATIBLE.get(m.convert) == frozenset({"singlechoice"}):
+        return FieldRow(attribute, m.field, None, problem=(
+            f"missing: convert: {m.convert} needs a single-choice field, which Emarsys "
+            "cannot create over the API; create it in the Emarsys UI (Management > Field "
+            "Editor), then run `magsync fields` again"))
+    ftype = m.type or ("date" if m.convert == "date" else "shorttext")
+    if not is_compatible(m.convert, ftype):
+        return FieldRow(attribute, m.field, None, problem=(
+            f"missing: not created, convert: {m.convert} cannot write into a {ftype} field "
+            "(fix the entry's type:)"))
+    return FieldRow(attribute, m.field, create_field(client, m.field, ftype), created=True)
+
+
+def fit_problem(convert: str, fld: EmarsysField) -> str:
+    """Why a converter cannot write into this field ("" when it can), with the fix."""
+    if is_compatible(convert, fld.type):
+        return ""
+    if COMPATIBLE.get(convert) == frozenset({"singlechoice"}):
+        return (f"convert: {convert} needs a single-choice field, but {fld.name!r} (id "
+                f"{fld.id}) is a {fld.type} field; map a single-choice field (create one in "
+                f"the Emarsys UI: Management > Field Editor) or drop convert: {convert}")
+    if convert == "date":
+        return (f"convert: date needs a date field, but {fld.name!r} (id {fld.id}) is a "
+                f"{fld.type} field; map a date field or drop convert: date")
+    return (f"{fld.name!r} (id {fld.id}) is a {fld.type} field: text cannot be written "
+            "into it; map another field or add the converter it needs (convert: choice)")
 
 
 def row_as_dict(row: FieldRow) -> dict[str, Any]:

@@ -161,10 +161,16 @@ def find_max_customer_id(client: MagentoClient) -> int:
     return int(items[0]["id"]) if items else 0
 
 
-def count_customers(client: MagentoClient, window: Window | None = None) -> int:
-    """Magento's ``total_count`` for all customers or a change window (for progress)."""
-    criteria = _window_filter(window, _website_filter(client, SearchCriteria())).page(1)
-    return int(client.search(SEARCH_PATH, criteria, fields="total_count")
+def count_customers(client: MagentoClient, window: Window | None = None,
+                    rng: IdRange | None = None) -> int:
+    """Magento's ``total_count`` for all customers, a change window or an id range (for
+    progress)."""
+    criteria = _window_filter(window, _website_filter(client, SearchCriteria()))
+    if rng is not None:
+        criteria.where("entity_id", "gt", rng.after_id)
+        if rng.upto_id is not None:
+            criteria.where("entity_id", "lteq", rng.upto_id)
+    return int(client.search(SEARCH_PATH, criteria.page(1), fields="total_count")
                .get("total_count") or 0)
 
 

@@ -64,18 +64,20 @@ class SubscriberSource(ABC):
         self.last_full_read_complete = False
         self.full_reads_completed = 0
 
-    def iter_all(self) -> Iterator[MirrorRow]:
-        """Every subscriber row (of ``magento.website_ids``): the mirror's full read.
+    def iter_all(self, totals: list[int] | None = None) -> Iterator[MirrorRow]:
+        """Every subscriber row (of ``magento.website_ids``): the mirror's full read;
+        where the source knows how many rows to expect, that count goes to ``totals`` (for
+        progress) as the read begins.
 
         An error mid-way propagates; the read then does not count as complete.
         """
         self.last_full_read_complete = False
-        yield from self._read_all()
+        yield from self._read_all(totals)
         self.last_full_read_complete = True
         self.full_reads_completed += 1
 
     @abstractmethod
-    def _read_all(self) -> Iterator[MirrorRow]:
+    def _read_all(self, totals: list[int] | None) -> Iterator[MirrorRow]:
         """The source's own full read."""
 
     def iter_changed(self, since: datetime, until: datetime) -> Iterator[MirrorRow] | None:
@@ -120,8 +122,8 @@ class ModuleSource(SubscriberSource):
         super().__init__()
         self.client = client
 
-    def _read_all(self) -> Iterator[MirrorRow]:
-        return iter_subscribers(self.client)
+    def _read_all(self, totals: list[int] | None) -> Iterator[MirrorRow]:
+        return iter_subscribers(self.client, totals)
 
     def _write_guest(self, row: MirrorRow, subscribed: bool) -> GuestWrite:
         errors = set_guest_subscriptions(self.client, [GuestOptIn(
@@ -146,7 +148,7 @@ class DatabaseSource(SubscriberSource):
         """Connections and statements so far (retries included)."""
         return self.db.stats
 
-    def _read_all(self) -> Iterator[MirrorRow]:
+    def _read_all(self, totals: list[int] | None) -> Iterator[MirrorRow]:
         return iter_subscribers_db(self.db, self.website_ids)
 
     def iter_changed(self, since: datetime, until: datetime) -> Iterator[MirrorRow]:

@@ -42,22 +42,27 @@ class GuestError:
     message: str
 
 
-def iter_subscribers(client: MagentoClient) -> Iterator[MirrorRow]:
+def iter_subscribers(client: MagentoClient, totals: list[int] | None = None
+                     ) -> Iterator[MirrorRow]:
     """Every subscriber row (per configured website, or all websites when none are
-    configured); nothing with ``magento.subscribers: none``."""
+    configured); nothing with ``magento.subscribers: none``. Each website's
+    ``total_count`` is appended to ``totals`` as its first page arrives (for progress)."""
     if client.cfg.subscribers == "none":
         return
     for website in client.cfg.website_ids or (None,):
         # Offset pages over a changing table can repeat a row. The mirror is keyed by
         # subscriber id and keeps the last one; remembering every id here would make
         # memory grow with the shop.
-        yield from _iter_website(client, website)
+        yield from _iter_website(client, website, totals)
 
 
-def _iter_website(client: MagentoClient, website: int | None) -> Iterator[MirrorRow]:
+def _iter_website(client: MagentoClient, website: int | None,
+                  totals: list[int] | None = None) -> Iterator[MirrorRow]:
     """One website's rows, page by page; after page 1 (which tells ``last_page``) up to
     ``magento.concurrency`` pages are read at once, and yielded in page order."""
     first = _read_page(client, website, 1)
+    if totals is not None:
+        totals.append(first.total if first.total is not None else len(first.rows))
     yield from first.rows
     last_page = min(first.last_page, MAX_PAGES)
     if not first.rows or last_page <= 1:
@@ -82,6 +87,7 @@ def _iter_website(client: MagentoClient, website: int | None) -> Iterator[Mirror
 class _SubscriberPage:
     rows: list[MirrorRow]
     last_page: int
+    total: int | None = None
 
 
 def _read_page(client: MagentoClient, website: int | None, page: int) -> _SubscriberPage:
@@ -93,7 +99,8 @@ def _read_page(client: MagentoClient, website: int | None, page: int) -> _Subscr
         raise FatalRemoteError("the Emarsys module answered GET /V1/emarsys/"
                                "subscriptions with an unexpected body", service=SERVICE)
     return _SubscriberPage([parse_subscriber(raw) for raw in reply["subscriptions"]],
-                           _as_int(reply.get("last_page"), page))
+                           _as_int(reply.get("last_page"), page),
+                           _as_int(reply.get("total_count"), None))
 
 
 def parse_subscriber(raw: dict[str, Any]) -> MirrorRow:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from magsync.config import Config, iter_secrets
 from magsync.errors import ConfigError, MagsyncError, StateError
@@ -34,13 +35,13 @@ def check_config(load: Callable[[], Config]) -> tuple[Config | None, list[CheckR
             return None, [CheckResult("configuration", False, str(exc), exc.exit_code)]
         return None, [CheckResult("configuration", False, p) for p in exc.problems]
     results = [CheckResult("configuration", True, f"{cfg.source} is valid")]
-    results += [CheckResult("configuration", True, f"warning: {w}") for w in cfg.warnings]
+    results += [CheckResult("configuration", True, w, warning=True) for w in cfg.warnings]
     if cfg.emarsys.requests_per_minute > EMARSYS_RATE_LIMIT:
         results.append(CheckResult(
             "configuration", True,
-            f"warning: emarsys.requests_per_minute {cfg.emarsys.requests_per_minute} is above "
+            f"emarsys.requests_per_minute {cfg.emarsys.requests_per_minute} is above "
             f"the ~{EMARSYS_RATE_LIMIT} a minute Emarsys allows an API user: expect 429s "
-            "(magsync waits them out, but runs take longer)"))
+            "(magsync waits them out, but runs take longer)", warning=True))
     return cfg, results
 
 
@@ -70,10 +71,10 @@ def check_state(cfg: Config) -> list[CheckResult]:
                                    f"{'; '.join(damage)} ({DAMAGED_FIX})"))
     elif note:
         results.append(CheckResult("state file", True, f"{path} needs a migration: {note}",
-                                   warn=True))
+                                   warning=True))
     else:
         results.append(CheckResult("state file", True, f"{path} is intact"))
-    results += [CheckResult("state file private", True, w, warn=True)
+    results += [CheckResult("state file private", True, w, warning=True)
                 for w in exposure_warnings(path)]
     results.append(_check_binding(cfg, stored))
     return results
@@ -155,3 +156,11 @@ def _emarsys_checks(cfg: Config) -> list[CheckResult]:
         return check_emarsys(cfg, client)
     finally:
         client.close()
+
+
+def results_as_dict(results: list[CheckResult], exit_code: int) -> dict[str, Any]:
+    """``check --json``: every check with its status (ok, warn, fail)."""
+    return {"ok": all(r.ok for r in results), "exit_code": exit_code,
+            "checks": [{"name": r.name, "status": r.mark.lower(), "detail": r.detail,
+                        **({"exit_code": r.exit_code} if not r.ok else {})}
+                       for r in results]}

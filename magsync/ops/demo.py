@@ -48,13 +48,16 @@ class Demo:
         return len(self.pair.emarsys.account.list_members(name))
 
 
-def run_demo(say: Callable[[str], None], run_cli: Callable[[list[str]], int]) -> int:
+def run_demo(say: Callable[[str], None], run_cli: Callable[[list[str]], int], *,
+             sections: dict[str, Any] | None = None) -> int:
     """Run every step, each magsync command through ``run_cli`` (the CLI's own ``run``);
-    0 when each did what the narration says."""
+    0 when each did what the narration says. ``sections`` are merged into the demo's
+    config (e.g. ``{"monitoring": {"textfile": ...}}``)."""
+    extra = {"emarsys": {"requests_per_minute": 1000}, **(sections or {})}
     with tempfile.TemporaryDirectory(prefix="magsync-demo-") as tmp, \
             SandboxPair(CUSTOMERS, SUBSCRIBERS, seed=SEED, export_polls=0) as pair:
         config = pair.write_config(Path(tmp) / "magsync.yaml", Path(tmp) / "state.db",
-                                   emarsys={"requests_per_minute": 1000})
+                                   **extra)
         demo = Demo(pair, config, say, run_cli)
         say(f"magsync demo — a sandbox shop with {CUSTOMERS} customers and {SUBSCRIBERS} "
             f"newsletter subscribers (Magento at {pair.magento.url}) and an Emarsys account "

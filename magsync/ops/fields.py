@@ -9,25 +9,30 @@ from magsync.emarsys.fields import report_fields
 
 def list_field_rows(cfg: Config, *, create_missing: bool = False
                     ) -> tuple[list[list[str]], str]:
-    """Table rows, and a failure message ("" when every field exists or was created)."""
+    """Table rows, and a failure message ("" when every field exists, or was created,
+    and fits its converter)."""
     client = EmarsysClient.from_config(cfg.emarsys, secrets=iter_secrets(cfg))
     try:
         rows = report_fields(cfg, client, create_missing=create_missing)
     finally:
         client.close()
     table: list[list[str]] = []
-    missing = 0
+    missing = misfit = 0
     for r in rows:
         if r.field is None:
             missing += 1
-            status = r.problem or "missing"
-            table.append([r.attribute, str(r.ref), "-", "-", status])
+            table.append([r.attribute, str(r.ref), "-", "-", r.problem or "missing"])
         else:
-            status = "created" if r.created else ("ok" if not r.problem else r.problem)
+            misfit += bool(r.problem)
+            status = "created" if r.created else (r.problem or "ok")
             table.append([r.attribute, r.field.name, str(r.field.id), r.field.type, status])
-    failed = ""
+    problems = []
     if missing:
-        failed = (f"{missing} mapped Emarsys field(s) missing"
-                  + ("" if create_missing else
-                     "; run `magsync fields --create-missing` to create those named by name"))
-    return table, failed
+        problems.append(f"{missing} mapped Emarsys field(s) missing"
+                        + ("" if create_missing else
+                           "; run `magsync fields --create-missing` to create those named "
+                           "by name"))
+    if misfit:
+        problems.append(f"{misfit} mapped Emarsys field(s) do not fit their converter "
+                        "(see the status column)")
+    return table, "; ".join(problems)

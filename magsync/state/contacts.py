@@ -142,8 +142,11 @@ class ContactTables(Tables):
         rows = self._query(_MIRROR_SELECT + " WHERE subscriber_id = ?", (subscriber_id,))
         return _mirror(rows[0]) if rows else None
 
-    def mirror_count(self) -> int:
-        return int(self._query("SELECT COUNT(*) FROM subscribers")[0][0])
+    def mirror_count(self, *, guests_only: bool = False, after: int = 0) -> int:
+        """Mirror rows (only guests; only ids above ``after``)."""
+        where = " AND customer_id = 0" if guests_only else ""
+        return int(self._query(f"SELECT COUNT(*) FROM subscribers WHERE subscriber_id > ?"
+                               f"{where}", (after,))[0][0])
 
 
 @lru_cache(maxsize=64)

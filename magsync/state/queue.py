@@ -93,6 +93,25 @@ class QueueTables(Tables):
             counts["dead" if dead else "queued"] = int(n)
         return counts
 
+    def oldest_queued_at(self) -> datetime | None:
+        """When the longest-waiting live queued contact first failed."""
+        rows = self._query("SELECT MIN(queued_at) FROM queue WHERE dead = 0")
+        return from_iso(rows[0][0]) if rows and rows[0][0] else None
+
+    def count_queue(self, *, dead: bool, queued_before: datetime | None = None,
+                    updated_since: datetime | None = None) -> int:
+        """Live (or dead) queued contacts first queued before ``queued_before`` and/or last
+        attempted since ``updated_since`` (a dead one: since it became dead)."""
+        sql = "SELECT COUNT(*) FROM queue WHERE dead = ?"
+        args: list[Any] = [int(dead)]
+        if queued_before is not None:
+            sql += " AND queued_at < ?"
+            args.append(to_iso(queued_before))
+        if updated_since is not None:
+            sql += " AND updated_at >= ?"
+            args.append(to_iso(updated_since))
+        return int(self._query(sql, args)[0][0])
+
     # -- reports (consent conflicts, unconvertible values, ambiguous emails ...) ---------
     def add_reports(self, run_id: int | None, items: Iterable[tuple[str, str | None, str]]
                     ) -> None:

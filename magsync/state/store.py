@@ -177,6 +177,23 @@ class StateStore(ContactTables, QueueTables):
             "pid FROM runs ORDER BY id DESC LIMIT ?", (limit,))
         return [_run_info(r) for r in rows]
 
+    def last_success(self, command: str) -> datetime | None:
+        """When ``command`` last ended having done its work (exit 0, or 1: some contacts
+        failed and were queued), for ``health`` and the metrics."""
+        rows = self._query("SELECT ended_at FROM runs WHERE command = ? AND exit_code IN "
+                           "(0, 1) AND ended_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+                           (command,))
+        return from_iso(rows[0][0]) if rows else None
+
+    def runs_since(self, when: datetime) -> list[RunInfo]:
+        """The runs that ended after ``when`` or have no end (running or killed), oldest
+        first: what held the lock since then."""
+        rows = self._query(
+            "SELECT id, command, started_at, ended_at, outcome, exit_code, counts, message, "
+            "pid FROM runs WHERE ended_at IS NULL OR ended_at > ? ORDER BY id",
+            (to_iso(when),))
+        return [_run_info(r) for r in rows]
+
     # -- watermarks and checkpoints -----------------------------------------------------
     def get_watermark(self, name: str) -> datetime | None:
         rows = self._query("SELECT value FROM watermarks WHERE name = ?", (name,))

@@ -4,7 +4,7 @@ after a mapping change, a full subscriber scan, then the failsafe queue drained.
 from __future__ import annotations
 
 from magsync.config import Config
-from magsync.magento.customers import iter_changed_customers
+from magsync.magento.customers import Window, count_customers, iter_changed_customers
 from magsync.state import StateStore
 from magsync.sync.feed import Sync, mirror_refresher, new_engine
 from magsync.sync.queue import drain_queue
@@ -24,7 +24,7 @@ def sync_background(cfg: Config, store: StateStore, opts: SyncOptions,
         counts = RunCounts()
         with Runtime.open(cfg, store=store, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
                           verbose=opts.verbose,
-                          alongside=mirror_refresher(store, counts)) as rt, \
+                          alongside=mirror_refresher(store, counts, progress)) as rt, \
                 new_engine(rt, store, counts, run_id) as engine:
             sync = Sync(rt, store, engine, counts, progress)
             mapping_changed = store.get_meta("mapping_hash") != rt.mapping.hash
@@ -34,6 +34,9 @@ def sync_background(cfg: Config, store: StateStore, opts: SyncOptions,
                     sync.all_customers()
                 elif cfg.sync.mode == "background-only" or opts.since is not None:
                     since = window_start(store, "sync-background", cfg, start, opts.since)
+                    if progress:
+                        sync.customer_total = count_customers(rt.magento,
+                                                              Window(since, start))
                     changed = iter_changed_customers(rt.magento, since, start,
                                                      fields=rt.customer_fields)
                     sync.customers(p.items for p in changed)

@@ -17,11 +17,26 @@ from typing import Any
 
 from magsync.config import Config
 from magsync.magento.client import MagentoClient
-from magsync.magento.customers import ExportProgress, IdRange, Page, iter_all_customers, plan_ranges
+from magsync.magento.customers import (
+    ExportProgress,
+    IdRange,
+    Page,
+    count_customers,
+    iter_all_customers,
+    plan_ranges,
+)
 from magsync.magento.subscriber_source import SubscriberSource
 from magsync.state import StateStore
 from magsync.sync.engine import Engine
-from magsync.sync.feed import chunked, customer_items, guest_items, mirror_refresher, new_engine
+from magsync.sync.feed import (
+    CUSTOMER_PHASE,
+    GUEST_PHASE,
+    chunked,
+    customer_items,
+    guest_items,
+    mirror_refresher,
+    new_engine,
+)
 from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
 from magsync.sync.runtime import DEFAULT_RETRY, Runtime
 from magsync.sync.tracking import PageTracker, RunCounts
@@ -60,7 +75,7 @@ def export_initial(cfg: Config, store: StateStore, opts: ExportOptions,
         with Runtime.open(cfg, store=store, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
                           verbose=opts.verbose,
                           alongside=_startup_reads(store, counts, plan_ranges_early,
-                                                   planned)) as rt:
+                                                   planned, progress)) as rt:
             checkpoint.setdefault("mapping_hash", rt.mapping.hash)
             run = _Export(rt, store, counts, run_id, checkpoint, opts, progress)
             run.planned = planned[0] if planned else None
@@ -78,12 +93,12 @@ def export_initial(cfg: Config, store: StateStore, opts: ExportOptions,
 
 
 def _startup_reads(store: StateStore, counts: RunCounts, plan: bool,
-                   planned: list[list[IdRange]]
+                   planned: list[list[IdRange]], progress: ProgressHook | None = None
                    ) -> Callable[[MagentoClient, SubscriberSource | None], None]:
     """What Magento can answer while Emarsys resolves fields and lists: the subscriber
     scan, and beside it (``plan``) the id ranges of a fresh customer export, appended to
     ``planned``."""
-    refresh = mirror_refresher(store, counts)
+    refresh = mirror_refresher(store, counts, progress)
 
     def reads(magento: MagentoClient, source: SubscriberSource | None) -> None:
         if not plan:
@@ -121,6 +136,8 @@ class _Export:
         self.tracker = PageTracker()
         self.ranges: ExportProgress | None = None
         self.planned: list[IdRange] | None = None  # read during start-up
+        self.customers_read = 0
+        self.customer_total: int | None = None
         self._seq = itertools.count()
         self.engine: Engine = new_engine(rt, store, counts, run_id,
                                          restart=bool(checkpoint.get("restart")),
@@ -138,6 +155,9 @@ class _Export:
         else:
             ranges = self.planned if self.planned is not None else plan_ranges(self.rt.magento)
         self.ranges = ExportProgress(ranges)
+        if self.progress_hook:  # what is left to read: a resumed export skips the rest
+            self.customer_total = sum(count_customers(self.rt.magento, rng=r) for r in ranges)
+            self.progress_hook(CUSTOMER_PHASE, 0, self.customer_total)
         if not self.opts.dry_run:  # keeps the first run's start time from the outset
             self.checkpoint["ranges"] = [[r.index, r.after_id, r.upto_id] for r in ranges]
             self.store.set_checkpoint(CHECKPOINT, self.checkpoint)
@@ -160,8 +180,10 @@ class _Export:
         items = customer_items(self.rt, self.store, page.items, lane=page.range_index,
                                token=token)
         self.engine.submit(items)
+        self.customers_read += len(page.items)
         if self.progress_hook:
-            self.progress_hook("customers", self.counts.get("read"), None)
+            self.progress_hook(CUSTOMER_PHASE, self.customers_read,
+                               max(self.customer_total or 0, self.customers_read))
 
     # -- guests -------------------------------------------------------------------------
     def guests(self) -> None:
@@ -172,14 +194,22 @@ class _Export:
         after = int(self.checkpoint.get("guests_after") or 0)
         rows = self.store.mirror_rows(guests_only=True, after=after)
         size = self.rt.cfg.emarsys.batch_size
+        total = self.store.mirror_count(guests_only=True, after=after) \
+            if self.progress_hook else None
         any_rows = False
+        done = 0
         for chunk in chunked(rows, size):
             any_rows = True
+            if self.progress_hook:
+                self.progress_hook(GUEST_PHASE, done, total)
+                done += len(chunk)
             token = ("s", chunk[-1].subscriber_id)
             self.tracker.open_page(GUEST_LANE, token, len(chunk), chunk[-1].subscriber_id)
             self.engine.submit(guest_items(self.rt, self.store, chunk, lane=GUEST_LANE,
                                            token=token))
         self.engine.flush()
+        if self.progress_hook and any_rows:
+            self.progress_hook(GUEST_PHASE, done, max(done, total or 0))
         if not any_rows:
             self.checkpoint["guests_done"] = True
 

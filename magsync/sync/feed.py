@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from magsync.magento.client import MagentoClient
-from magsync.magento.customers import iter_all_customers, iter_customers_by_ids
+from magsync.magento.customers import count_customers, iter_all_customers, iter_customers_by_ids
 from magsync.magento.subscriber_source import SubscriberSource
 from magsync.mapping import customer_contact, guest_contact
 from magsync.model import Contact, MirrorRow
@@ -23,6 +23,10 @@ from magsync.util.timeutil import from_magento
 
 MIRROR_CHUNK = 1000  # change-read rows merged into the mirror per transaction
 CHANGED_ROWS_KEPT = 50_000  # more changes in one window: the whole mirror is diffed
+# The phases a progress hook sees.
+CUSTOMER_PHASE = "customers"
+SUBSCRIBER_PHASE = "subscriber list"
+GUEST_PHASE = "guest subscribers"
 
 
 class Sync:
@@ -40,9 +44,14 @@ class Sync:
         # After a full read every customer was sent with a fresh mirror; remembering each
         # id in ``seen`` would make memory grow with the shop.
         self.read_everyone = False
+        # progress: customers handed to the engine, and how many the window holds
+        self.customers_read = 0
+        self.customer_total: int | None = None
 
     def all_customers(self) -> None:
         """Every customer once (after a mapping change)."""
+        if self.progress:
+            self.customer_total = count_customers(self.rt.magento)
         pages = iter_all_customers(self.rt.magento, fields=self.rt.customer_fields)
         self.customers((p.items for p in pages), track=False)
         self.read_everyone = True
@@ -63,9 +72,12 @@ class Sync:
             if track:
                 self.seen.update(int(c["id"]) for c in page)
             if page:
+                self.customers_read += len(page)
                 self.engine.submit(customer_items(self.rt, self.store, page))
             if self.progress:
-                self.progress("customers", self.counts.get("read"), None)
+                total = self.customer_total
+                self.progress(CUSTOMER_PHASE, self.customers_read,
+                              None if total is None else max(total, self.customers_read))
 
     def _without_queued(self, page: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Drop queued customers that Magento did not change since their last attempt.
@@ -133,14 +145,17 @@ def _changed_after(customer: dict[str, Any], moment: datetime) -> bool:
     return bool(stamp) and from_magento(str(stamp)) > moment
 
 
-def refresh_mirror(rt: Runtime, store: StateStore, counts: RunCounts) -> int:
+def refresh_mirror(rt: Runtime, store: StateStore, counts: RunCounts,
+                   progress: ProgressHook | None = None) -> int:
     """Read every subscriber into the mirror (none with ``subscribers: none``)."""
-    return mirror_refresher(store, counts)(rt.magento, rt.subscribers)
+    return mirror_refresher(store, counts, progress)(rt.magento, rt.subscribers)
 
 
-def mirror_refresher(store: StateStore, counts: RunCounts
+def mirror_refresher(store: StateStore, counts: RunCounts,
+                     progress: ProgressHook | None = None
                      ) -> Callable[[MagentoClient, SubscriberSource | None], int]:
-    """``refresh_mirror`` as a task for ``Runtime.open(alongside=...)``.
+    """``refresh_mirror`` as a task for ``Runtime.open(alongside=...)``; ``progress``
+    sees the subscriber list's phase (its total where the source knows it).
 
     The mirror is replaced in one transaction once the full read ended without an error:
     a read that fails mid-way leaves the previous mirror as it was.
@@ -149,7 +164,11 @@ def mirror_refresher(store: StateStore, counts: RunCounts
     def refresh(magento: MagentoClient, source: SubscriberSource | None) -> int:
         if source is None:
             return 0
-        n = store.replace_mirror(source.iter_all())
+        totals: list[int] = []
+        rows = source.iter_all(totals)
+        if progress is not None:
+            rows = _reporting(rows, totals, progress)
+        n = store.replace_mirror(rows)
         counts.add("subscribers_read", n)
         return n
 
@@ -194,6 +213,19 @@ def change_reader(store: StateStore, counts: RunCounts, since: datetime, until: 
         return n
 
     return read
+
+
+def _reporting(rows: Iterable[MirrorRow], totals: list[int], progress: ProgressHook,
+               every: int = 500) -> Iterator[MirrorRow]:
+    """``rows`` as they are, telling ``progress`` how far the subscriber list got."""
+    n = 0
+    progress(SUBSCRIBER_PHASE, 0, None)
+    for row in rows:
+        n += 1
+        if n % every == 0:
+            progress(SUBSCRIBER_PHASE, n, max(n, sum(totals)) if totals else None)
+        yield row
+    progress(SUBSCRIBER_PHASE, n, n)
 
 
 def customer_items(rt: Runtime, store: StateStore, customers: list[dict[str, Any]], *,

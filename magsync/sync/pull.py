@@ -97,7 +97,7 @@ def pull_optin(cfg: Config, store: StateStore, opts: PullOptions,
         counts = RunCounts()
         with Runtime.open(cfg, store=store, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
                           verbose=opts.verbose,
-                          alongside=mirror_refresher(store, counts)) as rt:
+                          alongside=mirror_refresher(store, counts, progress)) as rt:
             puller = Puller(rt, store, counts, run_id, progress)
             first, last = changes_dates(begin, start)
             fields = [rt.mapping.customer_key_field, rt.mapping.subscriber_key_field,
@@ -238,7 +238,7 @@ class Puller:
             if found is not None:
                 pending.append(found)
             if self.progress:
-                self.progress("rows", self.counts.get("read"), None)
+                self.progress("opt-in changes", self.counts.get("read"), None)
         return pending
 
     def _columns(self, first: dict[str, str]) -> Columns:

@@ -66,7 +66,7 @@ def retry_queue(cfg: Config, store: StateStore, *, dead: bool = False,
         with Runtime.open(cfg, store=store, retry=DEFAULT_RETRY) as rt, \
                 new_engine(rt, store, counts, run_id) as engine:
             sync = Sync(rt, store, engine, counts, progress)
-            refresh_mirror(rt, store, counts)
+            refresh_mirror(rt, store, counts, progress)
             drain_queue(sync, include_seen=True)
             engine.drain()
             finish_counts(report, counts, store, run_id)

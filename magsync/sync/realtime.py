@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from magsync.config import Config
-from magsync.magento.customers import iter_changed_customers
+from magsync.magento.customers import Window, count_customers, iter_changed_customers
 from magsync.state import StateStore
 from magsync.sync.feed import ChangedRows, Sync, change_reader, mirror_refresher, new_engine
 from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
@@ -49,7 +49,7 @@ def sync_realtime(cfg: Config, store: StateStore, opts: SyncOptions,
         # Between full scans, a source with a change filter (the database) gives the
         # subscriber rows changed in the same window as the customers.
         changes = ChangedRows()
-        startup = mirror_refresher(store, counts) if scan else \
+        startup = mirror_refresher(store, counts, progress) if scan else \
             change_reader(store, counts, since, start, changes)
         with Runtime.open(cfg, store=store, dry_run=opts.dry_run, retry=REALTIME_RETRY,
                           verbose=opts.verbose, alongside=startup) as rt, \
@@ -57,6 +57,8 @@ def sync_realtime(cfg: Config, store: StateStore, opts: SyncOptions,
             sync = Sync(rt, store, engine, counts, progress)
             sync.defer_queued = True
             if cfg.contacts.customers.enabled:
+                if progress:
+                    sync.customer_total = count_customers(rt.magento, Window(since, start))
                 changed = iter_changed_customers(rt.magento, since, start,
                                                  fields=rt.customer_fields)
                 sync.customers((p.items for p in changed), hold_stale=not scan)

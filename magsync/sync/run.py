@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from magsync.errors import EXIT_OK, EXIT_PARTIAL, MagsyncError
+from magsync.errors import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    MagsyncError,
+    Terminated,
+    interrupt_exit_code,
+)
 from magsync.state import StateStore
 from magsync.sync.tracking import RunCounts
 from magsync.util.logs import get_logger
@@ -57,9 +64,10 @@ def recorded_run(store: StateStore, command: str, *, dry_run: bool = False
                                            "exit_code": exc.exit_code, "error": str(exc)})
         raise
     except BaseException as exc:
-        store.finish_run(run_id, outcome="interrupted" if isinstance(
-            exc, KeyboardInterrupt) else "crashed", exit_code=130 if isinstance(
-            exc, KeyboardInterrupt) else 70, counts=report.counts, message=repr(exc))
+        stopped = isinstance(exc, KeyboardInterrupt)  # Ctrl-C or SIGTERM (Terminated)
+        store.finish_run(run_id, outcome="interrupted" if stopped else "crashed",
+                         exit_code=interrupt_exit_code(exc) if stopped else EXIT_INTERNAL,
+                         counts=report.counts, message=_stop_message(exc))
         raise
     report.duration = time.monotonic() - t0
     failed = report.counts.get("failed", 0)
@@ -72,6 +80,14 @@ def recorded_run(store: StateStore, command: str, *, dry_run: bool = False
         "command": command, "run_id": run_id, "outcome": outcome,
         "exit_code": report.exit_code, "counts": report.counts,
         "duration_s": round(report.duration, 3), "notes": report.notes})
+
+
+def _stop_message(exc: BaseException) -> str:
+    if isinstance(exc, Terminated):
+        return "stopped by SIGTERM"
+    if isinstance(exc, KeyboardInterrupt):
+        return "stopped by Ctrl-C (SIGINT)"
+    return repr(exc)  # redacted, then cut, by the state file
 
 
 def finish_counts(report: RunReport, counts: RunCounts, store: StateStore,

@@ -17,7 +17,7 @@ from magsync.emarsys.contacts import (
     find_or_create_list,
     read_lists,
 )
-from magsync.emarsys.fields import read_choices, resolve_field
+from magsync.emarsys.fields import find_field, fit_problem, read_choices, resolve_field
 from magsync.errors import RemoteConfigError
 from magsync.http import RetryPolicy, apply_retry_budget_override
 from magsync.magento.client import MagentoClient
@@ -187,6 +187,7 @@ def resolve_remote(cfg: Config, emarsys: EmarsysClient, *, create_lists: bool,
     field_ids = resolve_field_ids(cfg, emarsys)
     if on_key_fields is not None:
         on_key_fields(resolve_key_fields(cfg, emarsys))
+    check_field_fit(cfg, emarsys)
     wanted = {field_ids[fm.field] for fm in cfg.contacts.customers.fields
               if fm.convert in ("country", "choice", "gender")}
     with ThreadPoolExecutor(max_workers=min(len(wanted) + 1, cfg.emarsys.concurrency),
@@ -222,6 +223,22 @@ def resolve_field_ids(cfg: Config, emarsys: EmarsysClient) -> dict[FieldRef, int
             hint="run `magsync fields --create-missing` (fields referenced by name), or fix "
                  "the field ids in the config")
     return field_ids
+
+
+def check_field_fit(cfg: Config, emarsys: EmarsysClient) -> None:
+    """Every mapped field must take what its converter writes (a ``choice`` converter a
+    single-choice field...): else exit 2 naming the entry and the fix, before a choice
+    list of a field that has none is asked for (an Emarsys error, which is exit 3)."""
+    problems = []
+    for fm in cfg.contacts.customers.fields:
+        fld = find_field(emarsys, fm.field)
+        problem = fit_problem(fm.convert, fld) if fld is not None else ""
+        if problem:
+            problems.append(f"contacts.customers.fields.{fm.path}: {problem}")
+    if problems:
+        raise RemoteConfigError("; ".join(problems), service="Emarsys",
+                                hint="`magsync fields` shows every mapped field and whether "
+                                     "it fits")
 
 
 def resolve_lists(cfg: Config, emarsys: EmarsysClient, key_fields: tuple[int, int],

@@ -1,10 +1,31 @@
-"""Getting started: ``crontab``, ``demo`` and ``sandbox serve``."""
+"""Getting started: ``init``, ``crontab``, ``demo`` and ``sandbox serve``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from magsync.cli.runner import app_of
+from magsync.cli.runner import app_of, output
+
+
+@click.command()
+@click.argument("path", required=False, default="magsync.yaml", metavar="[PATH]",
+                type=click.Path(dir_okay=True, path_type=Path))
+@click.pass_context
+def init(ctx: click.Context, path: Path) -> None:
+    """Write the commented example config (every key with its default) to PATH.
+
+    PATH defaults to ./magsync.yaml; the file is created with mode 0600 (it is meant to
+    hold secrets or ${VAR} references to them), and an existing file is never overwritten.
+    """
+    from magsync.ops.init import write_example_config
+
+    written = write_example_config(path)
+    output(app_of(ctx)).line(
+        f"wrote {written} (mode 600). Next: fill in magento.base_url and the credentials "
+        f"(set the ${{VAR}} environment variables it names), then `magsync --config "
+        f"{written} check`.")
 
 
 @click.command()
@@ -61,4 +82,4 @@ def sandbox_serve(ctx: click.Context, customers: int, subscribers: int, port_mag
           quiet=app_of(ctx).quiet)
 
 
-COMMANDS = [crontab, demo, sandbox]
+COMMANDS = [init, crontab, demo, sandbox]

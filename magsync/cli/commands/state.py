@@ -26,7 +26,7 @@ def rebind(ctx: click.Context, yes: bool) -> int:
     app = app_of(ctx)
     out = output(app)
     plan = plan_rebind(app.config())
-    out.checks(plan.checks)
+    out.checks(plan.checks, problems_only=app.quiet)
     if plan.failed:
         fail(max(c.exit_code for c in plan.failed),
              f"rebind: nothing changed: {len(plan.failed)} check(s) of this config failed")
