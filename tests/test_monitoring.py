@@ -260,8 +260,8 @@ def _secret(url: str) -> Any:
     ({"ping_urls": {"status": "https://hc-ping.com/x"}},
      "monitoring.ping_urls.status: unknown key"),
     ({"ping_urls": {"sync-realtime": "http://hc-ping.com/secret-uuid"}},
-     "monitoring.ping_urls.sync-realtime: must use https:// (http:// only for a loopback "
-     "host such as 127.0.0.1)"),
+     "monitoring.ping_urls.sync-realtime: must start with https://; http:// is allowed only "
+     "for a loopback host (127.0.0.1, ::1, localhost): credentials never travel unencrypted"),
     ({"ping_urls": {"sync-realtime": "hc-ping.com/secret-uuid"}},
      "monitoring.ping_urls.sync-realtime: must be an http(s) URL"),
     ({"ping_urls": ["https://hc-ping.com/x"]},
