@@ -79,7 +79,8 @@ def test_deleting_a_guest_subscriber_leaves_no_trace(magento_sandbox: MagentoSan
     assert body["total_count"] == total - 1
     assert guest.subscriber_id not in {s["subscriber_id"] for s in body["subscriptions"]}
     again = ctl(magento_sandbox, "DELETE", f"/shop/subscribers/{guest.subscriber_id}")
-    assert again.status_code == 404
+    assert again.status_code == 400 and again.json() == {
+        "message": f"no subscriber {guest.subscriber_id}"}
 
 
 # -- the subscriber list failing mid-read ------------------------------------------------------
