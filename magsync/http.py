@@ -61,7 +61,9 @@ class RateLimiter:
 
     Each ``acquire`` reserves the next free slot, one every ``60 / per_minute`` seconds,
     and sleeps outside the lock until it comes, so threads queue fairly and no burst
-    ever exceeds the configured rate (a bucket of depth one).
+    ever exceeds the configured rate (a bucket of depth one). A ``hold`` (the server said
+    429) that arrives while a caller sleeps towards its slot is seen when it wakes: it
+    then takes a new slot after the hold instead of sending.
     """
 
     def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic,
@@ -73,22 +75,38 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next_slot: float | None = None
+        self._held_until: float | None = None
 
     def acquire(self) -> None:
         """Block until this caller may send one request."""
         with self._lock:
             now = self._clock()
-            slot = now if self._next_slot is None else max(now, self._next_slot)
-            self._next_slot = slot + self.interval
-        if slot > now:
-            self._sleep(slot - now)
+            slot = self._reserve(now)
+        while True:
+            if slot > now:
+                self._sleep(slot - now)
+            with self._lock:
+                now = self._clock()
+                if self._held_until is None or now >= self._held_until:
+                    return
+                # A 429 arrived while this caller waited for its slot: the slot it
+                # reserved before is void, the next one comes after the hold.
+                slot = self._reserve(now)
+
+    def _reserve(self, now: float) -> float:
+        slot = now if self._next_slot is None else max(now, self._next_slot)
+        self._next_slot = slot + self.interval
+        return slot
 
     def hold(self, seconds: float) -> None:
         """No request from any thread for ``seconds`` (the server said 429: wait until its
-        reset). Requests already sent are not recalled."""
+        reset), not even one whose slot was reserved before. Requests already sent are
+        not recalled."""
         with self._lock:
             until = self._clock() + seconds
             self._next_slot = until if self._next_slot is None else max(self._next_slot, until)
+            self._held_until = until if self._held_until is None else max(self._held_until,
+                                                                            until)
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

@@ -226,6 +226,27 @@ def test_rate_limiter_hold_delays_every_later_request() -> None:
     assert clock.sleeps == pytest.approx([5.0, 0.1])
 
 
+def test_rate_limiter_hold_stops_a_caller_whose_slot_was_reserved_before_it() -> None:
+    # A worker reserved the slot 0.1 s ahead and sleeps towards it; meanwhile another
+    # worker's request comes back 429 "reset in 1.7 s". The sleeper must not send at its
+    # old slot: it waits for the reset too.
+    clock = FakeClock()
+    sent_at: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        if not clock.sleeps:  # the 429 arrives during the first sleep
+            limiter.hold(1.7)
+        clock.sleep(seconds)
+
+    limiter = RateLimiter(600, clock=clock, sleep=sleep)
+    limiter.acquire()
+    sent_at.append(clock.now)
+    limiter.acquire()
+    sent_at.append(clock.now)
+    assert sent_at[1] >= 1000.0 + 1.7
+    assert clock.sleeps == pytest.approx([0.1, 1.6])
+
+
 def test_rate_limiter_does_not_bank_idle_time() -> None:
     clock = FakeClock()
     limiter = RateLimiter(60, clock=clock, sleep=clock.sleep)
