@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from magsync.state import StateStore
+from magsync.sync.readiness import exported_at
 from magsync.util.timeutil import to_iso, utcnow
 
 
@@ -13,7 +14,7 @@ def collect_status(store: StateStore | None, path: Path) -> dict[str, Any]:
     """Runs, watermarks, queue and mirror figures; works on a missing state file."""
     if store is None:
         return {"state_path": str(path), "state_exists": False, "runs": {},
-                "watermarks": {}, "queue": {"queued": 0, "dead": 0}, "contacts": 0,
+                "watermarks": {}, "exported": {}, "queue": {"queued": 0, "dead": 0}, "contacts": 0,
                 "mirror": {"subscribers": 0, "read_at": None}, "issues": []}
     runs = {}
     for command, run in store.last_runs().items():
@@ -28,6 +29,7 @@ def collect_status(store: StateStore | None, path: Path) -> dict[str, Any]:
         "schema_version": store.schema_version,
         "runs": runs,
         "watermarks": {k: to_iso(v) for k, v in store.watermarks().items()},
+        "exported": {k: to_iso(v) for k, v in exported_at(store).items()},
         "queue": store.queue_counts(),
         "contacts": store.count_contacts(),
         "mapping_hash": store.get_meta("mapping_hash"),

@@ -15,6 +15,7 @@ from magsync.model import Contact, MirrorRow
 from magsync.state import StateStore
 from magsync.sync.engine import Engine
 from magsync.sync.items import Item
+from magsync.sync.readiness import CUSTOMERS, KINDS, SUBSCRIBERS
 from magsync.sync.run import ProgressHook
 from magsync.sync.runtime import Runtime
 from magsync.sync.sources import iter_subscriber_changes, subscription_disagrees
@@ -26,9 +27,12 @@ class Sync:
     """The parts every sync run shares: reading customers and subscribers into the engine."""
 
     def __init__(self, rt: Runtime, store: StateStore, engine: Engine, counts: RunCounts,
-                 progress: ProgressHook | None = None) -> None:
+                 progress: ProgressHook | None = None, *,
+                 kinds: frozenset[str] = frozenset(KINDS)) -> None:
         self.rt, self.store, self.engine, self.counts = rt, store, engine, counts
         self.progress = progress
+        # The kinds whose export completed (readiness.py): no work on the others.
+        self.kinds = kinds
         self.seen: set[int] = set()  # customers sent (or found unchanged) in this run
         self.seen_guests: set[int] = set()  # guest subscriber ids sent in this run
         self.held: list[dict[str, Any]] = []  # customers waiting for a fresh mirror
@@ -40,6 +44,8 @@ class Sync:
 
     def all_customers(self) -> None:
         """Every customer once (after a mapping change)."""
+        if CUSTOMERS not in self.kinds:
+            return
         pages = iter_all_customers(self.rt.magento, fields=self.rt.customer_fields)
         self.customers((p.items for p in pages), track=False)
         self.read_everyone = True
@@ -48,6 +54,8 @@ class Sync:
                   track: bool = True) -> None:
         """Diff and send pages of customers; with ``hold_stale``, customers whose
         ``is_subscribed`` disagrees with the mirror wait for ``rescan()``."""
+        if CUSTOMERS not in self.kinds:
+            return
         for page in pages:
             page = [c for c in page if int(c["id"]) not in self.seen]
             if self.defer_queued:
@@ -105,7 +113,8 @@ class Sync:
                 queued = self.store.queue_attempted_at(f"s:{g.subscriber_id}" for g in guests)
                 self.counts.add("left_queued", len(queued))
                 guests = [g for g in guests if f"s:{g.subscriber_id}" not in queued]
-            if self.rt.cfg.contacts.subscribers.enabled and guests:
+            if self.rt.cfg.contacts.subscribers.enabled and guests \
+                    and SUBSCRIBERS in self.kinds:
                 self.seen_guests.update(g.subscriber_id for g in guests)
                 self.engine.submit(guest_items(self.rt, self.store, guests))
         if self.rt.cfg.contacts.customers.enabled and changed:

@@ -39,6 +39,7 @@ from magsync.model import OPTIN, OPTIN_FIELD, Contact, ContactRecord
 from magsync.state import StateStore
 from magsync.sync.feed import mirror_refresher
 from magsync.sync.optin_writer import MagentoOptinWriter
+from magsync.sync.readiness import CUSTOMERS, KINDS, SUBSCRIBERS, allowed_kinds, stop_if_missing
 from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
 from magsync.sync.runtime import DEFAULT_RETRY, Runtime
 from magsync.sync.tracking import RunCounts
@@ -89,13 +90,14 @@ def pull_optin(cfg: Config, store: StateStore, opts: PullOptions,
                progress: ProgressHook | None = None) -> RunReport:
     """Write Emarsys opt-in changes since the last run into Magento (SPEC section 4)."""
     with recorded_run(store, COMMAND, dry_run=opts.dry_run) as (report, run_id):
+        allowed = allowed_kinds(cfg, store, COMMAND)
         start = report.started_at
         begin = window_start(store, start, opts.since)
         counts = RunCounts()
         with Runtime.open(cfg, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
                           verbose=opts.verbose,
                           alongside=mirror_refresher(store, counts)) as rt:
-            puller = Puller(rt, store, counts, run_id, progress)
+            puller = Puller(rt, store, counts, run_id, progress, kinds=allowed)
             first, last = changes_dates(begin, start)
             fields = [rt.mapping.customer_key_field, rt.mapping.subscriber_key_field,
                       OPTIN_FIELD]
@@ -112,8 +114,12 @@ def pull_optin(cfg: Config, store: StateStore, opts: PullOptions,
         if puller.holding:
             report.notes.append(f"{len(puller.holding)} row(s) failed: the watermark stays, "
                                 "the next run reads this window again")
+        elif puller.waiting:
+            report.notes.append(f"{puller.waiting} row(s) wait for their export: the "
+                                "watermark stays, a run after the export reads them again")
         elif not opts.dry_run:
             store.set_watermark(WATERMARK, start)
+        stop_if_missing(report, cfg, allowed)
     return report
 
 
@@ -209,9 +215,12 @@ class Puller:
     """One run's rows: classified while streaming, then applied."""
 
     def __init__(self, rt: Runtime, store: StateStore, counts: RunCounts, run_id: int,
-                 progress: ProgressHook | None = None) -> None:
+                 progress: ProgressHook | None = None, *,
+                 kinds: frozenset[str] = frozenset(KINDS)) -> None:
         self.rt, self.store, self.counts, self.run_id = rt, store, counts, run_id
         self.progress = progress
+        self.kinds = kinds  # rows of a kind not exported yet wait (readiness.py)
+        self.waiting = 0
         self.dry_run = rt.dry_run
         self.writer = MagentoOptinWriter(rt, store, refusals_only=True)
         self.queued = store.queued_keys(QUEUE_KIND)
@@ -251,6 +260,10 @@ class Puller:
             self.counts.add("ignored")  # not a Magento contact
             return None
         found = self._route(row)
+        if (CUSTOMERS if found.customer_id is not None else SUBSCRIBERS) not in self.kinds:
+            self.waiting += 1
+            self.counts.add("waiting")
+            return None
         if not decide_pull(row.optin, self.store.get_contact(found.key), None).changed:
             self.counts.add("unchanged")
             self._leave_queue(found.key)
