@@ -43,6 +43,7 @@ def sync_background(cfg: Config, store: StateStore, opts: SyncOptions,
             engine.drain()
             drain_queue(sync)
             engine.drain()
+            sync.mark_diffed()
             finish_counts(report, counts, store, run_id)
             report.samples = engine.samples
         if not opts.dry_run and CUSTOMERS in ready:

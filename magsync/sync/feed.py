@@ -41,6 +41,8 @@ class Sync:
         # After a full read every customer was sent with a fresh mirror; remembering each
         # id in ``seen`` would make memory grow with the shop.
         self.read_everyone = False
+        # The mirror generation the last ``subscribers()`` diffed (None: not diffed)
+        self.diffed: int | None = None
 
     def all_customers(self) -> None:
         """Every customer once (after a mapping change)."""
@@ -103,6 +105,7 @@ class Sync:
         """Send guests and customers whose subscriber row differs from what was sent."""
         if self.rt.cfg.magento.subscribers == "none":
             return
+        self.diffed = self.store.mirror_generation()
         changed: set[int] = set()
         for guests, customer_ids in iter_subscriber_changes(
                 self.store, skip_customers=self.seen, skip_all_customers=self.read_everyone):
@@ -120,6 +123,18 @@ class Sync:
         if self.rt.cfg.contacts.customers.enabled and changed:
             self.customers(iter_customers_by_ids(self.rt.magento, changed,
                                                  fields=self.rt.customer_fields))
+
+    def mirror_pending(self) -> bool:
+        """Whether the mirror holds a generation no sync diffed yet (refreshed by another
+        command, or by a run killed before it sent the differences)."""
+        return self.store.mirror_generation() != self.store.mirror_diffed()
+
+    def mark_diffed(self) -> None:
+        """After the run sent everything: the generation it diffed is done, when the
+        diff covered every enabled kind."""
+        if self.diffed is not None and not self.rt.dry_run \
+                and self.kinds >= {CUSTOMERS, SUBSCRIBERS}:
+            self.store.mark_mirror_diffed(self.diffed)
 
     def rescan(self) -> None:
         """Refresh the mirror, then send the held customers and every subscriber change."""

@@ -62,7 +62,12 @@ def sync_realtime(cfg: Config, store: StateStore, opts: SyncOptions,
                 sync.subscribers()
             elif sync.held:
                 sync.rescan()
+            elif sync.mirror_pending():
+                # Refreshed by another command (or a run killed after its scan): what it
+                # holds goes now, not at the next scheduled scan.
+                sync.subscribers()
             engine.drain()
+            sync.mark_diffed()
             finish_counts(report, counts, store, run_id)
             report.samples = engine.samples
         if not opts.dry_run and CUSTOMERS in ready:
