@@ -109,6 +109,36 @@ class RateLimiter:
                                                                             until)
 
 
+class Abort:
+    """One run's stop signal, shared by its clients. Once a request gave up after its
+    retries the run is over: every other request abandons its retries (and no new one
+    starts), raising the first failure again, so the run stops within one budget."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason: RetriableError | None = None
+
+    @property
+    def tripped(self) -> bool:
+        return self._event.is_set()
+
+    def trip(self, reason: RetriableError) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when the signal trips meanwhile."""
+        self._event.wait(seconds)
+
+    def error(self) -> RetriableError:
+        """What an abandoned request raises: the failure that stopped the run."""
+        r = self.reason
+        assert r is not None
+        return RetriableError(r.message, service=r.service, status=r.status, code=r.code,
+                              hint=r.hint)
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every secret (also URL-encoded) replaced by ``***``."""
     variants: set[str] = set()
@@ -142,7 +172,8 @@ class HttpClient:
                  limiter: RateLimiter | None = None, secrets: Iterable[str] = (),
                  pool_size: int = 10, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 abort: Abort | None = None) -> None:
         self.service = service
         self.base_url = base_url.rstrip("/")
         self.auth = auth
@@ -154,6 +185,9 @@ class HttpClient:
         self._clock = clock
         self._wall_clock = wall_clock
         self._rng = random.Random()
+        # Shared with the with_retry clones, and with the run's other client when the
+        # caller passes the same one.
+        self.abort = abort or Abort()
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         # Several threads share the session: one pooled connection per worker.
@@ -192,8 +226,10 @@ class HttpClient:
         attempt, slept = 0, 0.0
         while True:
             attempt += 1
-            if self.limiter is not None:
+            if self.limiter is not None and not self.abort.tripped:
                 self.limiter.acquire()
+            if self.abort.tripped:  # another request gave up: the run is over
+                raise self.abort.error()
             try:
                 resp = self.session.request(
                     method, url, params=params, data=data,
@@ -215,9 +251,18 @@ class HttpClient:
             # Counting our own sleeps too keeps a stubbed clock from retrying forever.
             spent = max(self._clock() - start, slept)
             if spent + wait > self.retry.budget:
-                raise self._gave_up(method, url, attempt, spent, failure)
-            self._sleep(wait)
+                error = self._gave_up(method, url, attempt, spent, failure)
+                self.abort.trip(error)
+                raise error
+            self._pause(wait)
             slept += wait
+
+    def _pause(self, seconds: float) -> None:
+        """The backoff before a retry; cut short when another request gave up."""
+        if self._sleep is time.sleep:
+            self.abort.wait(seconds)
+        else:  # an injected sleep (tests): the abort is seen at the next attempt
+            self._sleep(seconds)
 
     def _wait_for(self, resp: requests.Response, attempt: int) -> float:
         """The server's own wait for a 429 when it names one, else the backoff."""

@@ -170,6 +170,38 @@ def test_budget_exhausted_raises_retriable_with_redacted_message(server: Scripte
     assert info.value.exit_code == 3
 
 
+def test_once_a_request_gives_up_the_others_stop_retrying(server: Scripted) -> None:
+    # Two requests in the same outage: one with a short budget, one with a long one.
+    # Once the first gives up the run is over, so the second must not go on retrying
+    # (it would succeed here once the outage ends) nor may a new request start.
+    server.script = [(503, {}, b'{"replyCode": 10001}')] * 100_000
+    quick = HttpClient("Scripted", server.url, timeout=5,
+                       retry=RetryPolicy(budget=0.3, base_delay=0.01, max_delay=0.05))
+    patient = quick.with_retry(RetryPolicy(budget=60, base_delay=0.01, max_delay=0.05))
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["response"] = patient.request("GET", "/seq")
+        except RetriableError as exc:
+            outcome["error"] = exc
+
+    other = threading.Thread(target=run)
+    other.start()
+    with pytest.raises(RetriableError) as gave_up:
+        quick.request("GET", "/seq")
+    other.join(timeout=2)  # ordering only: an abandoned request has stopped by now
+    server.script = []  # the outage ends: a request still retrying now succeeds
+    other.join(timeout=30)
+
+    assert not other.is_alive() and "response" not in outcome
+    assert str(outcome["error"]) == str(gave_up.value)  # the failure that stopped it
+    sent = len(server.requests("GET", "/seq"))
+    with pytest.raises(RetriableError):
+        patient.request("GET", "/seq")
+    assert len(server.requests("GET", "/seq")) == sent  # no new request starts
+
+
 def test_with_retry_shares_session_but_not_budget(server: Scripted) -> None:
     clock = FakeClock()
     client = make_client(server, clock)

@@ -21,6 +21,7 @@ from magsync.consent import (
 )
 from magsync.diff import IdentityPlan, plan_identity, plan_send, record_after_send
 from magsync.emarsys.contacts import add_to_list, get_data, upsert_all, upsert_batch
+from magsync.errors import MagsyncError
 from magsync.model import EMAIL_FIELD, OPTIN, OPTIN_FIELD, Contact
 from magsync.sync.items import Item, Job, JobResult, Outcome
 from magsync.sync.runtime import Runtime
@@ -40,6 +41,7 @@ class _Plan:
     send: Any = None
     error: str | None = None
     accepted: bool = False
+    list_failed: bool = False  # accepted, but a list call it needed did not go through
 
 
 def run_job(rt: Runtime, job: Job, writer: MagentoWriter | None) -> JobResult:
@@ -56,12 +58,26 @@ def _run_job(rt: Runtime, job: Job, writer: MagentoWriter | None) -> JobResult:
     live = [p for p in plans if p.error is None]
     if rt.dry_run:
         return _dry_result(plans, job)
-    _attach_and_adopt(rt, live)
-    sendable = [p for p in live if p.error is None and p.send is not None]
-    _upsert(rt, job, sendable)
-    _join_lists(rt, job, [p for p in sendable if p.accepted])
+    try:
+        _attach_and_adopt(rt, live)
+        sendable = [p for p in live if p.error is None and p.send is not None]
+        for p in sendable:
+            # Upserted before, only a list call is owed: no upsert to repeat.
+            p.accepted = _list_only(job, p)
+        _upsert(rt, job, [p for p in sendable if not p.accepted])
+        _join_lists(rt, job, [p for p in sendable if p.accepted])
+    except MagsyncError as exc:
+        # An outage (or a refused request) stopped the job: what Emarsys already took
+        # is committed all the same, so the next run does not send it again.
+        return JobResult([_outcome(rt, p, writer) for p in plans
+                          if p.accepted or p.error is not None], error=exc)
     outcomes = [_outcome(rt, p, writer) for p in plans]
     return JobResult(outcomes)
+
+
+def _list_only(job: Job, p: _Plan) -> bool:
+    return (p.item.record is not None and p.item.inherit is None and not job.restart
+            and bool(p.send.join_lists) and set(p.send.payload) == {str(job.key_field)})
 
 
 # -- reading Emarsys ----------------------------------------------------------------------
@@ -196,13 +212,31 @@ def _join_lists(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
         if members and list_id is not None:
             adds.append((role, members, list_id))
     results = rt.side_by_side(*(
-        functools.partial(add_to_list, rt.emarsys, list_id, job.key_field,
+        functools.partial(_add_members, rt, list_id, job.key_field,
                           [p.item.contact.key_value for p in members])
         for _, members, list_id in adds))
-    for (role, members, _), (_, errors) in zip(adds, results, strict=True):
+    failure: MagsyncError | None = None
+    for (role, members, _), result in zip(adds, results, strict=True):
+        if isinstance(result, MagsyncError):
+            failure = failure or result
+            for p in members:
+                p.send, p.list_failed = _without_role(p.send, role), True
+            continue
         for p in members:
-            if p.item.contact.key_value in errors:
+            if p.item.contact.key_value in result[1]:
                 p.send = _without_role(p.send, role)
+    if failure is not None:  # after every role of every add is settled
+        raise failure
+
+
+def _add_members(rt: Runtime, list_id: int, key_field: int, keys: list[str]
+                 ) -> tuple[int, dict[str, Any]] | MagsyncError:
+    """``add_to_list``, its failure returned rather than raised (the other adds of the
+    job still count)."""
+    try:
+        return add_to_list(rt.emarsys, list_id, key_field, keys)
+    except MagsyncError as exc:
+        return exc
 
 
 def _without_role(send: Any, role: str) -> Any:
@@ -239,7 +273,7 @@ def _outcome(rt: Runtime, p: _Plan, writer: MagentoWriter | None) -> Outcome:
     if p.identity is not None and p.identity.kind == "attach":
         drop = f"s:{c.subscriber_id}"
     return Outcome(item, status, record=record, reports=reports, extra_counts=["sent", *extra],
-                   drop_key=drop)
+                   drop_key=drop, done=not p.list_failed)
 
 
 def _status(p: _Plan) -> str:

@@ -20,7 +20,7 @@ from magsync.emarsys.contacts import (
 )
 from magsync.emarsys.fields import read_choices, resolve_field
 from magsync.errors import ConfigError, RemoteConfigError
-from magsync.http import RetryPolicy
+from magsync.http import Abort, RetryPolicy
 from magsync.magento.client import MagentoClient
 from magsync.mapping import ResolvedMapping, build_mapping, customer_fields_filter
 from magsync.util.logs import get_logger
@@ -92,7 +92,9 @@ class Runtime:
         """
         secrets = iter_secrets(cfg)
         retry = apply_retry_budget_override(retry)
-        kwargs: dict[str, Any] = {"retry": retry, "secrets": secrets}
+        # One stop signal for both clients: once any request gave up, none goes on
+        # retrying (the run stops within one retry budget).
+        kwargs: dict[str, Any] = {"retry": retry, "secrets": secrets, "abort": Abort()}
         if sleep is not None:
             kwargs["sleep"] = sleep
         magento = MagentoClient.from_config(cfg.magento, **kwargs)
