@@ -28,6 +28,8 @@ from magsync.sync.runtime import Runtime
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024 - 64 * 1024
 NOT_FOUND = "2008"
+AMBIGUOUS = "2010"
+FAILED_LOOKUPS = frozenset({"ambiguous", "unanswered"})
 MagentoWriter = Callable[[Contact, int], "str | None"]
 
 
@@ -83,19 +85,26 @@ def _list_only(job: Job, p: _Plan) -> bool:
 # -- reading Emarsys ----------------------------------------------------------------------
 
 def _read_emarsys(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
-    """getdata for first sends (by subscriber id and by email) and for opt-in checks."""
+    """getdata for first sends (by subscriber id and by email) and for opt-in checks.
+
+    A per-key error other than 2008 (not found) is an answer too: 2010 (several contacts
+    hold the key) makes the contact ambiguous, any other means the lookup did not
+    answer; either way the contact is queued with it, never created on a guess.
+    """
     m = rt.mapping
     fields = [m.customer_key_field, m.subscriber_key_field, OPTIN_FIELD, EMAIL_FIELD]
+    # Contacts never sent are looked up by subscriber id and email (rules 4 and 6); the
+    # others (also under --restart) by their own key, for their current opt-in: their
+    # email may be on several contacts (2010) without that making them ambiguous.
     firsts = [p for p in plans if not p.item.decided and p.item.inherit is None
-              and (job.restart or p.item.record is None)]
+              and p.item.record is None]
     inherits = [p for p in plans if not p.item.decided and p.item.inherit is not None]
     first_ids = {id(p) for p in firsts}
     checks = [p for p in plans if not p.item.decided and id(p) not in first_ids
               and p.item.inherit is None]
     sub_ids = {str(p.item.contact.subscriber_id) for p in firsts + inherits
                if p.item.contact.subscriber_id is not None}
-    email_keys = {p.item.contact.email.strip().lower() for p in firsts
-                  if p.item.contact.email}
+    email_keys = {_email_key(p.item.contact) for p in firsts if p.item.contact.email}
     own_keys = {p.item.contact.key_value for p in checks}
     # The reads are independent: side by side, a job waits one round trip, not three.
     reads = [(m.subscriber_key_field, sub_ids, False), (3, email_keys, True),
@@ -103,16 +112,27 @@ def _read_emarsys(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
     found = iter(rt.side_by_side(*(functools.partial(_rows_by, rt, key, values, fields,
                                                      fold=fold)
                                    for key, values, fold in reads if values)))
-    by_sub, by_email, own = (next(found) if values else {} for _, values, _ in reads)
+    by_sub, by_email, own = (next(found) if values else _Found()
+                             for _, values, _ in reads)
     for p in firsts:
         c = p.item.contact
-        subs = by_sub.get(str(c.subscriber_id)) if c.subscriber_id is not None else None
-        emails = by_email.get((c.email or "").strip().lower(), []) if c.email else []
-        p.identity = plan_identity(c, subs, emails)
+        sid = str(c.subscriber_id) if c.subscriber_id is not None else None
+        email = _email_key(c) if c.email else None
+        p.identity = (by_sub.failure(sid, f"subscriber id {sid}")
+                      or by_email.failure(email, f"email {c.email}")
+                      or plan_identity(c, by_sub.rows.get(sid) if sid else None,
+                                       by_email.rows.get(email, []) if email else []))
     for p in checks:
-        p.identity = _existing(own.get(p.item.contact.key_value))
+        key = p.item.contact.key_value
+        p.identity = own.failure(key, p.item.contact.key) or _existing(own.rows.get(key))
     for p in inherits:
-        p.identity = _existing(by_sub.get(str(p.item.contact.subscriber_id)))
+        sid = str(p.item.contact.subscriber_id)
+        p.identity = by_sub.failure(sid, f"subscriber id {sid}") \
+            or _existing(by_sub.rows.get(sid))
+
+
+def _email_key(c: Contact) -> str:
+    return (c.email or "").strip().lower()
 
 
 def _existing(rows: list[dict[str, Any]] | None) -> IdentityPlan:
@@ -122,15 +142,37 @@ def _existing(rows: list[dict[str, Any]] | None) -> IdentityPlan:
                         emarsys_optin=None if optin in (None, "") else str(optin))
 
 
+@dataclass
+class _Found:
+    """One getdata read: rows by key value, and the per-key errors other than 2008."""
+
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    errors: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def failure(self, key: str | None, what: str) -> IdentityPlan | None:
+        """The plan of a contact whose lookup by ``key`` Emarsys answered with an
+        error: ambiguous for 2010, unanswered for anything else; None when it had none."""
+        errors = self.errors.get(key) if key is not None else None
+        if not errors:
+            return None
+        text = _error_text(errors)
+        if AMBIGUOUS in errors:
+            return IdentityPlan("ambiguous", reason=f"{what} matches several Emarsys "
+                                                    f"contacts (Emarsys error {text})")
+        return IdentityPlan("unanswered", reason=f"Emarsys did not answer the lookup of "
+                                                 f"{what} (error {text}); not sent on a "
+                                                 "guess")
+
+
 def _rows_by(rt: Runtime, key_field: int, values: set[str], fields: list[int], *,
-             fold: bool = False) -> dict[str, list[dict[str, Any]]]:
+             fold: bool = False) -> _Found:
     if not values:
-        return {}
+        return _Found()
     result = get_data(rt.emarsys, key_field, sorted(values), fields)
-    out: dict[str, list[dict[str, Any]]] = {}
+    out = _Found(errors=result.errors_by_key(fold=fold, ignore=(NOT_FOUND,)))
     for row in result.result:
         value = str(row.get(str(key_field)) or "")
-        out.setdefault(value.strip().lower() if fold else value, []).append(row)
+        out.rows.setdefault(value.strip().lower() if fold else value, []).append(row)
     return out
 
 
@@ -142,7 +184,7 @@ def _decide(rt: Runtime, job: Job, p: _Plan) -> None:
         p.decision = item.decision  # type: ignore[assignment]
         p.send = item.send
         return
-    if p.identity is not None and p.identity.kind == "ambiguous":
+    if p.identity is not None and p.identity.kind in FAILED_LOOKUPS:
         p.error = p.identity.reason or "ambiguous Emarsys contact"
         return
     base = item.record if item.record is not None else item.inherit
@@ -252,6 +294,8 @@ def _outcome(rt: Runtime, p: _Plan, writer: MagentoWriter | None) -> Outcome:
     if p.error is not None:
         if p.identity is not None and p.identity.kind == "ambiguous":
             reports.append(("ambiguous_email", c.key, p.error))
+        elif p.identity is not None and p.identity.kind == "unanswered":
+            reports.append(("lookup_failed", c.key, p.error))
         return Outcome(item, "failed", error=p.error, reports=reports)
     extra: list[str] = []
     if p.decision.conflict:
