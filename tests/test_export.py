@@ -74,6 +74,20 @@ def test_completed_export_sets_watermarks_and_clears_its_checkpoint(
         assert store.get_watermark("sync-realtime") == started
 
 
+def test_every_contact_sent_has_its_emarsys_id_recorded(
+        pair: SandboxPair, magsync: Any, tmp_path: Path) -> None:
+    # one contact adopted (found by email), the rest created by the upserts
+    cid = max(pair.magento.shop.customers)
+    adopted = pair.emarsys.seed_contact({3: pair.magento.shop.customers[cid]["email"]})
+    assert magsync("export-initial").code == 0
+
+    ids = assert_export_complete(pair)
+    with StateStore.open(tmp_path / "state.db") as store:
+        records = store.get_contacts(ids)
+    assert {k: r.emarsys_id for k, r in records.items()} == {k: str(v) for k, v in ids.items()}
+    assert records[f"c:{cid}"].emarsys_id == str(adopted)
+
+
 def test_second_export_sends_nothing(pair: SandboxPair, magsync: Any) -> None:
     assert magsync("export-initial").code == 0
     upserts = count_requests(pair, "PUT", r"/contact/?$")

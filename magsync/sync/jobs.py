@@ -10,7 +10,7 @@ records to save) for the main thread to commit.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,6 +44,7 @@ class _Plan:
     error: str | None = None
     accepted: bool = False
     list_failed: bool = False  # accepted, but a list call it needed did not go through
+    emarsys_id: str | None = None  # the contact's internal id, as the upsert answered
 
 
 def run_job(rt: Runtime, job: Job, writer: MagentoWriter | None) -> JobResult:
@@ -235,6 +236,7 @@ def _upsert(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
     for batch, result in upsert_all(rt.emarsys, key, payloads,
                                     batch_size=rt.cfg.emarsys.batch_size,
                                     max_bytes=MAX_REQUEST_BYTES):
+        ids = _ids_in_order(batch, key, result.ids, result.errors)
         for contact in batch:
             p = by_key[str(contact[key])]
             errors = result.errors.get(str(contact[key]))
@@ -242,6 +244,15 @@ def _upsert(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
                 p.error = _error_text(errors)
             else:
                 p.accepted = True
+                p.emarsys_id = next(ids, None)
+
+
+def _ids_in_order(batch: list[dict[str, Any]], key: str, ids: list[str],
+                  errors: dict[str, dict[str, str]]) -> Iterator[str]:
+    """The upsert's ``ids``, one per accepted contact in the batch's order; nothing when
+    their number does not match (then no id is guessed)."""
+    accepted = sum(1 for c in batch if str(c[key]) not in errors)
+    return iter(ids if len(ids) == accepted else [])
 
 
 def _join_lists(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
@@ -306,7 +317,7 @@ def _outcome(rt: Runtime, p: _Plan, writer: MagentoWriter | None) -> Outcome:
         if problem:
             reports.append(("magento_write_failed", c.key, problem))
     base = item.record if item.record is not None else item.inherit
-    emarsys_id = p.identity.emarsys_id if p.identity is not None else None
+    emarsys_id = p.emarsys_id or (p.identity.emarsys_id if p.identity is not None else None)
     record = record_after_send(c, base, p.send, p.decision, emarsys_id)
     if p.send is None:
         return Outcome(item, "unchanged", record=record, reports=reports, extra_counts=extra)
