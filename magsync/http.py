@@ -15,7 +15,8 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
@@ -263,6 +264,20 @@ class HttpClient:
             self.abort.wait(seconds)
         else:  # an injected sleep (tests): the abort is seen at the next attempt
             self._sleep(seconds)
+
+    @contextmanager
+    def stream(self, method: str, path_or_url: str, *, params: Any = None,
+               headers: Mapping[str, str] | None = None) -> Iterator[requests.Response]:
+        """A request whose body the caller reads as it arrives (export downloads, which
+        may be larger than any reply is read into memory): retried, authenticated and
+        rate-limited like ``request`` until an answer comes; the connection goes back to
+        the pool when the block ends."""
+        resp = self.request(method, path_or_url, params=params, headers=headers,
+                            stream=True)
+        try:
+            yield resp
+        finally:
+            resp.close()
 
     def _wait_for(self, resp: requests.Response, attempt: int) -> float:
         """The server's own wait for a 429 when it names one, else the backoff."""
