@@ -368,7 +368,12 @@ def _make_handler(app: SandboxServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(k, v)
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(resp.body)
+                try:
+                    self.wfile.write(resp.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The client stopped reading (e.g. a download it found malformed):
+                    # its right, not a server error worth a traceback on stderr.
+                    self.close_connection = True
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _handle
 
