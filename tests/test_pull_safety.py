@@ -164,7 +164,7 @@ def test_a_malformed_export_stops_the_run_and_holds_the_watermark(
     result = magsync("pull-optin")
 
     assert result.code == 3, result
-    assert result.err.startswith("magsync: error: Emarsys export ")
+    assert result.err.startswith("magsync: error: Emarsys export "), result.err
     assert "is malformed" in result.err and result.err.count("\n") == 1
     assert exported.magento.requests("PUT", CUSTOMER_PUT) == []  # no row applied
     assert exported.magento.shop.subscribers[sid].subscriber_status == 1

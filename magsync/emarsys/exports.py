@@ -192,8 +192,9 @@ class _StrictCsv:
                 self._check_sizes(row, reader.line_num)
                 yield dict(zip(header, row, strict=True))
         except csv.Error as exc:
-            raise self._bad(f"line {self.lines_read}: {exc} (an unterminated quote?)"
-                            ) from None
+            detail = ("has a field over 1 MB" if "field limit" in str(exc) else
+                      f"cannot be read: {exc} (an unterminated quote?)")
+            raise self._bad(f"line {self.lines_read} {detail}") from None
         except UnicodeDecodeError as exc:
             raise self._bad(f"not UTF-8 text after line {self.lines_read}: {exc.reason}"
                             ) from None

@@ -14,6 +14,7 @@ import contextlib
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -337,6 +338,13 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-reply (e.g. stops reading a download it found
+        # malformed) is its right, not a server error worth a traceback on stderr.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
 
 def _make_handler(app: SandboxServer) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
@@ -368,12 +376,7 @@ def _make_handler(app: SandboxServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(k, v)
             self.end_headers()
             if self.command != "HEAD":
-                try:
-                    self.wfile.write(resp.body)
-                except (BrokenPipeError, ConnectionResetError):
-                    # The client stopped reading (e.g. a download it found malformed):
-                    # its right, not a server error worth a traceback on stderr.
-                    self.close_connection = True
+                self.wfile.write(resp.body)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _handle
 
