@@ -312,23 +312,31 @@ def _outcome(rt: Runtime, p: _Plan, writer: MagentoWriter | None) -> Outcome:
     if p.decision.conflict:
         reports.append(("consent_conflict", c.key, p.decision.conflict))
         extra.append("conflicts")
+    problem = None
     if p.decision.write_magento is not None and writer is not None:
         problem = writer(c, p.decision.write_magento)
         if problem:
             reports.append(("magento_write_failed", c.key, problem))
     base = item.record if item.record is not None else item.inherit
     emarsys_id = p.emarsys_id or (p.identity.emarsys_id if p.identity is not None else None)
-    record = record_after_send(c, base, p.send, p.decision, emarsys_id)
+    # An opt-out Magento did not take is not recorded as in sync (that would read as a
+    # Magento subscribe next time, and send opt-in 1): the contact is queued instead,
+    # and decided again when it is retried.
+    decision = OptinDecision() if problem else p.decision
+    record = record_after_send(c, base, p.send, decision, emarsys_id)
+    error = f"Magento did not take the opt-out: {problem}" if problem else None
     if p.send is None:
-        return Outcome(item, "unchanged", record=record, reports=reports, extra_counts=extra)
+        return Outcome(item, "failed" if error else "unchanged", record=record, error=error,
+                       reports=reports, extra_counts=extra)
     status = _status(p)
     if status in ("adopted", "attached"):
         extra.append("updated")
     drop = item.inherit.key if item.inherit is not None else None
     if p.identity is not None and p.identity.kind == "attach":
         drop = f"s:{c.subscriber_id}"
-    return Outcome(item, status, record=record, reports=reports, extra_counts=["sent", *extra],
-                   drop_key=drop, done=not p.list_failed)
+    return Outcome(item, "failed" if error else status, record=record, error=error,
+                   reports=reports, extra_counts=["sent", *extra], drop_key=drop,
+                   done=not p.list_failed)
 
 
 def _status(p: _Plan) -> str:
