@@ -499,11 +499,14 @@ def test_without_the_module_a_customer_optout_uses_is_subscribed(
     assert magsync("export-initial", config=config).code == 0
     cid, sid = linked(shop, 1)
     edit_optin(pair, f"c:{cid}", 2)
+    stray = pair.emarsys.seed_contact({3: "stray@example.com", int(SUBSCRIBER_KEY): "77"})
+    pair.emarsys.ui_edit(stray, {31: 2})  # a subscriber id means nothing without the module
 
     result, counts = pull(magsync, config=config)
 
     assert result.code == 0, result
     assert counts["applied"] == 1 and status_of(shop, sid) == 3
+    assert counts["unknown"] == 1 and "unknown_key s:77" in result.out
     assert pair.magento.requests("GET", GUEST_POST) == []  # no subscriber list read
 
 

@@ -15,7 +15,8 @@ from magsync.util.logs import scrub
 
 SUMMARY_ORDER = ("read", "sent", "created", "updated", "adopted", "attached", "unchanged",
                  "skipped", "failed", "queued", "dead", "conflicts", "unconvertible",
-                 "applied", "unknown", "drained", "removed", "requests")
+                 "applied", "unknown", "mismatched", "waiting", "campaign_unsubscribes",
+                 "drained", "removed", "requests")
 
 
 class Output:

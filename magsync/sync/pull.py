@@ -186,7 +186,7 @@ class Puller:
         mirror = self.store.mirror_get(sid) if sid is not None else None
         cid = row.customer_id or (mirror.customer_id if mirror is not None else 0) or None
         if cid is None:
-            return Pending(row, f"s:{sid}", None)
+            return Pending(row, f"s:{row.subscriber_id}", None)
         key = f"c:{cid}"
         if sid is not None and self.store.get_contact(key) is None:
             guest = self.store.get_contact(f"s:{sid}")

@@ -87,6 +87,10 @@ def finish_counts(report: RunReport, counts: RunCounts, store: StateStore,
     if c.get("conflicts"):
         report.notes.append(f"{c['conflicts']} consent conflict(s): the opt-out was kept "
                             "(see `magsync status`)")
+    if c.get("mismatched"):
+        report.notes.append(f"{c['mismatched']} row(s) did not prove they belong to the "
+                            "person their keys name: nothing written for them (see "
+                            "`magsync status`)")
     if c.get("unconvertible"):
         report.notes.append(f"{c['unconvertible']} value(s) could not be converted and were "
                             "left out (see `magsync status`)")
