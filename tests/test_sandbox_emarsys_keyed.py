@@ -191,3 +191,16 @@ def test_a_deleted_list_fails_the_upsert_whole_with_2020(sb: EmarsysSandbox, api
     assert new_id != list_id
     api.upsert([{CUSTOMER: "2"}], contact_list_id=new_id)
     assert sb.account.list_members(new_id) == sb.find_contacts(7001, 2)
+
+
+def test_the_upsert_adds_to_the_list_only_the_contacts_it_wrote(sb: EmarsysSandbox,
+                                                                api: Api) -> None:
+    list_id, _ = sb.account.create_list("Magento customers")
+    sb.inject_contact_error(CUSTOMER, "2", 2007, "Invalid value")
+    data = api.upsert([{CUSTOMER: "1"}, {CUSTOMER: "2"}], contact_list_id=str(list_id))
+    assert list(data["errors"]) == ["2"]
+    assert sb.account.list_members(list_id) == sb.find_contacts(7001, 1)
+    for bad in ("abc", True, -1):
+        status, body = api.call("PUT", UPSERT, {"key_id": CUSTOMER, "contact_list_id": bad,
+                                                "contacts": [{CUSTOMER: "3"}]})
+        assert (status, body["replyCode"]) == (400, 2020), bad

@@ -153,3 +153,12 @@ def test_getchanges_lists_ui_email_edits_but_not_key_edits_or_imports(
     assert [(e["source"], e["reported"]) for e in edit] == [("import", False)]
     bad = control(sb, f"/contacts/{keyed}/ui_edit", {"fields": {"32": "x"}})
     assert bad.status_code == 400  # read-only in the UI too
+
+
+def test_a_malformed_control_request_is_a_400_not_a_dropped_connection(
+        sb: EmarsysSandbox) -> None:
+    for path, body in (("/contacts", {"contacts": [{"31": "yes"}]}), ("/indexed", {}),
+                       ("/emarsys-switches", ["rows"]), ("/contacts/1/ui_edit", [])):
+        resp = control(sb, path, body)
+        assert resp.status_code == 400, path
+        assert resp.json()["message"].startswith("bad control request")

@@ -260,11 +260,10 @@ class EmarsysSandbox(SandboxServer):
             raise RequestFailed(400, 1001, "contacts must be a non-empty list")
         if len(contacts) > MAX_CONTACTS:
             raise RequestFailed(400, 1000, f"At most {MAX_CONTACTS} contacts per request")
-        list_id = body.get("contact_list_id")
         create = dict(req.query).get("create_if_not_exists") == "1"
         result = self.account.upsert(
             body.get("key_id", "3"), contacts, create=create, create_only=create_only,
-            list_id=int(list_id) if list_id not in (None, "") else None)
+            list_id=_list_id(body.get("contact_list_id")))
         self._pending_writes[id(req)] = result.writes
         data: dict[str, Any] = {"ids": result.ids}
         if result.errors:
@@ -350,6 +349,15 @@ def _json_object(req: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise RequestFailed(400, 10001, "The request body must be a JSON object")
     return body
+
+
+def _list_id(value: Any) -> int | None:
+    """An upsert's ``contact_list_id``; one that is no list id at all is 2020 too."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not str(value).isdecimal():
+        raise RequestFailed(400, 2020, f"Invalid contact list id: {value!r}")
+    return int(value)
 
 
 def _id_list(value: Any) -> list[Any]:

@@ -61,15 +61,6 @@ def control_routes(server: Controlled) -> list[tuple[str, str, Handler]]:
         shop.set_subscriber_status(sid, int(_body(req)["status"]))
         return Response.json(shop.subscribers[sid].as_dict())
 
-    def page_fault(req: Request) -> Response:
-        if req.method == "POST":
-            spec = _body(req)
-            page = None if spec.get("clear") else spec.get("subscriptions_fail_from_page")
-            times = spec.get("times")
-            server.subscriptions_fault.set(None if page is None else int(page),
-                                           int(spec.get("status", 500)),
-                                           None if times is None else int(times))
-        return Response.json(server.subscriptions_fault.as_json())
 
     def subscribers(req: Request) -> Response:
         if req.method == "POST":
@@ -89,8 +80,8 @@ def control_routes(server: Controlled) -> list[tuple[str, str, Handler]]:
     table: list[tuple[str, str, Callable[[Request], Response]]] = [
         ("GET", r"/_sandbox/magento", switches),
         ("POST", r"/_sandbox/magento", switches),
-        ("GET", r"/_sandbox/magento-faults", page_fault),
-        ("POST", r"/_sandbox/magento-faults", page_fault),
+        ("GET", r"/_sandbox/magento-faults", lambda req: page_fault(server, req)),
+        ("POST", r"/_sandbox/magento-faults", lambda req: page_fault(server, req)),
         ("GET", SHOP, lambda req: Response.json(shop.stats())),
         ("POST", SHOP + r"/customers", lambda req: Response.json(
             {"id": shop.create_customer(**_body(req))})),
@@ -107,6 +98,19 @@ def control_routes(server: Controlled) -> list[tuple[str, str, Handler]]:
         ("POST", SHOP + r"/clock", lambda req: set_clock(server, _body(req))),
     ]
     return [(m, p, _guarded(h)) for m, p, h in table]
+
+
+def page_fault(server: Controlled, req: Request) -> Response:
+    """``{"subscriptions_fail_from_page": N, "status": 500, "times": null}`` arms the
+    subscriber-list fault, ``{"clear": true}`` disarms it; GET shows it."""
+    if req.method == "POST":
+        spec = _body(req)
+        page = None if spec.get("clear") else spec.get("subscriptions_fail_from_page")
+        times = spec.get("times")
+        server.subscriptions_fault.set(None if page is None else int(page),
+                                       int(spec.get("status", 500)),
+                                       None if times is None else int(times))
+    return Response.json(server.subscriptions_fault.as_json())
 
 
 def set_clock(server: Controlled, spec: dict[str, Any]) -> Response:
