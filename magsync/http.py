@@ -227,10 +227,7 @@ class HttpClient:
         attempt, slept = 0, 0.0
         while True:
             attempt += 1
-            if self.limiter is not None and not self.abort.tripped:
-                self.limiter.acquire()
-            if self.abort.tripped:  # another request gave up: the run is over
-                raise self.abort.error()
+            self._take_slot()
             try:
                 resp = self.session.request(
                     method, url, params=params, data=data,
@@ -257,6 +254,14 @@ class HttpClient:
                 raise error
             self._pause(wait)
             slept += wait
+
+    def _take_slot(self) -> None:
+        """The rate limiter's slot for one attempt; none once another request of the run
+        gave up (the run is over: ``Abort``)."""
+        if self.limiter is not None and not self.abort.tripped:
+            self.limiter.acquire()
+        if self.abort.tripped:
+            raise self.abort.error()
 
     def _pause(self, seconds: float) -> None:
         """The backoff before a retry; cut short when another request gave up."""

@@ -116,13 +116,7 @@ def _read_emarsys(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
     by_sub, by_email, own = (next(found) if values else _Found()
                              for _, values, _ in reads)
     for p in firsts:
-        c = p.item.contact
-        sid = str(c.subscriber_id) if c.subscriber_id is not None else None
-        email = _email_key(c) if c.email else None
-        p.identity = (by_sub.failure(sid, f"subscriber id {sid}")
-                      or by_email.failure(email, f"email {c.email}")
-                      or plan_identity(c, by_sub.rows.get(sid) if sid else None,
-                                       by_email.rows.get(email, []) if email else []))
+        p.identity = _first_identity(p.item.contact, by_sub, by_email)
     for p in checks:
         key = p.item.contact.key_value
         p.identity = own.failure(key, p.item.contact.key) or _existing(own.rows.get(key))
@@ -130,6 +124,16 @@ def _read_emarsys(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
         sid = str(p.item.contact.subscriber_id)
         p.identity = by_sub.failure(sid, f"subscriber id {sid}") \
             or _existing(by_sub.rows.get(sid))
+
+
+def _first_identity(c: Contact, by_sub: _Found, by_email: _Found) -> IdentityPlan:
+    """Rules 4 and 6 from the lookups, unless either lookup answered with an error."""
+    sid = str(c.subscriber_id) if c.subscriber_id is not None else None
+    email = _email_key(c) if c.email else None
+    return (by_sub.failure(sid, f"subscriber id {sid}")
+            or by_email.failure(email, f"email {c.email}")
+            or plan_identity(c, by_sub.rows.get(sid) if sid else None,
+                             by_email.rows.get(email, []) if email else []))
 
 
 def _email_key(c: Contact) -> str:

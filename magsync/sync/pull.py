@@ -27,6 +27,7 @@ recorded so that the next sync sends nothing back.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -145,7 +146,7 @@ class Puller:
         self.modules = rt.cfg.magento.subscribers != "none"  # subscriber ids mean something
 
     # -- pass 1: while an export streams ----------------------------------------------------
-    def classify(self, rows: Any) -> list[Pending]:
+    def classify(self, rows: Generator[ChangeRow, None, None]) -> list[Pending]:
         """Count and skip what needs no Magento read; return the changes. Closes
         ``rows`` (a generator over a download) whatever happens."""
         pending: list[Pending] = []

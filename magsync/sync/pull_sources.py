@@ -11,7 +11,7 @@ like any other; one that subscribed again since is left to getchanges.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -110,7 +110,8 @@ def start_exports(rt: Runtime, first: date, last: date) -> Exports:
                    start_responses_export(rt.emarsys, start, end, fields))
 
 
-def iter_changes(rt: Runtime, export_id: int, wait: ExportWait) -> Iterator[ChangeRow]:
+def iter_changes(rt: Runtime, export_id: int, wait: ExportWait
+                 ) -> Generator[ChangeRow, None, None]:
     """The getchanges rows, streamed once the export is ready (closing this generator
     ends the download)."""
     wait_for_export(rt.emarsys, export_id, wait)
@@ -133,7 +134,7 @@ def _columns(rt: Runtime, first_row: dict[str, str]) -> Columns:
 
 
 def iter_campaign_optouts(rt: Runtime, export_id: int, wait: ExportWait,
-                          counts: RunCounts) -> Iterator[ChangeRow]:
+                          counts: RunCounts) -> Generator[ChangeRow, None, None]:
     """The campaign unsubscribes whose contact holds opt-in ``2`` now, as rows (each
     contact once); ``counts`` gets ``campaign_unsubscribes``."""
     wait_for_export(rt.emarsys, export_id, wait)
