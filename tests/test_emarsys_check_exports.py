@@ -18,6 +18,7 @@ from magsync.emarsys.exports import (
     parse_export_csv,
     start_changes_export,
     wait_for_export,
+    wait_for_exports,
 )
 from magsync.emarsys.fields import create_field
 from magsync.errors import EXIT_REMOTE, RemoteError, RetriableError
@@ -134,6 +135,17 @@ def test_getchanges_waits_and_parses(sandbox: EmarsysSandbox) -> None:
     assert body["add_field_names_header"] == 1 and body["delimiter"] == ","
     polls = sandbox.requests("GET", r"/export/\d+/?$")
     assert len(polls) == 4 and t.sleeps == [1, 2, 4]  # 3 not-ready polls, then done
+
+
+def test_two_exports_are_waited_for_together(sandbox: EmarsysSandbox) -> None:
+    seed_changes(sandbox)
+    client = make_client(make_config(sandbox))
+    ids = [start_changes_export(client, *window(), [CUST, 31]) for _ in range(2)]
+    t = FakeTime()
+    wait_for_exports(client, ids, ExportWait(timeout=60, first=1, most=4, sleep=t.sleep,
+                                             clock=t.clock))
+    assert t.sleeps == [1, 2, 4]  # one pause per round of polls, not one per export
+    assert len(sandbox.requests("GET", r"/export/\d+/?$")) == 8
 
 
 def test_data_in_progress_keeps_waiting(sandbox: EmarsysSandbox) -> None:

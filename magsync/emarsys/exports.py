@@ -82,18 +82,30 @@ def start_responses_export(client: EmarsysClient, start: datetime, end: datetime
 def wait_for_export(client: EmarsysClient, export_id: int, wait: ExportWait | None = None
                     ) -> None:
     """Poll ``GET /export/{id}`` until it is done; ``RemoteError`` on error or timeout."""
+    wait_for_exports(client, [export_id], wait)
+
+
+def wait_for_exports(client: EmarsysClient, export_ids: Sequence[int],
+                     wait: ExportWait | None = None) -> None:
+    """Poll each export until all are done (one round of polls per pause, so exports
+    that Emarsys prepares side by side are waited for once); ``RemoteError`` on error or
+    timeout."""
     wait = wait or DEFAULT_WAIT
     started = wait.clock()
     delay = wait.first
-    while True:
-        data = client.call("GET", f"/export/{export_id}") or {}
-        status = str(data.get("status") or "").lower()
-        if status in READY:
-            return
-        if status == "error":
-            raise RemoteError(f"Emarsys export {export_id} failed (status error)",
-                              service=SERVICE, hint="run again to start a new export")
-        delay = _pause(wait, started, delay, export_id, status)
+    waiting = {export_id: "" for export_id in export_ids}  # id -> its last status
+    while waiting:
+        for export_id in list(waiting):
+            data = client.call("GET", f"/export/{export_id}") or {}
+            status = waiting[export_id] = str(data.get("status") or "").lower()
+            if status in READY:
+                del waiting[export_id]
+            elif status == "error":
+                raise RemoteError(f"Emarsys export {export_id} failed (status error)",
+                                  service=SERVICE, hint="run again to start a new export")
+        if waiting:
+            first = next(iter(waiting))
+            delay = _pause(wait, started, delay, first, waiting[first])
 
 
 def _pause(wait: ExportWait, started: float, delay: float, export_id: int,

@@ -94,7 +94,7 @@ def pull_optin(cfg: Config, store: StateStore, opts: PullOptions,
                           alongside=mirror_refresher(store, counts)) as rt:
             puller = Puller(rt, store, counts, run_id, progress, kinds=allowed)
             try:
-                exports = start_exports(rt, first, last)
+                exports = start_exports(rt, first, last, wait)
                 pending = puller.classify(iter_changes(rt, exports.changes, wait))
                 pending += puller.classify(iter_campaign_optouts(rt, exports.responses,
                                                                  wait, counts))

@@ -25,7 +25,7 @@ from magsync.emarsys.exports import (
     iter_export_rows,
     start_changes_export,
     start_responses_export,
-    wait_for_export,
+    wait_for_exports,
 )
 from magsync.emarsys.fields import list_fields
 from magsync.errors import ConfigError, FatalRemoteError
@@ -102,19 +102,21 @@ class Exports:
     responses: int
 
 
-def start_exports(rt: Runtime, first: date, last: date) -> Exports:
-    """Start the getchanges and getresponses exports of ``[first, last]``."""
+def start_exports(rt: Runtime, first: date, last: date, wait: ExportWait) -> Exports:
+    """Start the getchanges and getresponses exports of ``[first, last]`` and wait
+    until both are done."""
     fields = export_fields(rt)
     start, end = responses_window(first, last)
-    return Exports(start_changes_export(rt.emarsys, first, last, fields),
-                   start_responses_export(rt.emarsys, start, end, fields))
+    exports = Exports(start_changes_export(rt.emarsys, first, last, fields),
+                      start_responses_export(rt.emarsys, start, end, fields))
+    wait_for_exports(rt.emarsys, [exports.changes, exports.responses], wait)
+    return exports
 
 
 def iter_changes(rt: Runtime, export_id: int, wait: ExportWait
                  ) -> Generator[ChangeRow, None, None]:
-    """The getchanges rows, streamed once the export is ready (closing this generator
-    ends the download)."""
-    wait_for_export(rt.emarsys, export_id, wait)
+    """The getchanges rows of a ready export, streamed (closing this generator ends the
+    download)."""
     cols: Columns | None = None
     rows = iter_export_rows(rt.emarsys, export_id, wait)
     try:
@@ -135,9 +137,8 @@ def _columns(rt: Runtime, first_row: dict[str, str]) -> Columns:
 
 def iter_campaign_optouts(rt: Runtime, export_id: int, wait: ExportWait,
                           counts: RunCounts) -> Generator[ChangeRow, None, None]:
-    """The campaign unsubscribes whose contact holds opt-in ``2`` now, as rows (each
-    contact once); ``counts`` gets ``campaign_unsubscribes``."""
-    wait_for_export(rt.emarsys, export_id, wait)
+    """The campaign unsubscribes of a ready export whose contact holds opt-in ``2``
+    now, as rows (each contact once); ``counts`` gets ``campaign_unsubscribes``."""
     seen: set[str] = set()
     batch: list[str] = []
     rows = iter_export_rows(rt.emarsys, export_id, wait)
