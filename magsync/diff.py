@@ -101,7 +101,8 @@ class IdentityPlan:
     ``kind``: "attach" (update the contact found by subscriber id, keyed on
     ``key_id``, to carry the customer id), "adopt" (update the one key-less email match,
     keyed on its internal ``id``), "create" (just upsert), "ambiguous" (report and
-    queue, do not send). ``update`` is the one-contact body of that update (None for
+    queue, do not send), "unanswered" (the lookup came back with an error: queue, do
+    not send). ``update`` is the one-contact body of that update (None for
     create/ambiguous); ``emarsys_optin`` is the opt-in of the contact the upsert will
     land on ("1", "2" or None), for ``decide_send``.
     """

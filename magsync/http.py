@@ -24,7 +24,8 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -99,7 +100,9 @@ class RateLimiter:
 
     Each ``acquire`` reserves the next free slot, one every ``60 / per_minute`` seconds,
     and sleeps outside the lock until it comes, so threads queue fairly and no burst
-    ever exceeds the configured rate (a bucket of depth one).
+    ever exceeds the configured rate (a bucket of depth one). A ``hold`` (the server said
+    429) that arrives while a caller sleeps towards its slot is seen when it wakes: it
+    then takes a new slot after the hold instead of sending.
     """
 
     def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic,
@@ -111,22 +114,68 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next_slot: float | None = None
+        self._held_until: float | None = None
 
     def acquire(self) -> None:
         """Block until this caller may send one request."""
         with self._lock:
             now = self._clock()
-            slot = now if self._next_slot is None else max(now, self._next_slot)
-            self._next_slot = slot + self.interval
-        if slot > now:
-            self._sleep(slot - now)
+            slot = self._reserve(now)
+        while True:
+            if slot > now:
+                self._sleep(slot - now)
+            with self._lock:
+                now = self._clock()
+                if self._held_until is None or now >= self._held_until:
+                    return
+                # A 429 arrived while this caller waited for its slot: the slot it
+                # reserved before is void, the next one comes after the hold.
+                slot = self._reserve(now)
+
+    def _reserve(self, now: float) -> float:
+        slot = now if self._next_slot is None else max(now, self._next_slot)
+        self._next_slot = slot + self.interval
+        return slot
 
     def hold(self, seconds: float) -> None:
         """No request from any thread for ``seconds`` (the server said 429: wait until its
-        reset). Requests already sent are not recalled."""
+        reset), not even one whose slot was reserved before. Requests already sent are
+        not recalled."""
         with self._lock:
             until = self._clock() + seconds
             self._next_slot = until if self._next_slot is None else max(self._next_slot, until)
+            self._held_until = until if self._held_until is None else max(self._held_until,
+                                                                            until)
+
+
+class Abort:
+    """One run's stop signal, shared by its clients. Once a request gave up after its
+    retries the run is over: every other request abandons its retries (and no new one
+    starts), raising the first failure again, so the run stops within one budget."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason: RetriableError | None = None
+
+    @property
+    def tripped(self) -> bool:
+        return self._event.is_set()
+
+    def trip(self, reason: RetriableError) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when the signal trips meanwhile."""
+        self._event.wait(seconds)
+
+    def error(self) -> RetriableError:
+        """What an abandoned request raises: the failure that stopped the run."""
+        r = self.reason
+        assert r is not None
+        return RetriableError(r.message, service=r.service, status=r.status, code=r.code,
+                              hint=r.hint)
 
 
 class HttpClient:
@@ -142,7 +191,7 @@ class HttpClient:
                  pool_size: int = 10, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time, setting: str = "",
-                 max_reply: int = MAX_REPLY_BYTES) -> None:
+                 max_reply: int = MAX_REPLY_BYTES, abort: Abort | None = None) -> None:
         self.service = service
         self.base_url = base_url.rstrip("/")
         self.auth = auth
@@ -156,6 +205,9 @@ class HttpClient:
         self._clock = clock
         self._wall_clock = wall_clock
         self._rng = random.Random()
+        # Shared with the with_retry clones, and with the run's other client when the
+        # caller passes the same one.
+        self.abort = abort or Abort()
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         # Several threads share the session: one pooled connection per worker.
@@ -198,8 +250,7 @@ class HttpClient:
         attempt, slept = 0, 0.0
         while True:
             attempt += 1
-            if self.limiter is not None:
-                self.limiter.acquire()
+            self._take_slot()
             try:
                 resp = self._send(method, url, params, data, send_headers, stream)
             except _TRANSIENT as exc:
@@ -217,8 +268,10 @@ class HttpClient:
             # Counting our own sleeps too keeps a stubbed clock from retrying forever.
             spent = max(self._clock() - start, slept)
             if spent + wait > self.retry.budget:
-                raise self._gave_up(method, url, attempt, spent, failure)
-            self._sleep(wait)
+                error = self._gave_up(method, url, attempt, spent, failure)
+                self.abort.trip(error)
+                raise error
+            self._pause(wait)
             slept += wait
 
     def _send(self, method: str, url: str, params: Any, data: Any,
@@ -304,6 +357,35 @@ class HttpClient:
             f"{_size(self.max_reply)} to {where(method, resp.url)}; refused",
             "a proxy or a misconfigured server may answer instead of the API",
             status=resp.status_code)
+
+    def _take_slot(self) -> None:
+        """The rate limiter's slot for one attempt; none once another request of the run
+        gave up (the run is over: ``Abort``)."""
+        if self.limiter is not None and not self.abort.tripped:
+            self.limiter.acquire()
+        if self.abort.tripped:
+            raise self.abort.error()
+
+    def _pause(self, seconds: float) -> None:
+        """The backoff before a retry; cut short when another request gave up."""
+        if self._sleep is time.sleep:
+            self.abort.wait(seconds)
+        else:  # an injected sleep (tests): the abort is seen at the next attempt
+            self._sleep(seconds)
+
+    @contextmanager
+    def stream(self, method: str, path_or_url: str, *, params: Any = None,
+               headers: Mapping[str, str] | None = None) -> Iterator[requests.Response]:
+        """A request whose body the caller reads as it arrives (export downloads, which
+        may be larger than any reply is read into memory): retried, authenticated and
+        rate-limited like ``request`` until an answer comes; the connection goes back to
+        the pool when the block ends."""
+        resp = self.request(method, path_or_url, params=params, headers=headers,
+                            stream=True)
+        try:
+            yield resp
+        finally:
+            resp.close()
 
     def _wait_for(self, resp: requests.Response, attempt: int) -> float:
         """The server's own wait for a 429 when it names one, else the backoff."""

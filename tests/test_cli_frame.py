@@ -164,7 +164,8 @@ def test_status_without_a_state_file(capsys: pytest.CaptureFixture[str], config:
     assert (code, err) == (0, "")
     assert out.splitlines() == [
         f"state file: {tmp_path / 'state.db'} (not created yet: no run so far)",
-        "last runs: none", "watermarks: none", "failsafe queue: 0 queued, 0 dead",
+        "last runs: none", "watermarks: none", "export-initial completed: none yet",
+        "failsafe queue: 0 queued, 0 dead",
         "contacts known: 0"]
     code, out, _ = cli_run(capsys, "--config", str(config), "status", "--json")
     assert code == 0

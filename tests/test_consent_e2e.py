@@ -83,6 +83,38 @@ def test_opt_out_in_emarsys_while_subscribing_in_magento_ends_opted_out_on_both_
     assert pair.magento.shop.subscribers[sub.subscriber_id].subscriber_status == UNSUBSCRIBED
 
 
+def test_an_opt_out_magento_refused_is_retried_never_turned_into_an_opt_in(
+        pair: SandboxPair, magsync: Any, scanning: Path, tmp_path: Path) -> None:
+    # As above, but Magento refuses the customer save that unsubscribes them (its
+    # validation rejects the record). magsync must not record the opt-out as in sync:
+    # Magento still says subscribed, and that would read as a new subscribe next time.
+    sub = _linked(pair, NOT_ACTIVE)
+    shop = pair.magento.shop
+    assert magsync("export-initial", config=scanning).code == 0
+    contact = _contact(pair, sub.customer_id)
+    pair.emarsys.ui_edit(contact, {"31": 2})
+    shop.subscribe(sub.subscriber_id)
+    name = shop.customers[sub.customer_id]["firstname"]
+    shop.edit_customer(sub.customer_id, firstname="")  # every PUT of it is now a 400
+    seq = request_seq(pair)
+
+    refused = magsync("sync-realtime", config=scanning)
+
+    assert refused.code == 1, refused
+    assert status_of(magsync, scanning)["queue"]["queued"] == 1
+    assert shop.subscribers[sub.subscriber_id].subscriber_status == SUBSCRIBED
+    shop.edit_customer(sub.customer_id, firstname=name)  # the shop takes saves again
+
+    for _ in range(2):
+        assert magsync("sync-realtime", config=scanning).code in (0, 1)
+    assert magsync("sync-background", config=scanning).code == 0
+
+    assert _optin_writes(pair, contact, seq) == []  # opt-in 1 was never sent
+    assert _optin(pair, contact) == "2"
+    assert shop.subscribers[sub.subscriber_id].subscriber_status == UNSUBSCRIBED
+    assert status_of(magsync, scanning)["queue"]["queued"] == 0
+
+
 def test_subscribing_in_magento_over_magsyncs_own_opt_out_is_sent(
         pair: SandboxPair, magsync: Any, scanning: Path) -> None:
     sub = _linked(pair, UNSUBSCRIBED)

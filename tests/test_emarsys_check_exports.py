@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -11,11 +12,13 @@ from magsync.emarsys.check import check_emarsys
 from magsync.emarsys.contacts import find_list, upsert_batch
 from magsync.emarsys.exports import (
     ExportWait,
+    MalformedExport,
     fetch_changes,
     iter_export_rows,
     parse_export_csv,
     start_changes_export,
     wait_for_export,
+    wait_for_exports,
 )
 from magsync.emarsys.fields import create_field
 from magsync.errors import EXIT_REMOTE, RemoteError, RetriableError
@@ -134,6 +137,17 @@ def test_getchanges_waits_and_parses(sandbox: EmarsysSandbox) -> None:
     assert len(polls) == 4 and t.sleeps == [1, 2, 4]  # 3 not-ready polls, then done
 
 
+def test_two_exports_are_waited_for_together(sandbox: EmarsysSandbox) -> None:
+    seed_changes(sandbox)
+    client = make_client(make_config(sandbox))
+    ids = [start_changes_export(client, *window(), [CUST, 31]) for _ in range(2)]
+    t = FakeTime()
+    wait_for_exports(client, ids, ExportWait(timeout=60, first=1, most=4, sleep=t.sleep,
+                                             clock=t.clock))
+    assert t.sleeps == [1, 2, 4]  # one pause per round of polls, not one per export
+    assert len(sandbox.requests("GET", r"/export/\d+/?$")) == 8
+
+
 def test_data_in_progress_keeps_waiting(sandbox: EmarsysSandbox) -> None:
     seed_changes(sandbox)
     client = make_client(make_config(sandbox))
@@ -175,7 +189,33 @@ def test_export_error_status_raises(sandbox: EmarsysSandbox) -> None:
 
 
 def test_parse_export_csv() -> None:
-    lines = ['user_id,Opt-In,Note\n', '1,True,"a, ""b""\nc"\n', '\n', '2,False,\n']
+    lines = ['\ufeffuser_id,Opt-In,Note\n', '1,True,"a, ""b"" c"\r\n', '\n', '2,False,\n']
     rows = list(parse_export_csv(lines))
-    assert rows == [{"user_id": "1", "Opt-In": "True", "Note": 'a, "b"\nc'},
+    assert rows == [{"user_id": "1", "Opt-In": "True", "Note": 'a, "b" c'},
                     {"user_id": "2", "Opt-In": "False", "Note": ""}]
+    big = "x" * (200 * 1024)  # over the csv module's default limit, under 1 MB
+    text = io.StringIO(f"user_id,Note\n1,{big}\n2,\"{big}\"\n")
+    assert [r["Note"] for r in parse_export_csv(text)] == [big, big]
+
+
+@pytest.mark.parametrize("body, why", [
+    # a quote left open would swallow the following rows
+    ('user_id,E-Mail,Opt-In\n1,"a@example.com,False\n2,b@example.com,False\n',
+     "unterminated quote"),
+    ('user_id,E-Mail,Opt-In\n1,"a@example.com,False\n2,"b@example.com",False\n',
+     "unterminated quote"),
+    ('user_id,E-Mail,Opt-In\n1,a@example.com,False\n2,"b"x,False\n', "line 3"),
+    ('user_id,E-Mail,Opt-In\n1,a@example.com\n', "2 fields, the header 3"),
+    ('user_id,E-Mail,Opt-In\n1,a@example.com,False,extra\n', "4 fields, the header 3"),
+    ("user_id,E-Mail,Opt-In\n1," + "é" * (600 * 1024) + ",False\n", "over 1 MB"),
+    ("user_id,E-Mail,Opt-In\n1," + "x" * (1024 * 1024 + 1) + ",False\n", "over 1 MB"),
+    ("user_id,E-Mail,Opt-In\n1," + "x" * (8 * 1024 * 1024) + ",False\n", "over 1 MB"),
+])
+def test_malformed_export_csv_is_refused_whole(body: str, why: str) -> None:
+    seen: list[dict[str, str]] = []
+    with pytest.raises(MalformedExport, match=why) as info:
+        for row in parse_export_csv(io.StringIO(body), export_id=2140):
+            seen.append(row)
+    assert info.value.exit_code == EXIT_REMOTE
+    assert "Emarsys export 2140 is malformed" in str(info.value)
+    assert len(seen) <= 1  # nothing after the damage was read as a row

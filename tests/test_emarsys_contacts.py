@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from magsync.emarsys.client import EmarsysClient
 from magsync.emarsys.contacts import (
+    GetDataResult,
     add_to_list,
     find_list,
     find_or_create_list,
@@ -209,6 +210,21 @@ def test_get_data_in_chunks(client: EmarsysClient, sandbox: EmarsysSandbox) -> N
     assert bodies[0]["keyId"] == "3" and bodies[0]["fields"] == [31, CUST]
     nothing = get_data(client, 3, ["none@example.com"], [31])
     assert nothing.result == [] and len(nothing.errors) == 1
+
+
+def test_get_data_errors_by_key(client: EmarsysClient, sandbox: EmarsysSandbox) -> None:
+    upsert_batch(client, 3, [{"3": "once@example.com"}])
+    twins = [sandbox.seed_contact({3: "Twin@Example.com"}) for _ in range(2)]
+    res = get_data(client, 3, ["once@example.com", "twin@example.com", "no@example.com"],
+                   [31])
+    assert len(res.result) == 1 and twins
+    assert set(res.errors_by_key()) == {"twin@example.com", "no@example.com"}
+    assert list(res.errors_by_key(ignore=["2008"])) == ["twin@example.com"]
+    assert "2010" in res.errors_by_key()["twin@example.com"]
+    # keys are lower-cased on request (emails are compared folded)
+    mapped = GetDataResult(errors=[{"key": "A@X.org", "errorCode": "2010",
+                                    "errorMsg": "several"}])
+    assert mapped.errors_by_key(fold=True) == {"a@x.org": {"2010": "several"}}
 
 
 # -- magsync fields ----------------------------------------------------------------------------

@@ -9,6 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from magsync.sandbox.base import Request, Response
 from magsync.sandbox.pair import SandboxPair
 from magsync.state import StateStore
 from magsync.state.lock import StateLock
@@ -69,6 +72,20 @@ def test_completed_export_sets_watermarks_and_clears_its_checkpoint(
         assert store.get_checkpoint("export-initial") is None
         started = store.last_runs()["export-initial"].started_at
         assert store.get_watermark("sync-realtime") == started
+
+
+def test_every_contact_sent_has_its_emarsys_id_recorded(
+        pair: SandboxPair, magsync: Any, tmp_path: Path) -> None:
+    # one contact adopted (found by email), the rest created by the upserts
+    cid = max(pair.magento.shop.customers)
+    adopted = pair.emarsys.seed_contact({3: pair.magento.shop.customers[cid]["email"]})
+    assert magsync("export-initial").code == 0
+
+    ids = assert_export_complete(pair)
+    with StateStore.open(tmp_path / "state.db") as store:
+        records = store.get_contacts(ids)
+    assert {k: r.emarsys_id for k, r in records.items()} == {k: str(v) for k, v in ids.items()}
+    assert records[f"c:{cid}"].emarsys_id == str(adopted)
 
 
 def test_second_export_sends_nothing(pair: SandboxPair, magsync: Any) -> None:
@@ -148,8 +165,13 @@ def test_contact_with_another_key_is_left_alone(pair: SandboxPair, magsync: Any)
     assert pair.emarsys.writes_for(foreign) == []
 
 
+@pytest.mark.parametrize("answer", ["error", "rows"])
 def test_email_matching_two_keyless_contacts_is_reported_and_queued(
-        pair: SandboxPair, magsync: Any, tmp_path: Path) -> None:
+        pair: SandboxPair, magsync: Any, tmp_path: Path, answer: str) -> None:
+    # Emarsys answers a lookup that matches several contacts with a per-key error 2010
+    # (as far as the evidence goes) or, by the other reading, with every row: both are
+    # the same case.
+    pair.emarsys.account.getdata_multi = answer
     cid = min(pair.magento.shop.customers)
     email = pair.magento.shop.customers[cid]["email"]
     twins = [pair.emarsys.seed_contact({3: email}) for _ in range(2)]
@@ -164,9 +186,44 @@ def test_email_matching_two_keyless_contacts_is_reported_and_queued(
         queued = store.queue_items()
     assert [q.key for q in queued] == [f"c:{cid}"]
     assert status_of(magsync)["queue"]["queued"] == 1
-    assert any(i["kind"] == "ambiguous_email" for i in status_of(magsync)["issues"])
+    issues = [i for i in status_of(magsync)["issues"] if i["kind"] == "ambiguous_email"]
+    assert [i["key"] for i in issues] == [f"c:{cid}"]
+    assert email in issues[0]["detail"]
+    assert ("2010" in issues[0]["detail"]) == (answer == "error")
     assert "1 contact(s) failed" in result.err  # on stderr, once
     assert "1 contact(s) failed" not in result.out
+
+
+def test_a_lookup_answered_with_another_error_is_queued_never_created(
+        pair: SandboxPair, magsync: Any, tmp_path: Path) -> None:
+    cid = min(pair.magento.shop.customers)
+    email = pair.magento.shop.customers[cid]["email"]
+    before = pair.emarsys.before_route
+
+    def refuse_one_email(req: Request) -> Response | None:
+        # getdata answers this one email with a per-key error that is not "not found"
+        if req.path.endswith("/contact/getdata") and email in req.json()["keyValues"]:
+            body = req.json()
+            rest = [v for v in body["keyValues"] if v != email]
+            answer = pair.emarsys.account.get_data(body["keyId"], rest, body["fields"])
+            return Response.json({"replyCode": 0, "replyText": "OK", "data": {
+                "result": answer[0], "errors": [*answer[1], {
+                    "key": email, "errorCode": "2013",
+                    "errorMsg": "Temporarily unable to search contacts"}]}})
+        return before(req)
+
+    pair.emarsys.before_route = refuse_one_email  # type: ignore[method-assign]
+
+    result = magsync("export-initial")
+
+    assert result.code == 1, result
+    assert pair.emarsys.find_contacts(int(CUSTOMER_KEY), str(cid)) == []  # not created
+    assert_export_complete(pair, skip=[f"c:{cid}"])
+    with StateStore.open(tmp_path / "state.db") as store:
+        [queued] = store.queue_items()
+    assert queued.key == f"c:{cid}" and "2013" in (queued.last_error or "")
+    issues = status_of(magsync)["issues"]
+    assert any(i["kind"] == "lookup_failed" and i["key"] == f"c:{cid}" for i in issues)
 
 
 # -- options ------------------------------------------------------------------------------

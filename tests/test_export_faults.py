@@ -219,3 +219,22 @@ def test_a_429_holds_every_worker_until_the_reset(pair: SandboxPair, magsync: An
     assert fired and pair.emarsys.rate.rejected == 1
     assert pair.emarsys.early_requests <= 2 * 3
     assert_export_complete(pair)
+
+
+def test_a_429_also_stops_workers_that_had_reserved_a_slot(pair: SandboxPair, magsync: Any,
+                                                          tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    # At 1200 requests a minute the four workers queue for slots 0.05 s apart: when the 429
+    # comes back, the others are asleep waiting for slots they reserved before it. They
+    # must wake into the hold, not send at their old slots (at most a request that was
+    # already on the wire may arrive before the reset).
+    cfg = _config(pair, tmp_path, concurrency=4, batch_size=20, requests_per_minute=1200)
+    fired = _429s_after_the_first_upsert(pair, monkeypatch, 1, reset_in=1.0)
+
+    result = magsync("export-initial", config=cfg)
+
+    assert result.code == 0, result
+    assert fired and pair.emarsys.rate.rejected == 1
+    assert pair.emarsys.early_requests <= 1
+    assert_export_complete(pair)

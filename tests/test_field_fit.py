@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from magsync.sandbox.pair import DEFAULT_MAPPING, SandboxPair
+from tests.helpers.sandbox import request_seq
 
 SEGMENT = {"custom_attributes.segment": {"field": "Segment", "convert": "choice"}}
 
@@ -47,17 +48,24 @@ def test_a_choice_entry_on_a_text_field_stops_the_syncs_with_exit_2(
         magsync: Any, pair: SandboxPair, tmp_path: Path) -> None:
     pair.emarsys.account.create_field("Segment", "shorttext")  # as a text field by mistake
     config = config_with(pair, tmp_path, SEGMENT)
-    for command in ("export-initial", "sync-realtime", "sync-background", "pull-optin"):
+    r = magsync("export-initial", config=config)
+    assert r.code == 2 and "convert: choice needs a single-choice field" in r.err, r
+    # the syncs run only after a complete export: made with the mapping before the entry
+    assert magsync("export-initial", config=config_with(pair, tmp_path, {})).code == 0
+    config = config_with(pair, tmp_path, SEGMENT)
+    seq = request_seq(pair)
+    for command in ("sync-realtime", "sync-background", "pull-optin"):
         r = magsync(command, config=config)
         assert r.code == 2, r
         assert "contacts.customers.fields.custom_attributes.segment: convert: choice needs a " \
                "single-choice field, but 'Segment'" in r.err
         assert "is a shorttext field" in r.err and "Emarsys UI" in r.err
         assert "Not a single-choice field" not in r.err
+    written = [r for r in pair.emarsys.requests() if r.seq > seq and r.method != "GET"]
+    assert written == []  # the syncs wrote nothing
     fields = magsync("fields", config=config)
     assert fields.code == 2
     assert "1 mapped Emarsys field(s) do not fit their converter" in fields.err
     check = magsync("check", config=config)
     assert check.code == 2
     assert "FAIL Emarsys field for custom_attributes.segment" in check.out
-    assert pair.emarsys.account.contacts == {}  # nothing was written

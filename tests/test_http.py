@@ -170,6 +170,38 @@ def test_budget_exhausted_raises_retriable_with_redacted_message(server: Scripte
     assert info.value.exit_code == 3
 
 
+def test_once_a_request_gives_up_the_others_stop_retrying(server: Scripted) -> None:
+    # Two requests in the same outage: one with a short budget, one with a long one.
+    # Once the first gives up the run is over, so the second must not go on retrying
+    # (it would succeed here once the outage ends) nor may a new request start.
+    server.script = [(503, {}, b'{"replyCode": 10001}')] * 100_000
+    quick = HttpClient("Scripted", server.url, timeout=5,
+                       retry=RetryPolicy(budget=0.3, base_delay=0.01, max_delay=0.05))
+    patient = quick.with_retry(RetryPolicy(budget=60, base_delay=0.01, max_delay=0.05))
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["response"] = patient.request("GET", "/seq")
+        except RetriableError as exc:
+            outcome["error"] = exc
+
+    other = threading.Thread(target=run)
+    other.start()
+    with pytest.raises(RetriableError) as gave_up:
+        quick.request("GET", "/seq")
+    other.join(timeout=2)  # ordering only: an abandoned request has stopped by now
+    server.script = []  # the outage ends: a request still retrying now succeeds
+    other.join(timeout=30)
+
+    assert not other.is_alive() and "response" not in outcome
+    assert str(outcome["error"]) == str(gave_up.value)  # the failure that stopped it
+    sent = len(server.requests("GET", "/seq"))
+    with pytest.raises(RetriableError):
+        patient.request("GET", "/seq")
+    assert len(server.requests("GET", "/seq")) == sent  # no new request starts
+
+
 def test_with_retry_shares_session_but_not_budget(server: Scripted) -> None:
     clock = FakeClock()
     client = make_client(server, clock)
@@ -224,6 +256,27 @@ def test_rate_limiter_hold_delays_every_later_request() -> None:
     limiter.acquire()
     limiter.acquire()
     assert clock.sleeps == pytest.approx([5.0, 0.1])
+
+
+def test_rate_limiter_hold_stops_a_caller_whose_slot_was_reserved_before_it() -> None:
+    # A worker reserved the slot 0.1 s ahead and sleeps towards it; meanwhile another
+    # worker's request comes back 429 "reset in 1.7 s". The sleeper must not send at its
+    # old slot: it waits for the reset too.
+    clock = FakeClock()
+    sent_at: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        if not clock.sleeps:  # the 429 arrives during the first sleep
+            limiter.hold(1.7)
+        clock.sleep(seconds)
+
+    limiter = RateLimiter(600, clock=clock, sleep=sleep)
+    limiter.acquire()
+    sent_at.append(clock.now)
+    limiter.acquire()
+    sent_at.append(clock.now)
+    assert sent_at[1] >= 1000.0 + 1.7
+    assert clock.sleeps == pytest.approx([0.1, 1.6])
 
 
 def test_rate_limiter_does_not_bank_idle_time() -> None:

@@ -25,10 +25,9 @@ from magsync.sync.pull import (
     PullOptions,
     changes_dates,
     export_wait,
-    find_columns,
-    parse_row,
     window_start,
 )
+from magsync.sync.pull_rows import find_columns, parse_row
 from tests.helpers.export_checks import CUSTOMER_KEY, SUBSCRIBER_KEY, contact_ids
 
 CUSTOMER_PUT = r"/V1/customers/\d+$"
@@ -160,23 +159,31 @@ def test_first_pull_after_export_applies_nothing_and_waits_for_the_export(
     # Classified from the state alone: no customer is read for a row that is no change.
     assert pair.magento.requests("GET", CUSTOMER_PUT) == []
     polls = pair.emarsys.requests("GET", r"/export/\d+$")
-    assert len(polls) == 3  # "scheduled", "in progress", then done: really polled
-    assert len(pair.emarsys.requests("GET", r"/export/\d+/data")) == 1
+    # two exports (getchanges, getresponses), each "scheduled", "in progress", then
+    # done: really polled
+    assert len(polls) == 6
+    assert len(pair.emarsys.requests("GET", r"/export/\d+/data")) == 2
     with open_state(tmp_path) as store:
         assert store.get_watermark("pull-optin") == store.last_runs()["pull-optin"].started_at
 
 
-def test_getchanges_asks_for_both_keys_and_optin_over_the_window(
+def test_getchanges_asks_for_both_keys_email_and_optin_over_the_window(
         exported: SandboxPair, magsync: Any) -> None:
     assert magsync("pull-optin", "--since", "3d").code == 0
 
     body = exported.emarsys.requests("POST", r"/contact/getchanges")[0].json()
-    assert body["contact_fields"] == [int(CUSTOMER_KEY), int(SUBSCRIBER_KEY), 31]
+    assert body["contact_fields"] == [int(CUSTOMER_KEY), int(SUBSCRIBER_KEY), 3, 31]
     assert body["distribution_method"] == "local"
     first, last = (date.fromisoformat(d) for d in body["time_range"])
     today = datetime.now(timezone.utc).date()
     # --since 3d, less a day of margin (CET dates may run a day ahead of UTC's).
     assert first <= today - timedelta(days=3) and last >= today + timedelta(days=1)
+    # the campaign unsubscribes of the same days
+    responses = exported.emarsys.requests("POST", r"/email/getresponses")[0].json()
+    assert responses["sources"] == ["unsubscribe"]
+    assert responses["contact_fields"] == body["contact_fields"]
+    assert responses["time_range"] == [f"{first} 00:00:00",
+                                       f"{last + timedelta(days=1)} 00:00:00"]
 
 
 # -- changes made in Emarsys reach Magento ---------------------------------------------------
@@ -492,11 +499,14 @@ def test_without_the_module_a_customer_optout_uses_is_subscribed(
     assert magsync("export-initial", config=config).code == 0
     cid, sid = linked(shop, 1)
     edit_optin(pair, f"c:{cid}", 2)
+    stray = pair.emarsys.seed_contact({3: "stray@example.com", int(SUBSCRIBER_KEY): "77"})
+    pair.emarsys.ui_edit(stray, {31: 2})  # a subscriber id means nothing without the module
 
     result, counts = pull(magsync, config=config)
 
     assert result.code == 0, result
     assert counts["applied"] == 1 and status_of(shop, sid) == 3
+    assert counts["unknown"] == 1 and "unknown_key s:77" in result.out
     assert pair.magento.requests("GET", GUEST_POST) == []  # no subscriber list read
 
 

@@ -40,6 +40,7 @@ def test_log_json_quiet_on_a_clean_run_prints_nothing(magsync: Any) -> None:
 
 def test_an_empty_run_says_so(magsync: Any) -> None:
     assert magsync("export-initial").code == 0
+    assert magsync("sync-realtime").code == 0  # diffs the mirror the export refreshed
     r = magsync("sync-realtime")
     assert r.code == 0
     assert r.out.startswith("sync-realtime: nothing to do ("), r.out

@@ -28,6 +28,7 @@ from tests.helpers.export_checks import (
     contact_ids,
 )
 from tests.helpers.sandbox import request_seq
+from tests.helpers.state import mark_exported
 
 UPSERT = r"/contact/?$"
 SEARCH = r"/V1/customers/search"
@@ -130,7 +131,10 @@ def test_changes_after_an_export_are_sent_once_with_only_the_changed_fields(
 
 
 def test_first_run_without_a_watermark_reads_the_lookback(pair: SandboxPair,
-                                                          magsync: Any) -> None:
+                                                          magsync: Any, tmp_path: Path
+                                                          ) -> None:
+    # A state file whose export left no watermark (the export rule only counts as done)
+    mark_exported(tmp_path / "state.db")
     shop = pair.magento.shop
     shop.now = lambda: _now() - timedelta(seconds=3)
     cid = shop.create_customer(email="fresh@example.org", firstname="Fresh", lastname="One")
@@ -293,6 +297,7 @@ def test_a_second_run_at_once_exits_75_naming_the_holder(pair: SandboxPair, mags
 
 def test_lock_wait_runs_once_the_holder_ends(pair: SandboxPair, magsync: Any,
                                              tmp_path: Path) -> None:
+    mark_exported(tmp_path / "state.db")
     lock = StateLock(tmp_path / "state.db", command="export-initial")
     lock.acquire()
     released = threading.Event()

@@ -15,7 +15,8 @@ from magsync.util.logs import scrub
 
 SUMMARY_ORDER = ("read", "sent", "created", "updated", "adopted", "attached", "unchanged",
                  "skipped", "failed", "queued", "dead", "conflicts", "unconvertible",
-                 "applied", "unknown", "drained", "removed", "requests")
+                 "applied", "unknown", "mismatched", "waiting", "campaign_unsubscribes",
+                 "drained", "removed", "requests")
 
 
 class Output:
@@ -112,6 +113,9 @@ class Output:
         marks = data.get("watermarks") or {}
         self.line("watermarks: " + (", ".join(f"{k} {v}" for k, v in marks.items())
                                     or "none"))
+        done = data.get("exported") or {}
+        self.line("export-initial completed: " + (", ".join(
+            f"{k} (started {v})" for k, v in done.items()) or "none yet"))
         q = data.get("queue") or {}
         self.line(f"failsafe queue: {q.get('queued', 0)} queued, {q.get('dead', 0)} dead")
         self.line(f"contacts known: {data.get('contacts', 0)}")

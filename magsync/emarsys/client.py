@@ -22,7 +22,7 @@ from requests.auth import AuthBase
 from magsync.config import EmarsysConfig
 from magsync.emarsys.auth import OAuth2ClientCredentials, WsseAuth
 from magsync.errors import AuthError, FatalRemoteError
-from magsync.http import DEFAULT_RETRY, HttpClient, RateLimiter, RetryPolicy
+from magsync.http import DEFAULT_RETRY, Abort, HttpClient, RateLimiter, RetryPolicy
 from magsync.network import clip, fit, host_of
 from magsync.util import jsoncodec
 
@@ -76,10 +76,12 @@ class EmarsysClient:
     def from_config(cls, cfg: EmarsysConfig, *, secrets: Iterable[str] = (),
                     retry: RetryPolicy = DEFAULT_RETRY,
                     sleep: Callable[[float], None] = time.sleep,
-                    clock: Callable[[], float] = time.monotonic) -> EmarsysClient:
+                    clock: Callable[[], float] = time.monotonic,
+                    abort: Abort | None = None) -> EmarsysClient:
         """A client with the config's auth, rate limit, timeout and pool size.
 
-        ``secrets`` should be ``config.iter_secrets(cfg)`` so that no error shows one.
+        ``secrets`` should be ``config.iter_secrets(cfg)`` so that no error shows one;
+        ``abort`` is the run's stop signal when it has one (see ``http.Abort``).
         """
         auth = build_auth(cfg, retry=retry, sleep=sleep, clock=clock)
         limiter = RateLimiter(cfg.requests_per_minute, clock=clock, sleep=sleep)
@@ -87,7 +89,8 @@ class EmarsysClient:
         http = HttpClient(SERVICE, api_url_for(cfg.api_url, cfg.auth.method), auth=auth,
                           timeout=cfg.timeout, retry=retry, limiter=limiter,
                           secrets=[*secrets, *own], pool_size=cfg.concurrency + 2,
-                          sleep=sleep, clock=clock, setting="emarsys.api_url")
+                          sleep=sleep, clock=clock, setting="emarsys.api_url",
+                          abort=abort)
         return cls(http, auth_method=cfg.auth.method)
 
     def with_retry(self, retry: RetryPolicy) -> EmarsysClient:

@@ -49,10 +49,27 @@ class ContactList:
 
 @dataclass
 class GetDataResult:
-    """``getdata``: matched contacts (field id string -> value, plus ``id``) and errors."""
+    """``getdata``: matched contacts (field id string -> value, plus ``id``) and per-key
+    errors (``{"key", "errorCode", "errorMsg"}``: 2008 not found, 2010 several contacts
+    hold the key, ...)."""
 
     result: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def errors_by_key(self, *, fold: bool = False, ignore: Iterable[str] = ()
+                      ) -> dict[str, dict[str, str]]:
+        """{key value: {code: message}} (keys lower-cased with ``fold``), without the
+        codes in ``ignore`` (e.g. 2008, which only says "not found")."""
+        skip = set(ignore)
+        out: dict[str, dict[str, str]] = {}
+        for e in self.errors:
+            key = str(e.get("key") if e.get("key") is not None else "")
+            code = str(e.get("errorCode") if e.get("errorCode") is not None else "")
+            if code in skip:
+                continue
+            key = key.strip().lower() if fold else key
+            out.setdefault(key, {})[code] = str(e.get("errorMsg") or "")
+        return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -280,9 +297,19 @@ def get_data(client: EmarsysClient, key_field_id: int | str, key_values: Iterabl
             "fields": wanted}) or {}
         if isinstance(data.get("result"), list):  # `false` when nothing was found
             out.result.extend(data["result"])
-        if isinstance(data.get("errors"), list):
-            out.errors.extend(data["errors"])
+        out.errors.extend(_getdata_errors(data.get("errors")))
     return out
+
+
+def _getdata_errors(raw: Any) -> list[dict[str, Any]]:
+    """getdata's errors as a list of ``{"key", "errorCode", "errorMsg"}``; the per-key
+    map the other batch calls use (``{key: {code: text}}``) is read too."""
+    if isinstance(raw, list):
+        return [e for e in raw if isinstance(e, dict)]
+    if isinstance(raw, dict):
+        return [{"key": k, "errorCode": code, "errorMsg": text}
+                for k, v in raw.items() if isinstance(v, dict) for code, text in v.items()]
+    return []
 
 
 __all__ = [

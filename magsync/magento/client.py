@@ -23,7 +23,7 @@ from magsync.errors import (
     RemoteError,
     RetriableError,
 )
-from magsync.http import HttpClient, RetryPolicy
+from magsync.http import Abort, HttpClient, RetryPolicy
 from magsync.magento.auth import BEARER_HELP, auth_secrets, build_auth
 from magsync.magento.search import SearchCriteria, encode_query
 from magsync.network import clip, fit, host_of
@@ -57,13 +57,15 @@ class MagentoClient:
     @classmethod
     def from_config(cls, cfg: MagentoConfig, *, retry: RetryPolicy | None = None,
                     sleep: Callable[[float], None] = time.sleep,
-                    secrets: Iterable[str] = ()) -> MagentoClient:
-        """A client with the configured auth, timeout and a pool for the read threads."""
+                    secrets: Iterable[str] = (), abort: Abort | None = None
+                    ) -> MagentoClient:
+        """A client with the configured auth, timeout and a pool for the read threads;
+        ``abort`` is the run's stop signal when it has one (see ``http.Abort``)."""
         http = HttpClient(SERVICE, cfg.rest_url, auth=build_auth(cfg.auth),
                           timeout=cfg.timeout, retry=retry or RetryPolicy(),
                           secrets=[*auth_secrets(cfg.auth), *secrets],
                           pool_size=cfg.concurrency + 2, sleep=sleep,
-                          setting="magento.base_url")
+                          setting="magento.base_url", abort=abort)
         return cls(cfg, http)
 
     def with_retry(self, retry: RetryPolicy) -> MagentoClient:
@@ -219,7 +221,7 @@ def explain_gave_up(exc: RetriableError, path: str) -> RetriableError:
     """Reword the session's give-up error when its last answer says more (maintenance,
     a report id); keeps it retriable (exit 3)."""
     m = _GAVE_UP.search(exc.detail or exc.message)
-    if m is None:
+    if m is None or exc.service != SERVICE:  # another service's failure stopped the run
         return exc
     status, body = int(m.group(1)), m.group(2)
     if status == 503 and "<" in body:

@@ -117,16 +117,31 @@ def parse_subscriber(raw: dict[str, Any]) -> MirrorRow:
                                f"{sorted(raw)}", service=SERVICE) from None
 
 
-def set_customer_subscription(client: MagentoClient, customer_id: int, subscribed: bool
-                              ) -> Customer | None:
+class CustomerChanged(Exception):
+    """The customer was saved in Magento since the caller read it: a PUT of the earlier
+    reading would revert that edit. ``customer`` is the fresh reading."""
+
+    def __init__(self, customer: Customer) -> None:
+        super().__init__(f"customer {customer.get('id')} changed in Magento")
+        self.customer = customer
+
+
+def set_customer_subscription(client: MagentoClient, customer_id: int, subscribed: bool,
+                              *, expect_updated_at: str | None = None) -> Customer | None:
     """Set a customer's newsletter opt-in; the saved customer, or None when deleted.
 
-    Sends the whole customer as read (a partial body can blank attributes on some 2.4
-    releases) without its ``addresses`` key (an address list replaces the address book).
+    Sends the whole customer as read just before (a partial body can blank attributes
+    on some 2.4 releases) without its ``addresses`` key (an address list replaces the
+    address book). With ``expect_updated_at`` (the ``updated_at`` of the reading the
+    caller decided on), a customer saved since raises ``CustomerChanged`` instead, so
+    the window for reverting a concurrent edit is the PUT itself.
     """
     customer = get_customer(client, customer_id)
     if customer is None:
         return None
+    if expect_updated_at is not None \
+            and str(customer.get("updated_at") or "") != expect_updated_at:
+        raise CustomerChanged(customer)
     body = build_subscription_body(customer, subscribed)
     saved = client.call("PUT", f"customers/{int(customer_id)}", body={"customer": body})
     return saved if isinstance(saved, dict) else None

@@ -9,6 +9,7 @@ from typing import Any
 from magsync.state import RunInfo, StateStore
 from magsync.state.binding import read_binding
 from magsync.state.lock import probe_lock
+from magsync.sync.readiness import exported_at
 from magsync.util.timeutil import to_iso, utcnow
 
 
@@ -17,7 +18,7 @@ def collect_status(store: StateStore | None, path: Path) -> dict[str, Any]:
     works on a missing state file."""
     if store is None:
         return {"state_path": str(path), "state_exists": False, "binding": None,
-                "migration": None, "runs": {}, "watermarks": {},
+                "migration": None, "runs": {}, "watermarks": {}, "exported": {},
                 "queue": {"queued": 0, "dead": 0}, "contacts": 0,
                 "mirror": {"subscribers": 0, "read_at": None}, "issues": []}
     outcome = _outcomes(path)
@@ -37,6 +38,7 @@ def collect_status(store: StateStore | None, path: Path) -> dict[str, Any]:
         "binding": binding.as_dict() if binding else None,
         "runs": runs,
         "watermarks": {k: to_iso(v) for k, v in store.watermarks().items()},
+        "exported": {k: to_iso(v) for k, v in exported_at(store).items()},
         "queue": store.queue_counts(),
         "contacts": store.count_contacts(),
         "mapping_hash": store.get_meta("mapping_hash"),

@@ -14,6 +14,7 @@ import contextlib
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -263,7 +264,11 @@ class SandboxServer:
     # -- dispatch -------------------------------------------------------------------
     def dispatch(self, req: Request) -> Response:
         if req.path.startswith(CONTROL_PREFIX):
-            return self._match(self._control, req) or self.not_found(req)
+            try:
+                return self._match(self._control, req) or self.not_found(req)
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                # a malformed control request: say so rather than drop the connection
+                return Response.json({"message": f"bad control request: {exc!r}"}, 400)
         if self.faults.latency_ms:
             time.sleep(self.faults.latency_ms / 1000.0)
         drop, fail = self.faults.take()
@@ -350,6 +355,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-reply (e.g. stops reading a download it found
+        # malformed) is its right, not a server error worth a traceback on stderr.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def _make_handler(app: SandboxServer) -> type[BaseHTTPRequestHandler]:

@@ -8,7 +8,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from magsync.model import ContactRecord, MirrorRow
+from magsync.model import MAGENTO_OPTIN, ContactRecord, MirrorRow
 from magsync.state.base import Tables, in_list
 from magsync.util import jsoncodec
 from magsync.util.timeutil import from_iso, to_iso, utcnow
@@ -69,7 +69,10 @@ class ContactTables(Tables):
     # -- subscriber mirror ----------------------------------------------------------------
     def replace_mirror(self, rows: Iterable[MirrorRow], seen_at: datetime | None = None
                        ) -> int:
-        """Replace the whole mirror with a fresh full read; returns the row count."""
+        """Replace the whole mirror with a fresh full read; returns the row count.
+
+        Each replacement is a new mirror generation: its differences are still to be
+        sent until a sync records that it diffed it (``mark_mirror_diffed``)."""
         stamp = to_iso(seen_at or utcnow())
         count = 0
 
@@ -86,7 +89,29 @@ class ContactTables(Tables):
                           "email, status, website_id, store_id, seen_at) "
                           "VALUES (?, ?, ?, ?, ?, ?, ?)", data())
             self.set_meta("mirror_read_at", stamp)
+            self.set_meta(_GENERATION, str(self.mirror_generation() + 1))
         return count
+
+    def mirror_generation(self) -> int:
+        """How many times the mirror was replaced by a full read."""
+        return int(self.get_meta(_GENERATION) or 0)
+
+    def mirror_diffed(self) -> int:
+        """The last mirror generation whose differences a sync sent in full."""
+        return int(self.get_meta(_DIFFED) or 0)
+
+    def mark_mirror_diffed(self, generation: int) -> None:
+        self.set_meta(_DIFFED, str(generation))
+
+    def customers_missing_from_mirror(self) -> list[tuple[int, Any]]:
+        """(customer id, sent Magento opt-in) of each customer magsync sent with a
+        subscriber id that the mirror no longer holds for that customer."""
+        rows = self._query(
+            "SELECT c.customer_id, c.sent FROM contacts c WHERE c.key LIKE 'c:%' "
+            "AND c.subscriber_id IS NOT NULL AND c.customer_id IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM subscribers s WHERE s.subscriber_id = "
+            "c.subscriber_id AND s.customer_id = c.customer_id) ORDER BY c.customer_id")
+        return [(int(r[0]), jsoncodec.loads(r[1]).get(MAGENTO_OPTIN)) for r in rows]
 
     def upsert_mirror(self, rows: Iterable[MirrorRow]) -> None:
         """Update single mirror rows (after pull-optin wrote them into Magento)."""
@@ -155,6 +180,7 @@ def _lists_json(lists: frozenset[str]) -> str:
     return json.dumps(sorted(lists))
 
 
+_GENERATION, _DIFFED = "mirror_generation", "mirror_diffed"
 _MIRROR_SELECT = ("SELECT subscriber_id, customer_id, email, status, website_id, store_id "
                   "FROM subscribers")
 

@@ -40,6 +40,18 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX subscribers_email ON subscribers (email COLLATE NOCASE);
     """,
+    # 3: the kinds an export completed (sync/readiness.py). A file from before this rule
+    # whose export completed counts as complete for both kinds.
+    """
+    INSERT OR IGNORE INTO meta (key, value)
+        SELECT 'export_done:customers', started FROM (
+            SELECT MAX(started_at) AS started FROM runs
+            WHERE command = 'export-initial' AND outcome IN ('ok', 'partial'))
+        WHERE started IS NOT NULL;
+    INSERT OR IGNORE INTO meta (key, value)
+        SELECT 'export_done:subscribers', value FROM meta
+        WHERE key = 'export_done:customers';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -8,6 +8,7 @@ from magsync.magento.customers import Window, count_customers, iter_changed_cust
 from magsync.state import StateStore
 from magsync.sync.feed import Sync, mirror_refresher, new_engine
 from magsync.sync.queue import drain_queue
+from magsync.sync.readiness import CUSTOMERS, allowed_kinds, stop_if_missing
 from magsync.sync.realtime import SyncOptions, window_start
 from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
 from magsync.sync.runtime import DEFAULT_RETRY, Runtime
@@ -20,15 +21,16 @@ def sync_background(cfg: Config, store: StateStore, opts: SyncOptions,
     """The daily run: changes (background-only mode), a full read after a mapping change,
     a full subscriber scan, then the failsafe queue drained."""
     with recorded_run(store, "sync-background", dry_run=opts.dry_run) as (report, run_id):
+        ready = allowed_kinds(cfg, store, "sync-background")
         start = utcnow()
         counts = RunCounts()
         with Runtime.open(cfg, store=store, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
                           verbose=opts.verbose,
                           alongside=mirror_refresher(store, counts, progress)) as rt, \
                 new_engine(rt, store, counts, run_id) as engine:
-            sync = Sync(rt, store, engine, counts, progress)
+            sync = Sync(rt, store, engine, counts, progress, kinds=ready)
             mapping_changed = store.get_meta("mapping_hash") != rt.mapping.hash
-            if cfg.contacts.customers.enabled:
+            if cfg.contacts.customers.enabled and CUSTOMERS in ready:
                 if mapping_changed:
                     report.notes.append("the mapping changed: every customer was read")
                     sync.all_customers()
@@ -44,10 +46,13 @@ def sync_background(cfg: Config, store: StateStore, opts: SyncOptions,
             engine.drain()
             drain_queue(sync)
             engine.drain()
+            sync.mark_diffed()
             finish_counts(report, counts, store, run_id)
             report.samples = engine.samples
-        if not opts.dry_run:
+        if not opts.dry_run and CUSTOMERS in ready:
+            # without customers read, neither their window nor the mapping is done
             with store.atomic():
                 store.set_watermark("sync-background", start)
                 store.set_meta("mapping_hash", rt.mapping.hash)
+        stop_if_missing(report, cfg, ready)
     return report

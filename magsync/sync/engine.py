@@ -143,6 +143,7 @@ class Engine:
                 error = error or exc
                 continue
             self._commit(result)
+            error = error or result.error  # committed what it did, then stop
         if error is not None:
             raise error
 
@@ -192,7 +193,7 @@ class Engine:
             self._page_done([o.item for o in outcomes])
             return
         self._write(outcomes)
-        self._page_done([o.item for o in outcomes])
+        self._page_done([o.item for o in outcomes if o.done])
 
     def _write(self, outcomes: list[Outcome]) -> None:
         with self.store.atomic():

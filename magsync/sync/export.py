@@ -3,8 +3,11 @@
 A checkpoint (the unfinished id ranges, how far the guests got, the first run's start
 time) is saved each time a batch commits, so a re-run after a crash, Ctrl-C or SIGKILL
 carries on where the committed work ends; contacts committed past that point are read
-again and found unchanged. When the export completes, the change watermarks are set to
-its start time and the mapping is recorded as done.
+again and found unchanged. When the export completes, the kinds it exported are recorded
+as exported (``readiness.py``: the syncs wait for that); an export that included
+customers sets the customer change watermarks to its start time and records the mapping
+as done; and ``pull-optin``'s watermark goes back to the export's start, so opt-outs made
+in Emarsys while a long export ran are read back.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from magsync.config import Config
+from magsync.errors import UsageError
 from magsync.magento.client import MagentoClient
 from magsync.magento.customers import (
     ExportProgress,
@@ -37,6 +41,7 @@ from magsync.sync.feed import (
     mirror_refresher,
     new_engine,
 )
+from magsync.sync.readiness import CUSTOMERS, SUBSCRIBERS, enabled_kinds, mark_exported
 from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
 from magsync.sync.runtime import DEFAULT_RETRY, Runtime
 from magsync.sync.tracking import PageTracker, RunCounts
@@ -45,7 +50,8 @@ from magsync.util.timeutil import from_iso, to_iso
 COMMAND = "export-initial"
 CHECKPOINT = "export-initial"
 GUEST_LANE = "guests"
-WATERMARKS = ("sync-realtime", "sync-background")
+WATERMARKS = ("sync-realtime", "sync-background")  # customer change windows
+PULL_WATERMARK = "pull-optin"
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class ExportOptions:
 def export_initial(cfg: Config, store: StateStore, opts: ExportOptions,
                    progress: ProgressHook | None = None) -> RunReport:
     """Run (or resume) the initial export; returns the report."""
+    kinds = selected_kinds(cfg, opts)
     if opts.restart and not opts.dry_run:
         store.clear_checkpoint(CHECKPOINT)
     saved = None if opts.dry_run else store.get_checkpoint(CHECKPOINT)
@@ -88,8 +95,24 @@ def export_initial(cfg: Config, store: StateStore, opts: ExportOptions,
                 finish_counts(report, counts, store, run_id)
             report.samples = run.engine.samples
         if not opts.dry_run:
-            _complete(store, checkpoint, rt.mapping.hash)
+            _complete(store, checkpoint, rt.mapping.hash, kinds)
     return report
+
+
+def selected_kinds(cfg: Config, opts: ExportOptions) -> tuple[str, ...]:
+    """The kinds this export sends: those asked for that the config enables; none is a
+    usage error (exit 2, before anything is read)."""
+    asked = {CUSTOMERS: opts.customers, SUBSCRIBERS: opts.subscribers}
+    kinds = tuple(k for k in enabled_kinds(cfg) if asked[k])
+    if not kinds:
+        enabled = enabled_kinds(cfg)
+        why = (f"the config enables only {' and '.join(enabled)}" if enabled else
+               "the config enables neither customers nor subscribers")
+        raise UsageError(f"export-initial: nothing to export ({why}, and the options "
+                         "select none of it)",
+                         hint="run `magsync export-initial` without --no-customers / "
+                              "--no-subscribers to export every enabled kind")
+    return kinds
 
 
 def _startup_reads(store: StateStore, counts: RunCounts, plan: bool,
@@ -111,15 +134,26 @@ def _startup_reads(store: StateStore, counts: RunCounts, plan: bool,
     return reads
 
 
-def _complete(store: StateStore, checkpoint: dict[str, Any], mapping_hash: str) -> None:
+def _complete(store: StateStore, checkpoint: dict[str, Any], mapping_hash: str,
+              kinds: tuple[str, ...]) -> None:
     started = from_iso(checkpoint["started_at"])
     with store.atomic():
-        for name in WATERMARKS:
-            store.set_watermark(name, started)
-        # A mapping changed between a crash and the resume reached only the contacts sent
-        # after it: leave it unrecorded, so the next sync-background reads every customer.
-        if checkpoint.get("mapping_hash", mapping_hash) == mapping_hash:
-            store.set_meta("mapping_hash", mapping_hash)
+        mark_exported(store, kinds, started)
+        if CUSTOMERS in kinds:
+            # Only customers have change windows (subscribers are found by the mirror);
+            # an export without them lets no sync skip a customer.
+            for name in WATERMARKS:
+                store.set_watermark(name, started)
+            # A mapping changed between a crash and the resume reached only the contacts
+            # sent after it: leave it unrecorded, so the next sync-background reads every
+            # customer.
+            if checkpoint.get("mapping_hash", mapping_hash) == mapping_hash:
+                store.set_meta("mapping_hash", mapping_hash)
+        # Emarsys opt-outs made while the export ran are read back by the next pull; a
+        # pull watermark already older than that stays (its window is not yet read).
+        pulled = store.get_watermark(PULL_WATERMARK)
+        if pulled is None or pulled > started:
+            store.set_watermark(PULL_WATERMARK, started)
         store.clear_checkpoint(CHECKPOINT)
 
 

@@ -15,6 +15,7 @@ from magsync.model import Contact, MirrorRow
 from magsync.state import StateStore
 from magsync.sync.engine import Engine
 from magsync.sync.items import Item
+from magsync.sync.readiness import CUSTOMERS, KINDS, SUBSCRIBERS
 from magsync.sync.run import ProgressHook
 from magsync.sync.runtime import Runtime
 from magsync.sync.sources import iter_subscriber_changes, subscription_disagrees
@@ -33,9 +34,12 @@ class Sync:
     """The parts every sync run shares: reading customers and subscribers into the engine."""
 
     def __init__(self, rt: Runtime, store: StateStore, engine: Engine, counts: RunCounts,
-                 progress: ProgressHook | None = None) -> None:
+                 progress: ProgressHook | None = None, *,
+                 kinds: frozenset[str] = frozenset(KINDS)) -> None:
         self.rt, self.store, self.engine, self.counts = rt, store, engine, counts
         self.progress = progress
+        # The kinds whose export completed (readiness.py): no work on the others.
+        self.kinds = kinds
         self.seen: set[int] = set()  # customers sent (or found unchanged) in this run
         self.seen_guests: set[int] = set()  # guest subscriber ids sent in this run
         self.held: list[dict[str, Any]] = []  # customers waiting for a fresh mirror
@@ -47,9 +51,13 @@ class Sync:
         # progress: customers handed to the engine, and how many the window holds
         self.customers_read = 0
         self.customer_total: int | None = None
+        # The mirror generation the last ``subscribers()`` diffed (None: not diffed)
+        self.diffed: int | None = None
 
     def all_customers(self) -> None:
         """Every customer once (after a mapping change)."""
+        if CUSTOMERS not in self.kinds:
+            return
         if self.progress:
             self.customer_total = count_customers(self.rt.magento)
         pages = iter_all_customers(self.rt.magento, fields=self.rt.customer_fields)
@@ -60,6 +68,8 @@ class Sync:
                   track: bool = True) -> None:
         """Diff and send pages of customers; with ``hold_stale``, customers whose
         ``is_subscribed`` disagrees with the mirror wait for ``rescan()``."""
+        if CUSTOMERS not in self.kinds:
+            return
         for page in pages:
             page = [c for c in page if int(c["id"]) not in self.seen]
             if self.defer_queued:
@@ -111,6 +121,8 @@ class Sync:
         ``among``: look only at these mirror rows (a change read's)."""
         if self.rt.subscribers is None:
             return
+        if among is None:  # only a diff of the whole mirror settles its generation
+            self.diffed = self.store.mirror_generation()
         changed: set[int] = set()
         for guests, customer_ids in iter_subscriber_changes(
                 self.store, skip_customers=self.seen, skip_all_customers=self.read_everyone,
@@ -122,12 +134,25 @@ class Sync:
                 queued = self.store.queue_attempted_at(f"s:{g.subscriber_id}" for g in guests)
                 self.counts.add("left_queued", len(queued))
                 guests = [g for g in guests if f"s:{g.subscriber_id}" not in queued]
-            if self.rt.cfg.contacts.subscribers.enabled and guests:
+            if self.rt.cfg.contacts.subscribers.enabled and guests \
+                    and SUBSCRIBERS in self.kinds:
                 self.seen_guests.update(g.subscriber_id for g in guests)
                 self.engine.submit(guest_items(self.rt, self.store, guests))
         if self.rt.cfg.contacts.customers.enabled and changed:
             self.customers(iter_customers_by_ids(self.rt.magento, changed,
                                                  fields=self.rt.customer_fields))
+
+    def mirror_pending(self) -> bool:
+        """Whether the mirror holds a generation no sync diffed yet (refreshed by another
+        command, or by a run killed before it sent the differences)."""
+        return self.store.mirror_generation() != self.store.mirror_diffed()
+
+    def mark_diffed(self) -> None:
+        """After the run sent everything: the generation it diffed is done, when the
+        diff covered every enabled kind."""
+        if self.diffed is not None and not self.rt.dry_run \
+                and self.kinds >= {CUSTOMERS, SUBSCRIBERS}:
+            self.store.mark_mirror_diffed(self.diffed)
 
     def rescan(self) -> None:
         """Refresh the mirror, then send the held customers and every subscriber change."""

@@ -44,9 +44,16 @@ class Outcome:
     drop_key: str | None = None
     reports: list[tuple[str, str | None, str]] = field(default_factory=list)
     extra_counts: list[str] = field(default_factory=list)
+    # False: saved, but its page must not count as done (a list call is still owed, so
+    # a checkpoint may not pass it and the next run reads it again)
+    done: bool = True
 
 
 @dataclass(eq=False)
 class JobResult:
+    """A job's outcomes; ``error``: what stopped the job after those (an outage), for
+    the engine to raise once they are committed."""
+
     outcomes: list[Outcome]
     samples: list[dict[str, Any]] = field(default_factory=list)
+    error: BaseException | None = None

@@ -10,7 +10,7 @@ records to save) for the main thread to commit.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,12 +22,16 @@ from magsync.consent import (
 )
 from magsync.diff import IdentityPlan, plan_identity, plan_send, record_after_send
 from magsync.emarsys.contacts import add_to_list, get_data, upsert_all, upsert_batch
+from magsync.errors import MagsyncError
 from magsync.model import EMAIL_FIELD, OPTIN, OPTIN_FIELD, Contact
 from magsync.sync.items import Item, Job, JobResult, Outcome
+from magsync.sync.optin_writer import NOT_APPLIED
 from magsync.sync.runtime import Runtime
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024 - 64 * 1024
 NOT_FOUND = "2008"
+AMBIGUOUS = "2010"
+FAILED_LOOKUPS = frozenset({"ambiguous", "unanswered"})
 MagentoWriter = Callable[[Contact, int], "str | None"]
 
 
@@ -41,6 +45,8 @@ class _Plan:
     send: Any = None
     error: str | None = None
     accepted: bool = False
+    list_failed: bool = False  # accepted, but a list call it needed did not go through
+    emarsys_id: str | None = None  # the contact's internal id, as the upsert answered
 
 
 def run_job(rt: Runtime, job: Job, writer: MagentoWriter | None) -> JobResult:
@@ -57,30 +63,51 @@ def _run_job(rt: Runtime, job: Job, writer: MagentoWriter | None) -> JobResult:
     live = [p for p in plans if p.error is None]
     if rt.dry_run:
         return _dry_result(plans, job)
-    _attach_and_adopt(rt, live)
-    sendable = [p for p in live if p.error is None and p.send is not None]
-    _upsert(rt, job, sendable)
-    _join_lists(rt, job, [p for p in sendable if p.accepted])
+    try:
+        _attach_and_adopt(rt, live)
+        sendable = [p for p in live if p.error is None and p.send is not None]
+        for p in sendable:
+            # Upserted before, only a list call is owed: no upsert to repeat.
+            p.accepted = _list_only(job, p)
+        _upsert(rt, job, [p for p in sendable if not p.accepted])
+        _join_lists(rt, job, [p for p in sendable if p.accepted])
+    except MagsyncError as exc:
+        # An outage (or a refused request) stopped the job: what Emarsys already took
+        # is committed all the same, so the next run does not send it again.
+        return JobResult([_outcome(rt, p, writer) for p in plans
+                          if p.accepted or p.error is not None], error=exc)
     outcomes = [_outcome(rt, p, writer) for p in plans]
     return JobResult(outcomes)
+
+
+def _list_only(job: Job, p: _Plan) -> bool:
+    return (p.item.record is not None and p.item.inherit is None and not job.restart
+            and bool(p.send.join_lists) and set(p.send.payload) == {str(job.key_field)})
 
 
 # -- reading Emarsys ----------------------------------------------------------------------
 
 def _read_emarsys(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
-    """getdata for first sends (by subscriber id and by email) and for opt-in checks."""
+    """getdata for first sends (by subscriber id and by email) and for opt-in checks.
+
+    A per-key error other than 2008 (not found) is an answer too: 2010 (several contacts
+    hold the key) makes the contact ambiguous, any other means the lookup did not
+    answer; either way the contact is queued with it, never created on a guess.
+    """
     m = rt.mapping
     fields = [m.customer_key_field, m.subscriber_key_field, OPTIN_FIELD, EMAIL_FIELD]
+    # Contacts never sent are looked up by subscriber id and email (rules 4 and 6); the
+    # others (also under --restart) by their own key, for their current opt-in: their
+    # email may be on several contacts (2010) without that making them ambiguous.
     firsts = [p for p in plans if not p.item.decided and p.item.inherit is None
-              and (job.restart or p.item.record is None)]
+              and p.item.record is None]
     inherits = [p for p in plans if not p.item.decided and p.item.inherit is not None]
     first_ids = {id(p) for p in firsts}
     checks = [p for p in plans if not p.item.decided and id(p) not in first_ids
               and p.item.inherit is None]
     sub_ids = {str(p.item.contact.subscriber_id) for p in firsts + inherits
                if p.item.contact.subscriber_id is not None}
-    email_keys = {p.item.contact.email.strip().lower() for p in firsts
-                  if p.item.contact.email}
+    email_keys = {_email_key(p.item.contact) for p in firsts if p.item.contact.email}
     own_keys = {p.item.contact.key_value for p in checks}
     # The reads are independent: side by side, a job waits one round trip, not three.
     reads = [(m.subscriber_key_field, sub_ids, False), (3, email_keys, True),
@@ -88,16 +115,31 @@ def _read_emarsys(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
     found = iter(rt.side_by_side(*(functools.partial(_rows_by, rt, key, values, fields,
                                                      fold=fold)
                                    for key, values, fold in reads if values)))
-    by_sub, by_email, own = (next(found) if values else {} for _, values, _ in reads)
+    by_sub, by_email, own = (next(found) if values else _Found()
+                             for _, values, _ in reads)
     for p in firsts:
-        c = p.item.contact
-        subs = by_sub.get(str(c.subscriber_id)) if c.subscriber_id is not None else None
-        emails = by_email.get((c.email or "").strip().lower(), []) if c.email else []
-        p.identity = plan_identity(c, subs, emails)
+        p.identity = _first_identity(p.item.contact, by_sub, by_email)
     for p in checks:
-        p.identity = _existing(own.get(p.item.contact.key_value))
+        key = p.item.contact.key_value
+        p.identity = own.failure(key, p.item.contact.key) or _existing(own.rows.get(key))
     for p in inherits:
-        p.identity = _existing(by_sub.get(str(p.item.contact.subscriber_id)))
+        sid = str(p.item.contact.subscriber_id)
+        p.identity = by_sub.failure(sid, f"subscriber id {sid}") \
+            or _existing(by_sub.rows.get(sid))
+
+
+def _first_identity(c: Contact, by_sub: _Found, by_email: _Found) -> IdentityPlan:
+    """Rules 4 and 6 from the lookups, unless either lookup answered with an error."""
+    sid = str(c.subscriber_id) if c.subscriber_id is not None else None
+    email = _email_key(c) if c.email else None
+    return (by_sub.failure(sid, f"subscriber id {sid}")
+            or by_email.failure(email, f"email {c.email}")
+            or plan_identity(c, by_sub.rows.get(sid) if sid else None,
+                             by_email.rows.get(email, []) if email else []))
+
+
+def _email_key(c: Contact) -> str:
+    return (c.email or "").strip().lower()
 
 
 def _existing(rows: list[dict[str, Any]] | None) -> IdentityPlan:
@@ -107,15 +149,37 @@ def _existing(rows: list[dict[str, Any]] | None) -> IdentityPlan:
                         emarsys_optin=None if optin in (None, "") else str(optin))
 
 
+@dataclass
+class _Found:
+    """One getdata read: rows by key value, and the per-key errors other than 2008."""
+
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    errors: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def failure(self, key: str | None, what: str) -> IdentityPlan | None:
+        """The plan of a contact whose lookup by ``key`` Emarsys answered with an
+        error: ambiguous for 2010, unanswered for anything else; None when it had none."""
+        errors = self.errors.get(key) if key is not None else None
+        if not errors:
+            return None
+        text = _error_text(errors)
+        if AMBIGUOUS in errors:
+            return IdentityPlan("ambiguous", reason=f"{what} matches several Emarsys "
+                                                    f"contacts (Emarsys error {text})")
+        return IdentityPlan("unanswered", reason=f"Emarsys did not answer the lookup of "
+                                                 f"{what} (error {text}); not sent on a "
+                                                 "guess")
+
+
 def _rows_by(rt: Runtime, key_field: int, values: set[str], fields: list[int], *,
-             fold: bool = False) -> dict[str, list[dict[str, Any]]]:
+             fold: bool = False) -> _Found:
     if not values:
-        return {}
+        return _Found()
     result = get_data(rt.emarsys, key_field, sorted(values), fields)
-    out: dict[str, list[dict[str, Any]]] = {}
+    out = _Found(errors=result.errors_by_key(fold=fold, ignore=(NOT_FOUND,)))
     for row in result.result:
         value = str(row.get(str(key_field)) or "")
-        out.setdefault(value.strip().lower() if fold else value, []).append(row)
+        out.rows.setdefault(value.strip().lower() if fold else value, []).append(row)
     return out
 
 
@@ -127,7 +191,7 @@ def _decide(rt: Runtime, job: Job, p: _Plan) -> None:
         p.decision = item.decision  # type: ignore[assignment]
         p.send = item.send
         return
-    if p.identity is not None and p.identity.kind == "ambiguous":
+    if p.identity is not None and p.identity.kind in FAILED_LOOKUPS:
         p.error = p.identity.reason or "ambiguous Emarsys contact"
         return
     base = item.record if item.record is not None else item.inherit
@@ -178,6 +242,7 @@ def _upsert(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
     for batch, result in upsert_all(rt.emarsys, key, payloads,
                                     batch_size=rt.cfg.emarsys.batch_size,
                                     max_bytes=MAX_REQUEST_BYTES):
+        ids = _ids_in_order(batch, key, result.ids, result.errors)
         for contact in batch:
             p = by_key[str(contact[key])]
             errors = result.errors.get(str(contact[key]))
@@ -185,6 +250,15 @@ def _upsert(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
                 p.error = _error_text(errors)
             else:
                 p.accepted = True
+                p.emarsys_id = next(ids, None)
+
+
+def _ids_in_order(batch: list[dict[str, Any]], key: str, ids: list[str],
+                  errors: dict[str, dict[str, str]]) -> Iterator[str]:
+    """The upsert's ``ids``, one per accepted contact in the batch's order; nothing when
+    their number does not match (then no id is guessed)."""
+    accepted = sum(1 for c in batch if str(c[key]) not in errors)
+    return iter(ids if len(ids) == accepted else [])
 
 
 def _join_lists(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
@@ -197,13 +271,31 @@ def _join_lists(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
         if members and list_id is not None:
             adds.append((role, members, list_id))
     results = rt.side_by_side(*(
-        functools.partial(add_to_list, rt.emarsys, list_id, job.key_field,
+        functools.partial(_add_members, rt, list_id, job.key_field,
                           [p.item.contact.key_value for p in members])
         for _, members, list_id in adds))
-    for (role, members, _), (_, errors) in zip(adds, results, strict=True):
+    failure: MagsyncError | None = None
+    for (role, members, _), result in zip(adds, results, strict=True):
+        if isinstance(result, MagsyncError):
+            failure = failure or result
+            for p in members:
+                p.send, p.list_failed = _without_role(p.send, role), True
+            continue
         for p in members:
-            if p.item.contact.key_value in errors:
+            if p.item.contact.key_value in result[1]:
                 p.send = _without_role(p.send, role)
+    if failure is not None:  # after every role of every add is settled
+        raise failure
+
+
+def _add_members(rt: Runtime, list_id: int, key_field: int, keys: list[str]
+                 ) -> tuple[int, dict[str, Any]] | MagsyncError:
+    """``add_to_list``, its failure returned rather than raised (the other adds of the
+    job still count)."""
+    try:
+        return add_to_list(rt.emarsys, list_id, key_field, keys)
+    except MagsyncError as exc:
+        return exc
 
 
 def _without_role(send: Any, role: str) -> Any:
@@ -219,32 +311,45 @@ def _outcome(rt: Runtime, p: _Plan, writer: MagentoWriter | None) -> Outcome:
     if p.error is not None:
         if p.identity is not None and p.identity.kind == "ambiguous":
             reports.append(("ambiguous_email", c.key, p.error))
+        elif p.identity is not None and p.identity.kind == "unanswered":
+            reports.append(("lookup_failed", c.key, p.error))
         return Outcome(item, "failed", error=p.error, reports=reports)
     extra: list[str] = []
     if p.decision.conflict:
         reports.append(("consent_conflict", c.key, p.decision.conflict))
         extra.append("conflicts")
+    problem = None
     if p.decision.write_magento is not None and writer is not None:
         problem = writer(c, p.decision.write_magento)
         if problem:
             reports.append(("magento_write_failed", c.key, problem))
-            # Magento still holds its opt-in: record that, or the next run would take
-            # it for a change in Magento and send it over the Emarsys opt-out
+        if problem and problem.startswith(NOT_APPLIED):
+            # The configuration does not let magsync write it, now or on a retry: Magento
+            # still holds its opt-in, so record that (else the next run would take it for
+            # a change in Magento and send it over the Emarsys opt-out).
             p.decision = replace(p.decision, record=unapplied_record(
                 p.decision.write_magento, c.optin))
+            problem = None
     base = item.record if item.record is not None else item.inherit
-    emarsys_id = p.identity.emarsys_id if p.identity is not None else None
-    record = record_after_send(c, base, p.send, p.decision, emarsys_id)
+    emarsys_id = p.emarsys_id or (p.identity.emarsys_id if p.identity is not None else None)
+    # An opt-out Magento did not take is not recorded as in sync (that would read as a
+    # Magento subscribe next time, and send opt-in 1): the contact is queued instead,
+    # and decided again when it is retried.
+    decision = OptinDecision() if problem else p.decision
+    record = record_after_send(c, base, p.send, decision, emarsys_id)
+    error = f"Magento did not take the opt-out: {problem}" if problem else None
     if p.send is None:
-        return Outcome(item, "unchanged", record=record, reports=reports, extra_counts=extra)
+        return Outcome(item, "failed" if error else "unchanged", record=record, error=error,
+                       reports=reports, extra_counts=extra)
     status = _status(p)
     if status in ("adopted", "attached"):
         extra.append("updated")
     drop = item.inherit.key if item.inherit is not None else None
     if p.identity is not None and p.identity.kind == "attach":
         drop = f"s:{c.subscriber_id}"
-    return Outcome(item, status, record=record, reports=reports, extra_counts=["sent", *extra],
-                   drop_key=drop)
+    return Outcome(item, "failed" if error else status, record=record, error=error,
+                   reports=reports, extra_counts=["sent", *extra], drop_key=drop,
+                   done=not p.list_failed)
 
 
 def _status(p: _Plan) -> str:

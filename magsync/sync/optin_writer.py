@@ -30,12 +30,16 @@ class MagentoOptinWriter:
         self.store = store
         self.refusals_only = refusals_only
 
-    def __call__(self, contact: Contact, optin: int) -> str | None:
+    def __call__(self, contact: Contact, optin: int, *,
+                 expect_updated_at: str | None = None) -> str | None:
+        """Write it; ``expect_updated_at``: see ``set_customer_subscription`` (its
+        ``CustomerChanged`` goes to the caller)."""
         subscribed = optin == 1
         try:
             if contact.customer_id is not None:
                 saved = set_customer_subscription(self.rt.magento, contact.customer_id,
-                                                  subscribed)
+                                                  subscribed,
+                                                  expect_updated_at=expect_updated_at)
                 if saved is None:
                     return f"customer {contact.customer_id} no longer exists in Magento"
             else:

@@ -11,6 +11,7 @@ from magsync.config import Config
 from magsync.magento.customers import iter_customers_by_ids
 from magsync.state import StateStore
 from magsync.sync.feed import Sync, chunked, guest_items, new_engine, refresh_mirror
+from magsync.sync.readiness import CUSTOMERS, SUBSCRIBERS
 from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
 from magsync.sync.runtime import DEFAULT_RETRY, Runtime
 from magsync.sync.sources import split_queue_keys
@@ -25,6 +26,10 @@ def drain_queue(sync: Sync, *, include_seen: bool = False) -> None:
         return
     sync.counts.add("drained", len(queued))
     customer_ids, guest_ids = split_queue_keys(q.key for q in queued)
+    if CUSTOMERS not in sync.kinds:  # not exported yet: the export sends them
+        customer_ids = set()
+    if SUBSCRIBERS not in sync.kinds:
+        guest_ids = set()
     if not include_seen:
         # sent earlier in this run: that send was this drain's attempt
         customer_ids = set() if sync.read_everyone else customer_ids - sync.seen

@@ -15,6 +15,7 @@ from magsync.config import Config
 from magsync.magento.customers import Window, count_customers, iter_changed_customers
 from magsync.state import StateStore
 from magsync.sync.feed import ChangedRows, Sync, change_reader, mirror_refresher, new_engine
+from magsync.sync.readiness import CUSTOMERS, allowed_kinds, stop_if_missing
 from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
 from magsync.sync.runtime import REALTIME_RETRY, Runtime
 from magsync.sync.tracking import RunCounts
@@ -42,6 +43,7 @@ def sync_realtime(cfg: Config, store: StateStore, opts: SyncOptions,
                   progress: ProgressHook | None = None) -> RunReport:
     """Send every contact changed since the last run; see module docstring."""
     with recorded_run(store, "sync-realtime", dry_run=opts.dry_run) as (report, run_id):
+        ready = allowed_kinds(cfg, store, "sync-realtime")
         start = utcnow()
         since = window_start(store, "sync-realtime", cfg, start, opts.since)
         counts = RunCounts()
@@ -54,9 +56,9 @@ def sync_realtime(cfg: Config, store: StateStore, opts: SyncOptions,
         with Runtime.open(cfg, store=store, dry_run=opts.dry_run, retry=REALTIME_RETRY,
                           verbose=opts.verbose, alongside=startup) as rt, \
                 new_engine(rt, store, counts, run_id) as engine:
-            sync = Sync(rt, store, engine, counts, progress)
+            sync = Sync(rt, store, engine, counts, progress, kinds=ready)
             sync.defer_queued = True
-            if cfg.contacts.customers.enabled:
+            if cfg.contacts.customers.enabled and CUSTOMERS in ready:
                 if progress:
                     sync.customer_total = count_customers(rt.magento, Window(since, start))
                 changed = iter_changed_customers(rt.magento, since, start,
@@ -66,15 +68,19 @@ def sync_realtime(cfg: Config, store: StateStore, opts: SyncOptions,
                 sync.subscribers()
             elif sync.held:
                 sync.rescan()  # a full read: the changed rows are in it
-            elif changes.overflow:
+            elif sync.mirror_pending() or changes.overflow:
+                # Refreshed by another command (or a run killed after its scan): what it
+                # holds goes now, not at the next scheduled scan.
                 sync.subscribers()
             elif changes.rows:
                 sync.subscribers(among=changes.rows)
             engine.drain()
+            sync.mark_diffed()
             finish_counts(report, counts, store, run_id)
             report.samples = engine.samples
-        if not opts.dry_run:
+        if not opts.dry_run and CUSTOMERS in ready:
             store.set_watermark("sync-realtime", start)
+        stop_if_missing(report, cfg, ready)
     return report
 
 

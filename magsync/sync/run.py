@@ -73,7 +73,7 @@ def recorded_run(store: StateStore, command: str, *, dry_run: bool = False
     failed = report.counts.get("failed", 0)
     if failed and report.exit_code == EXIT_OK:
         report.exit_code = EXIT_PARTIAL
-    outcome = "ok" if report.exit_code == EXIT_OK else "partial"
+    outcome = {EXIT_OK: "ok", EXIT_PARTIAL: "partial"}.get(report.exit_code, "stopped")
     store.finish_run(run_id, outcome=outcome, exit_code=report.exit_code,
                      counts=report.counts, message="; ".join(report.notes) or None)
     log.info("%s finished: %s", name, outcome, extra={
@@ -103,6 +103,10 @@ def finish_counts(report: RunReport, counts: RunCounts, store: StateStore,
     if c.get("conflicts"):
         report.notes.append(f"{c['conflicts']} consent conflict(s): the opt-out was kept "
                             "(see `magsync status`)")
+    if c.get("mismatched"):
+        report.notes.append(f"{c['mismatched']} row(s) did not prove they belong to the "
+                            "person their keys name: nothing written for them (see "
+                            "`magsync status`)")
     if c.get("unconvertible"):
         report.notes.append(f"{c['unconvertible']} value(s) could not be converted and were "
                             "left out (see `magsync status`)")

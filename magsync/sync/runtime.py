@@ -19,7 +19,7 @@ from magsync.emarsys.contacts import (
 )
 from magsync.emarsys.fields import find_field, fit_problem, read_choices, resolve_field
 from magsync.errors import RemoteConfigError
-from magsync.http import RetryPolicy, apply_retry_budget_override
+from magsync.http import Abort, RetryPolicy, apply_retry_budget_override
 from magsync.magento.client import MagentoClient
 from magsync.magento.subscriber_source import SubscriberSource, open_subscriber_source
 from magsync.mapping import ResolvedMapping, build_mapping, customer_fields_filter
@@ -84,7 +84,9 @@ class Runtime:
         on_keys = _key_field_guard(store, record=not dry_run) if store is not None else None
         secrets = iter_secrets(cfg)
         retry = apply_retry_budget_override(retry)
-        kwargs: dict[str, Any] = {"retry": retry, "secrets": secrets}
+        # One stop signal for both clients: once any request gave up, none goes on
+        # retrying (the run stops within one retry budget).
+        kwargs: dict[str, Any] = {"retry": retry, "secrets": secrets, "abort": Abort()}
         if sleep is not None:
             kwargs["sleep"] = sleep
         magento = MagentoClient.from_config(cfg.magento, **kwargs)

@@ -30,7 +30,9 @@ def iter_subscriber_changes(store: StateStore, *, skip_customers: set[int] | Non
     """The mirror compared with the per-contact records (SPEC 3, "Finding what changed"),
     a chunk of subscriber rows at a time so memory stays flat: (guest rows to diff, ids of
     customers whose subscriber row differs from what was sent). ``among``: only these
-    mirror rows (a change read's), instead of the whole mirror."""
+    mirror rows (a change read's), instead of the whole mirror. Last, after a look at the
+    whole mirror, the customers whose row vanished from it (deleted in the newsletter
+    grid): an opt-out to send."""
     skip = skip_customers or set()
     rows: list[MirrorRow] = []
     for row in store.mirror_rows() if among is None else among:
@@ -40,6 +42,20 @@ def iter_subscriber_changes(store: StateStore, *, skip_customers: set[int] | Non
             rows = []
     if rows:
         yield _changes_in(store, rows, skip, skip_all_customers)
+    if not skip_all_customers and among is None:  # a change read tells nothing is gone
+        vanished = vanished_customers(store) - skip
+        if vanished:
+            yield [], vanished
+
+
+def vanished_customers(store: StateStore) -> set[int]:
+    """Customers sent with a subscriber row that the (complete) mirror no longer holds,
+    unless magsync already sent their opt-out. A mirror without a single row is not
+    trusted for this: a module answering an empty list must not unsubscribe everyone."""
+    if store.mirror_count() == 0:
+        return set()
+    return {cid for cid, sent in store.customers_missing_from_mirror()
+            if parse_optin(sent) != 2}
 
 
 def _changes_in(store: StateStore, rows: list[MirrorRow], skip: set[int], skip_all: bool
