@@ -21,6 +21,12 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from magsync.config.database_url import (
+    DatabaseSettings,
+    quote_password,
+    settings_secrets,
+    validate_settings,
+)
 from magsync.config.monitoring import parse_monitoring
 from magsync.config.reader import Reader, Secret, kind
 from magsync.config.rules import SecretUrl, read_url, url_problem
@@ -217,14 +223,6 @@ def _database(r: Reader, raw: dict[str, Any], subscribers: str, timeout: float
               ) -> DatabaseConfig | None:
     """``magento.database``: required with ``subscribers: database``, ignored (with a
     warning) otherwise. The URL is checked here as a whole, never quoted in a message."""
-    # magento.database_url needs no driver and imports nothing of magsync; imported here
-    # because the magento package itself imports this config package
-    from magsync.magento.database_url import (
-        DatabaseSettings,
-        quote_password,
-        validate_settings,
-    )
-
     p = "magento.database"
     if subscribers != "database":
         if raw.get("database") is not None:
@@ -442,7 +440,5 @@ def iter_secrets(cfg: Any) -> list[str]:
     database = getattr(getattr(cfg, "magento", None), "database", None)
     if database is not None:
         # the database URL's password also appears percent-decoded (in driver errors)
-        from magsync.magento.database_url import DatabaseSettings, settings_secrets
-
         values += settings_secrets(DatabaseSettings(url=database.url.reveal()))
     return values

@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from magsync.errors import AuthError, ConfigError, FatalRemoteError, RetriableError
-from magsync.http import DEFAULT_RETRY, RetryPolicy, redact
-from magsync.magento.database_url import (
+from magsync.config.database_url import (
     DatabaseSettings,
     DatabaseTarget,
     is_loopback,
@@ -31,6 +29,8 @@ from magsync.magento.database_url import (
     settings_secrets,
     validate_settings,
 )
+from magsync.errors import AuthError, ConfigError, FatalRemoteError, RetriableError
+from magsync.http import DEFAULT_RETRY, RetryPolicy, redact
 from magsync.util.logs import add_secrets
 
 if TYPE_CHECKING:
