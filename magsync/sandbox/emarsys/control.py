@@ -1,4 +1,5 @@
-"""The ``/_sandbox/`` control plane of the Emarsys sandbox (documented in ``CONTROL.md``)."""
+"""The ``/_sandbox/`` control plane of the Emarsys sandbox (README: "The sandbox's control
+endpoints")."""
 
 from __future__ import annotations
 

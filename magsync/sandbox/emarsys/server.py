@@ -3,7 +3,7 @@
 Routes are served under ``/api/v2`` (WSSE) and ``/api/v3`` (OAuth 2.0 bearer), token
 endpoint at ``/oauth2/token``. Every reply uses Emarsys's envelope and carries the
 rate-limit headers. The ``/_sandbox/`` control plane (never authenticated, faulted or
-rate limited) is in ``control.py`` and documented in ``../CONTROL.md``.
+rate limited) is in ``control.py`` and documented in README ("The sandbox's control endpoints").
 """
 
 from __future__ import annotations

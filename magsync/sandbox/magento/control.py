@@ -1,6 +1,6 @@
 """The Magento sandbox's control plane: ``/_sandbox/magento`` (switches),
 ``/_sandbox/magento-faults`` (the subscriber list failing mid-read), ``/_sandbox/shop/...``
-(shop mutations) and ``/_sandbox/shop/clock``; documented in ``CONTROL.md``.
+(shop mutations) and ``/_sandbox/shop/clock``; documented in README.
 
 A test or demo in another process changes the shop over HTTP exactly as the Python API
 (``server.shop``) does; every route answers JSON, ``400 {"message"}`` on a bad request.

@@ -8,7 +8,7 @@ a PUT's ``addresses`` key replacing the address book, ``?fields=`` partial repli
 ``magento_fields``). Switches (attributes, and
 ``POST /_sandbox/magento``) turn on bearer tokens, newsletter confirmation, maintenance
 mode (503 HTML) and remove the Emarsys module (its routes then 404); the control plane
-is documented in ``../CONTROL.md``.
+is documented in README ("The sandbox's control endpoints").
 """
 
 from __future__ import annotations
