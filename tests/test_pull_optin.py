@@ -29,6 +29,7 @@ from magsync.sync.pull import (
 )
 from magsync.sync.pull_rows import find_columns, parse_row
 from tests.helpers.export_checks import CUSTOMER_KEY, SUBSCRIBER_KEY, contact_ids
+from tests.helpers.pull import counts_of, export_and_pull, fast_pulls
 
 CUSTOMER_PUT = r"/V1/customers/\d+$"
 GUEST_POST = r"/V1/emarsys/subscriptions$"
@@ -45,18 +46,11 @@ def pair() -> Iterator[SandboxPair]:
 
 @pytest.fixture(autouse=True)
 def fast_export_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Poll the sandbox's exports without pausing (the sandbox counts polls, not time)."""
-    monkeypatch.setenv(EXPORT_POLL_ENV, "0")
-    monkeypatch.setenv("MAGSYNC_RETRY_BUDGET", "2")
+    fast_pulls(monkeypatch)
 
 
 # -- helpers -------------------------------------------------------------------------------
 
-def counts_of(result: Any) -> dict[str, int]:
-    """The counts of the plain summary line ``pull-optin: read 5, applied 2 (0.1 s)``."""
-    line = next(ln for ln in result.out.splitlines() if ln.startswith("pull-optin"))
-    body = line.split(": ", 1)[1].rsplit(" (", 1)[0]
-    return {k: int(v) for k, v in (part.rsplit(" ", 1) for part in body.split(", "))}
 
 
 def pull(magsync: Any, *args: str, config: Path | None = None) -> tuple[Any, dict[str, int]]:
@@ -130,15 +124,7 @@ def open_state(tmp_path: Path) -> StateStore:
 
 @pytest.fixture
 def exported(pair: SandboxPair, magsync: Any) -> SandboxPair:
-    """The pair after a complete ``export-initial`` and a first pull-optin that finds
-    only magsync's own writes; request logs cleared."""
-    assert magsync("export-initial").code == 0
-    result = magsync("pull-optin")
-    assert result.code == 0, result
-    assert "applied" not in counts_of(result)
-    pair.magento.clear_log()
-    pair.emarsys.clear_log()
-    return pair
+    return export_and_pull(pair, magsync)
 
 
 # -- magsync's own writes ------------------------------------------------------------------

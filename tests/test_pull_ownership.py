@@ -14,9 +14,9 @@ import pytest
 from magsync.sandbox.magento.shop import Shop
 from magsync.sandbox.pair import SandboxPair
 from magsync.state import StateStore
-from magsync.sync.pull import EXPORT_POLL_ENV
 from tests.helpers.cli import status_of
 from tests.helpers.export_checks import CUSTOMER_KEY, SUBSCRIBER_KEY, contact_ids
+from tests.helpers.pull import counts_of, export_and_pull, fast_pulls
 
 CUSTOMER_PUT = r"/V1/customers/\d+$"
 GUEST_POST = r"/V1/emarsys/subscriptions$"
@@ -30,24 +30,14 @@ def pair() -> Iterator[SandboxPair]:
 
 @pytest.fixture(autouse=True)
 def fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(EXPORT_POLL_ENV, "0")
-    monkeypatch.setenv("MAGSYNC_RETRY_BUDGET", "2")
+    fast_pulls(monkeypatch)
 
 
 @pytest.fixture
 def exported(pair: SandboxPair, magsync: Any) -> SandboxPair:
-    """After a complete export and a first pull (magsync's own writes), logs cleared."""
-    assert magsync("export-initial").code == 0
-    assert magsync("pull-optin").code == 0
-    pair.magento.clear_log()
-    pair.emarsys.clear_log()
-    return pair
+    return export_and_pull(pair, magsync)
 
 
-def counts_of(result: Any) -> dict[str, int]:
-    line = next(ln for ln in result.out.splitlines() if ln.startswith("pull-optin"))
-    body = line.split(": ", 1)[1].rsplit(" (", 1)[0]
-    return {k: int(v) for k, v in (part.rsplit(" ", 1) for part in body.split(", "))}
 
 
 def subscribed(shop: Shop, skip: int = 0) -> tuple[int, int]:

@@ -15,8 +15,8 @@ from magsync.sandbox.base import Request, Response
 from magsync.sandbox.emarsys.types import RequestFailed
 from magsync.sandbox.pair import SandboxPair
 from magsync.state import StateStore
-from magsync.sync.pull import EXPORT_POLL_ENV
 from tests.helpers.export_checks import contact_ids
+from tests.helpers.pull import export_and_pull, fast_pulls
 
 CUSTOMER_PUT = r"/V1/customers/\d+$"
 
@@ -29,17 +29,12 @@ def pair() -> Iterator[SandboxPair]:
 
 @pytest.fixture(autouse=True)
 def fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(EXPORT_POLL_ENV, "0")
-    monkeypatch.setenv("MAGSYNC_RETRY_BUDGET", "2")
+    fast_pulls(monkeypatch)
 
 
 @pytest.fixture
 def exported(pair: SandboxPair, magsync: Any) -> SandboxPair:
-    assert magsync("export-initial").code == 0
-    assert magsync("pull-optin").code == 0
-    pair.magento.clear_log()
-    pair.emarsys.clear_log()
-    return pair
+    return export_and_pull(pair, magsync)
 
 
 def _subscribed(pair: SandboxPair) -> tuple[int, int]:
