@@ -247,6 +247,7 @@ def test_upsert_with_contact_list_id_adds_members(sb: EmarsysSandbox, api: Api) 
 
 # -- getdata -------------------------------------------------------------------------------
 def test_getdata_returns_every_match_and_errors(sb: EmarsysSandbox, api: Api) -> None:
+    sb.account.getdata_multi = "rows"  # the default, a 2010, is in test_sandbox_emarsys_keyed
     a = sb.seed_contact({"3": "dup@example.com", "31": 2})
     b = sb.seed_contact({"3": "dup@example.com", CUSTOMER: 9})
     status, body = api.call("POST", "/contact/getdata", {

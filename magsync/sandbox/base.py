@@ -263,7 +263,11 @@ class SandboxServer:
     # -- dispatch -------------------------------------------------------------------
     def dispatch(self, req: Request) -> Response:
         if req.path.startswith(CONTROL_PREFIX):
-            return self._match(self._control, req) or self.not_found(req)
+            try:
+                return self._match(self._control, req) or self.not_found(req)
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                # a malformed control request: say so rather than drop the connection
+                return Response.json({"message": f"bad control request: {exc!r}"}, 400)
         if self.faults.latency_ms:
             time.sleep(self.faults.latency_ms / 1000.0)
         drop, fail = self.faults.take()

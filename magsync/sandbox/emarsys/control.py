@@ -1,4 +1,4 @@
-"""The ``/_sandbox/`` control plane of the Emarsys sandbox (see ``emarsys.py``)."""
+"""The ``/_sandbox/`` control plane of the Emarsys sandbox (documented in ``CONTROL.md``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from magsync.sandbox.base import Request, Response
 from magsync.sandbox.emarsys.auth import RateLimiter, TokenIssuer
 from magsync.sandbox.emarsys.data import EmarsysAccount
 from magsync.sandbox.emarsys.exports import ExportStore
+from magsync.sandbox.emarsys.keyed import GETDATA_MULTI_MODES
+from magsync.sandbox.emarsys.types import DeletionEntry
 
 Handler = Callable[[Request], Response]
 DEFAULT_CONTACT_LIMIT = 1000
@@ -45,7 +47,12 @@ class EmarsysControl:
             ("POST", r"/_sandbox/contacts", self.seed),
             ("GET", r"/_sandbox/contacts/(?P<cid>\d+)", self.one_contact),
             ("POST", r"/_sandbox/contacts/(?P<cid>\d+)/(?P<how>ui_edit|ui_import)", self.edit),
+            ("POST", r"/_sandbox/contacts/(?P<cid>\d+)/campaign_response", self.response),
+            ("GET", r"/_sandbox/deleted", self.deleted),
             ("GET", r"/_sandbox/lists", self.lists),
+            ("DELETE", r"/_sandbox/lists/(?P<lid>\d+)", self.delete_list),
+            ("GET", r"/_sandbox/emarsys-switches", self.switches),
+            ("POST", r"/_sandbox/emarsys-switches", self.switches),
             ("POST", r"/_sandbox/emarsys-faults", self.faults),
             ("POST", r"/_sandbox/exports/(?P<eid>\d+)/expire", self.expire_export),
             ("POST", r"/_sandbox/indexed", self.indexed),
@@ -57,6 +64,7 @@ class EmarsysControl:
             return Response.json({
                 "contacts": len(self.acc.contacts), "fields": len(self.acc.fields),
                 "lists": len(self.acc.lists), "changes": len(self.acc.changes),
+                "responses": len(self.acc.responses), "deleted": len(self.acc.deleted),
                 "exports": len(self.sb.exports.exports),
                 "early_requests": self.sb.rate.early_requests,
                 "rate_limited": self.sb.rate.rejected, "tokens_issued": self.sb.tokens.issued})
@@ -78,9 +86,18 @@ class EmarsysControl:
         try:
             fields = self.acc.contact(cid)
         except KeyError:
-            return Response.json({"message": f"no contact {cid}"}, 404)
+            gone = [_deletion(d) for d in self.acc.deleted if d.contact_id == cid]
+            return Response.json({"message": f"no contact {cid}", "deleted": gone}, 404)
         writes = [{"seq": seq, "fields": f} for seq, f in self.acc.writes_for(cid)]
-        return Response.json({"id": str(cid), "fields": fields, "writes": writes})
+        edits = [{"at": e.at, "source": e.source, "fields": e.fields, "reported": e.reported}
+                 for e in self.acc.edits_for(cid)]
+        return Response.json({"id": str(cid), "fields": fields, "writes": writes,
+                              "edits": edits})
+
+    def deleted(self, req: Request) -> Response:
+        """GET /_sandbox/deleted: every contact contact/delete removed, in order."""
+        with self.acc.lock:
+            return Response.json([_deletion(d) for d in self.acc.deleted])
 
     def lists(self, req: Request) -> Response:
         """GET /_sandbox/lists: every contact list with its members."""
@@ -97,15 +114,44 @@ class EmarsysControl:
 
     def edit(self, req: Request) -> Response:
         """POST /_sandbox/contacts/{id}/ui_edit|ui_import {"fields": {...}, "at": T}."""
-        cid, fields = int(req.params["cid"]), req.json().get("fields", {})
+        cid, body = int(req.params["cid"]), req.json()
+        edit = self.acc.ui_edit if req.params["how"] == "ui_edit" else self.acc.ui_import
         try:
-            if req.params["how"] == "ui_edit":
-                self.acc.ui_edit(cid, fields, at=req.json().get("at"))
-            else:
-                self.acc.ui_import(cid, fields)
+            edit(cid, body.get("fields", {}), at=body.get("at"))
         except (KeyError, ValueError) as exc:
             return Response.json({"message": str(exc)}, 400)
         return Response.json({"ok": True})
+
+    def response(self, req: Request) -> Response:
+        """POST /_sandbox/contacts/{id}/campaign_response {"source", "at", "in_getchanges"}."""
+        body = req.json() if req.body else {}
+        try:
+            self.acc.campaign_response(int(req.params["cid"]),
+                                       str(body.get("source", "unsubscribe")),
+                                       at=body.get("at"),
+                                       in_getchanges=bool(body.get("in_getchanges", False)))
+        except (KeyError, ValueError) as exc:
+            return Response.json({"message": str(exc)}, 400)
+        return Response.json({"ok": True})
+
+    def delete_list(self, req: Request) -> Response:
+        """DELETE /_sandbox/lists/{id}: the list is deleted, as in the Emarsys UI."""
+        lid = int(req.params["lid"])
+        try:
+            self.acc.delete_list(lid)
+        except KeyError:
+            return Response.json({"message": f"no contact list {lid}"}, 404)
+        return Response.json({"deleted": lid})
+
+    def switches(self, req: Request) -> Response:
+        """GET|POST /_sandbox/emarsys-switches {"getdata_multi": "error"|"rows"}."""
+        if req.method == "POST":
+            mode = req.json().get("getdata_multi", self.acc.getdata_multi)
+            if mode not in GETDATA_MULTI_MODES:
+                return Response.json({"message": f"getdata_multi is one of "
+                                                 f"{list(GETDATA_MULTI_MODES)}"}, 400)
+            self.acc.getdata_multi = mode
+        return Response.json({"getdata_multi": self.acc.getdata_multi})
 
     def faults(self, req: Request) -> Response:
         """POST /_sandbox/emarsys-faults: Emarsys-specific faults (see emarsys.py)."""
@@ -137,6 +183,11 @@ class EmarsysControl:
         body = req.json()
         self.acc.set_indexed(body["field"], bool(body.get("indexed", True)))
         return Response.json({"ok": True})
+
+
+def _deletion(entry: DeletionEntry) -> dict[str, Any]:
+    return {"seq": entry.seq, "id": str(entry.contact_id), "key_id": entry.key_id,
+            "key_value": entry.key_value, "fields": entry.fields}
 
 
 def build_control_routes(sb: Controlled) -> list[tuple[str, str, Handler]]:

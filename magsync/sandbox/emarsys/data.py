@@ -1,9 +1,10 @@
-"""The sandbox Emarsys account: fields, contacts, contact lists and their change history.
+"""The sandbox Emarsys account: fields, contacts and their change history.
 
 No HTTP here: ``EmarsysSandbox`` wraps this, and tests or the demo may use it directly.
 Contacts are indexed by (field, value) for the key fields and e-mail, so a 1000-contact
 upsert costs milliseconds even with 100k+ contacts stored. Every public method takes the
-account lock, so HTTP handler threads may call them concurrently.
+account lock, so HTTP handler threads may call them concurrently. Contact lists are in
+``lists.py``; getdata, checkids and contact/delete in ``keyed.py``.
 """
 
 from __future__ import annotations
@@ -26,11 +27,16 @@ from magsync.sandbox.emarsys.fields import (
     normalize_value,
     value_normalizer,
 )
+from magsync.sandbox.emarsys.keyed import GETDATA_MULTI_ERROR, KeyedCalls
+from magsync.sandbox.emarsys.lists import ListOps
 from magsync.sandbox.emarsys.types import (
     ChangeEvent,
     ContactError,
     ContactList,
+    DeletionEntry,
+    EditEntry,
     RequestFailed,
+    ResponseEvent,
     UpsertResult,
     WriteEntry,
 )
@@ -41,12 +47,14 @@ __all__ = ["ChangeEvent", "ContactError", "ContactList", "EmarsysAccount", "Requ
 FIRST_CONTACT_ID = 285_291_248
 FIRST_CUSTOM_FIELD_ID = 7001
 FIRST_LIST_ID = 900_101
-MAX_LIST_ADD = 10_000
 INTERNAL_ID = "id"
 CHANGE_FIELDS = frozenset({EMAIL, OPT_IN})  # what getchanges watches
+# Campaign response sources; an unsubscribe or a spam complaint opts the contact out.
+RESPONSE_SOURCES = frozenset({"unsubscribe", "complaint", "bounce"})
+OPT_OUT_SOURCES = frozenset({"unsubscribe", "complaint"})
 
 
-class EmarsysAccount:
+class EmarsysAccount(ListOps, KeyedCalls):
     """The state of one Emarsys account.
 
     ``indexed_fields``: ids or names of custom fields usable as ``key_id``; default: the two
@@ -68,7 +76,11 @@ class EmarsysAccount:
         self.lists: dict[int, ContactList] = {}
         self._next_list_id = FIRST_LIST_ID
         self.changes: list[ChangeEvent] = []
+        self.responses: list[ResponseEvent] = []
         self._writes: dict[int, list[WriteEntry]] = {}
+        self._edits: dict[int, list[EditEntry]] = {}
+        self.deleted: list[DeletionEntry] = []
+        self.getdata_multi = GETDATA_MULTI_ERROR
         self._injected: dict[tuple[str, str], tuple[int, str]] = {}
         # field-id text as sent -> (id, normaliser) of a writable field (fields never change)
         self._writable: dict[str, tuple[int, Callable[[Any], str | None]]] = {}
@@ -151,8 +163,11 @@ class EmarsysAccount:
         return index
 
     # -- writes ----------------------------------------------------------------------
-    def _set_fields(self, cid: int, values: dict[int, str | None], source: str) -> None:
-        """Write values to a contact, keeping indexes and the change history right."""
+    def _set_fields(self, cid: int, values: dict[int, str | None], event: str | None,
+                    at: float | None = None) -> bool:
+        """Write values to a contact, keeping indexes and the change history right: an
+        e-mail or opt-in change is a ChangeEvent from ``event`` (None: getchanges does not
+        see it). True when it made one."""
         contact = self.contacts.get(cid)
         if contact is None:
             contact = self.contacts[cid] = {}
@@ -171,8 +186,20 @@ class EmarsysAccount:
             contact[fid] = new
             if fid in CHANGE_FIELDS:
                 changed = True
-        if changed and source != "import":
-            self.changes.append(ChangeEvent(self.clock(), cid, source))
+        if changed and event is not None:
+            self.changes.append(ChangeEvent(self.clock() if at is None else at, cid, event))
+            return True
+        return False
+
+    def _drop_contact(self, cid: int) -> dict[int, str | None]:
+        """Remove a contact from the account, its indexes and every list; its fields."""
+        contact = self.contacts.pop(cid)
+        for fid, index in self._index.items():
+            value = contact.get(fid)
+            if value is not None:
+                index.get(index_form(fid, value), set()).discard(cid)
+        self.forget_member(cid)
+        return contact
 
     def _new_contact_id(self) -> int:
         self._next_contact_id += 1
@@ -215,8 +242,11 @@ class EmarsysAccount:
         ``errors`` keyed by the key value; the rest is written."""
         result = UpsertResult()
         with self.lock:
+            # Undocumented whether a bad list id fails the whole call; the sandbox fails it
+            # whole (nothing written), the strictest reading, so a client must treat 2020 as
+            # "the list is gone: look it up again" rather than as per-contact noise.
             if list_id is not None and list_id not in self.lists:
-                raise RequestFailed(400, 3004, f"Contact list does not exist: {list_id}")
+                raise RequestFailed(400, 2020, f"Invalid contact list id: {list_id}")
             key_error: ContactError | None = None
             try:
                 key: int | str = self.resolve_key(key_id)
@@ -296,124 +326,63 @@ class EmarsysAccount:
     def seed_contact(self, fields: dict[Any, Any]) -> int:
         """Create a pre-existing contact (not a change getchanges reports); returns its id."""
         with self.lock:
-            try:
-                values = self._check_values({str(k): v for k, v in fields.items()}, "")
-            except ContactError as exc:
-                raise ValueError(f"cannot seed contact: {exc.text}") from None
+            values = self._values_for_edit(fields)
             cid = self._new_contact_id()
-            self._set_fields(cid, values, "import")
+            self._set_fields(cid, values, None)
             return cid
 
     def ui_edit(self, contact_id: int, fields: dict[Any, Any], *, at: float | None = None
                 ) -> None:
-        """A person edits the contact in the Emarsys UI or a form: getchanges reports it."""
-        self._edit(contact_id, fields, "ui", at)
+        """A person edits the contact in the Emarsys UI or a form: getchanges reports an
+        e-mail or opt-in change (any field may be edited, the key fields too)."""
+        self._edit(contact_id, fields, "ui", at, reported=True)
 
-    def ui_import(self, contact_id: int, fields: dict[Any, Any]) -> None:
+    def ui_import(self, contact_id: int, fields: dict[Any, Any], *, at: float | None = None
+                  ) -> None:
         """A UI data import changes the contact: getchanges does NOT report it."""
-        self._edit(contact_id, fields, "import", None)
+        self._edit(contact_id, fields, "import", at, reported=False)
 
-    def _edit(self, contact_id: int, fields: dict[Any, Any], source: str, at: float | None
-              ) -> None:
+    def campaign_response(self, contact_id: int, source: str, *, at: float | None = None,
+                          in_getchanges: bool = False) -> None:
+        """The contact responds to a campaign e-mail: ``email/getresponses`` reports it; an
+        unsubscribe or complaint also sets opt-in to 2, which getchanges lists only with
+        ``in_getchanges`` (whether it does live is undocumented: the blind spot)."""
+        if source not in RESPONSE_SOURCES:
+            raise ValueError(f"unknown response source {source!r}: "
+                             f"one of {sorted(RESPONSE_SOURCES)}")
+        with self.lock:
+            when = self.clock() if at is None else float(at)
+            if source in OPT_OUT_SOURCES:
+                self._edit(contact_id, {OPT_IN: 2}, "campaign", when, reported=in_getchanges)
+            elif int(contact_id) not in self.contacts:
+                raise KeyError(f"no contact {contact_id}")
+            self.responses.append(ResponseEvent(when, int(contact_id), source))
+
+    def edits_for(self, contact_id: int) -> list[EditEntry]:
+        """The changes made to a contact outside the API, oldest first."""
+        with self.lock:
+            return list(self._edits.get(int(contact_id), []))
+
+    def _edit(self, contact_id: int, fields: dict[Any, Any], source: str, at: float | None,
+              *, reported: bool) -> None:
         with self.lock:
             cid = int(contact_id)
             if cid not in self.contacts:
                 raise KeyError(f"no contact {cid}")
-            try:
-                values = self._check_values({str(k): v for k, v in fields.items()}, "")
-            except ContactError as exc:
-                raise ValueError(exc.text) from None
-            before = len(self.changes)
-            self._set_fields(cid, values, source)
-            if at is not None and len(self.changes) > before:
-                self.changes[-1].at = at
+            values = self._values_for_edit(fields)
+            when = self.clock() if at is None else float(at)
+            seen = self._set_fields(cid, values, source if reported else None, when)
+            self._edits.setdefault(cid, []).append(EditEntry(
+                when, source, {str(k): v for k, v in values.items()}, seen))
 
-    # -- contact lists ---------------------------------------------------------------
-    def create_list(self, name: str, key_id: Any = EMAIL,
-                    external_ids: list[Any] | None = None) -> tuple[int, dict[str, Any]]:
-        """``POST /contactlist``: (list id, per-id errors); 3005 when the name exists."""
-        with self.lock:
-            if any(lst.name == name for lst in self.lists.values()):
-                raise RequestFailed(400, 3005, f"Contact list name already exists: {name}")
-            lst = ContactList(self._next_list_id, name)
-            self._next_list_id += 1
-            self.lists[lst.id] = lst
-            _, errors = self._add_to_list(lst, key_id, external_ids or [])
-            return lst.id, errors
-
-    def add_to_list(self, list_id: int, key_id: Any, external_ids: list[Any]
-                    ) -> tuple[int, dict[str, Any]]:
-        """``POST /contactlist/{id}/add``: (inserted count, errors); 3002 past 10,000 ids."""
-        with self.lock:
-            lst = self.lists.get(int(list_id))
-            if lst is None:
-                raise RequestFailed(404, 3004, f"Contact list does not exist: {list_id}")
-            if len(external_ids) > MAX_LIST_ADD:
-                raise RequestFailed(400, 3002, f"Too many contacts: at most {MAX_LIST_ADD}")
-            return self._add_to_list(lst, key_id, external_ids)
-
-    def _add_to_list(self, lst: ContactList, key_id: Any, external_ids: list[Any]
-                     ) -> tuple[int, dict[str, Any]]:
-        errors: dict[str, Any] = {}
-        inserted = 0
+    def _values_for_edit(self, fields: dict[Any, Any]) -> dict[int, str | None]:
+        """Checked values of a control-plane edit; ValueError names the refusal."""
         try:
-            key = self.resolve_key(key_id)
+            return self._check_values({str(k): v for k, v in fields.items()}, "")
         except ContactError as exc:
-            return 0, {str(v): {str(exc.code): exc.text} for v in external_ids}
-        for value in external_ids:
-            found = self.find(key, value)
-            if len(found) != 1:
-                code = 2010 if found else 2008
-                text = "More than one contact found" if found else "No contact found"
-                errors[str(value)] = {str(code): f"{text} with the external id: {key} - {value}"}
-                continue
-            lst.members.update(found)
-            inserted += 1
-        return inserted, errors
-
-    def list_by_name(self, name: str) -> ContactList | None:
-        """The contact list called ``name``, if any."""
-        with self.lock:
-            return next((lst for lst in self.lists.values() if lst.name == name), None)
-
-    def list_members(self, list_ref: int | str) -> list[int]:
-        """Sorted internal ids of a list's members, by list id or name."""
-        with self.lock:
-            lst = self.lists.get(list_ref) if isinstance(list_ref, int) else \
-                self.list_by_name(list_ref)
-            if lst is None:
-                raise KeyError(f"no contact list {list_ref!r}")
-            return sorted(lst.members)
-
-    # -- getdata ---------------------------------------------------------------------
-    def get_data(self, key_id: Any, key_values: list[Any], fields: list[Any]
-                 ) -> tuple[list[dict[str, Any]] | bool, list[dict[str, Any]]]:
-        """``POST /contact/getdata``: every contact each key matches (all of them when
-        several do), and an error entry per key that matches none."""
-        with self.lock:
-            wanted = [int(f) for f in fields if str(f).isdecimal() and int(f) in self.fields]
-            try:
-                key = self.resolve_key(key_id)
-            except ContactError as exc:
-                return False, [_getdata_error(v, exc.code, exc.text) for v in key_values]
-            result: list[dict[str, Any]] = []
-            errors: list[dict[str, Any]] = []
-            for value in key_values:
-                found = self.find(key, value)
-                if not found:
-                    errors.append(_getdata_error(
-                        value, 2008, f"No contact found with the external id: {key}"))
-                for cid in sorted(found):
-                    row: dict[str, Any] = {"id": str(cid)}
-                    row.update({str(f): self.contacts[cid].get(f) for f in wanted})
-                    result.append(row)
-            return result or False, errors
+            raise ValueError(exc.text) from None
 
 
 def _key_value(raw: Any, key_id: str) -> str:
     value = raw.get(key_id) if isinstance(raw, dict) else None
     return "" if value is None else str(value)
-
-
-def _getdata_error(value: Any, code: int, text: str) -> dict[str, Any]:
-    return {"key": str(value), "errorCode": str(code), "errorMsg": text}

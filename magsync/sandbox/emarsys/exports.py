@@ -1,9 +1,11 @@
-"""getchanges exports of the sandbox Emarsys account.
+"""getchanges and getresponses exports of the sandbox Emarsys account.
 
 ``POST /contact/getchanges`` snapshots, at request time, the contacts whose e-mail or
 opt-in changed through the API or a UI edit within the requested CET days (UI imports
-are the known blind spot). The export then reports "scheduled"/"in progress" for a
-configurable number of status polls before it is "done", so clients must really poll.
+are the known blind spot). ``POST /email/getresponses`` snapshots the contacts with a
+campaign response (unsubscribe, complaint, bounce) in a CET date-time window. Either
+export then reports "scheduled"/"in progress" for a configurable number of status polls
+before it is "done", so clients must really poll, and is read the same way.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from magsync.sandbox.emarsys.data import EmarsysAccount, RequestFailed
+from magsync.sandbox.emarsys.data import RESPONSE_SOURCES, EmarsysAccount, RequestFailed
 from magsync.sandbox.emarsys.fields import render_for_export
 
 CET = ZoneInfo("Europe/Berlin")
@@ -80,10 +82,29 @@ class ExportStore:
         delimiter = str(body.get("delimiter") or ",")
         if delimiter not in (",", ";"):
             raise RequestFailed(400, 10001, f"Invalid delimiter: {delimiter!r}")
-        header, rows = _build_rows(account, field_ids, start, end)
+        with account.lock:
+            changed = [c.contact_id for c in account.changes if start <= c.at < end]
+            header, rows = _build_rows(account, field_ids, changed)
+        return self._add(account, header, rows, delimiter,
+                         str(body.get("add_field_names_header", 1)) != "0")
+
+    def create_responses_export(self, account: EmarsysAccount, body: Any) -> Export:
+        """Validate a getresponses body and snapshot its result; raises RequestFailed."""
+        if not isinstance(body, dict):
+            raise RequestFailed(400, 10001, "The request body must be a JSON object")
+        start, end = parse_time_window(body.get("time_range"))
+        sources = _parse_sources(body.get("sources"))
+        field_ids = _parse_fields(account, body.get("contact_fields"))
+        with account.lock:
+            hits = [r.contact_id for r in account.responses
+                    if r.source in sources and start <= r.at < end]
+            header, rows = _build_rows(account, field_ids, hits)
+        return self._add(account, header, rows, ",", True)
+
+    def _add(self, account: EmarsysAccount, header: list[str], rows: list[list[str]],
+             delimiter: str, with_header: bool) -> Export:
         with self._lock:
-            export = Export(self._next_id, header, rows, delimiter,
-                            str(body.get("add_field_names_header", 1)) != "0",
+            export = Export(self._next_id, header, rows, delimiter, with_header,
                             self.polls_until_ready,
                             created=dt.datetime.fromtimestamp(account.clock(), dt.timezone.utc)
                             .strftime("%Y-%m-%d %H:%M:%S"))
@@ -142,6 +163,33 @@ def parse_time_range(value: Any) -> tuple[float, float]:
     return _cet_midnight(start), _cet_midnight(end + dt.timedelta(days=1))
 
 
+def parse_time_window(value: Any) -> tuple[float, float]:
+    """["YYYY-MM-DD HH:MM:SS", "YYYY-MM-DD HH:MM:SS"] -> [start, end) as unix times.
+
+    Read as CET like getchanges' dates: the zone is undocumented for getresponses."""
+    if not isinstance(value, list) or len(value) != 2:
+        raise RequestFailed(400, 10001, "time_range must be [start, end]")
+    try:
+        start, end = (dt.datetime.strptime(str(v), "%Y-%m-%d %H:%M:%S").replace(tzinfo=CET)
+                      .timestamp() for v in value)
+    except ValueError:
+        raise RequestFailed(400, 10001, f"time_range takes YYYY-MM-DD HH:MM:SS: {value}"
+                            ) from None
+    if start >= end:
+        raise RequestFailed(400, 10001, f"time_range start must be before its end: {value}")
+    return start, end
+
+
+def _parse_sources(value: Any) -> frozenset[str]:
+    if not isinstance(value, list) or not value:
+        raise RequestFailed(400, 10001, "sources must be a non-empty list")
+    unknown = [s for s in value if s not in RESPONSE_SOURCES]
+    if unknown:
+        raise RequestFailed(400, 10001, f"Invalid sources: {unknown}; the sandbox knows "
+                                        f"{sorted(RESPONSE_SOURCES)}")
+    return frozenset(value)
+
+
 def _cet_midnight(day: dt.date) -> float:
     return dt.datetime(day.year, day.month, day.day, tzinfo=CET).timestamp()
 
@@ -159,14 +207,12 @@ def _parse_fields(account: EmarsysAccount, value: Any) -> list[int]:
     return ids
 
 
-def _build_rows(account: EmarsysAccount, field_ids: list[int], start: float, end: float
+def _build_rows(account: EmarsysAccount, field_ids: list[int], contact_ids: list[int]
                 ) -> tuple[list[str], list[list[str]]]:
-    with account.lock:
-        fields = [account.fields[f] for f in field_ids]
-        seen: dict[int, None] = {}
-        for change in account.changes:
-            if start <= change.at < end and change.contact_id in account.contacts:
-                seen[change.contact_id] = None
-        rows = [[str(cid), *(render_for_export(f, account.contacts[cid].get(f.id))
-                             for f in fields)] for cid in seen]
+    """Header and rows of an export: each contact still in the account once, first seen
+    first, with its current values (the caller holds the account lock)."""
+    fields = [account.fields[f] for f in field_ids]
+    seen = dict.fromkeys(cid for cid in contact_ids if cid in account.contacts)
+    rows = [[str(cid), *(render_for_export(f, account.contacts[cid].get(f.id))
+                         for f in fields)] for cid in seen]
     return ["user_id", *(f.name for f in fields)], rows

@@ -2,18 +2,8 @@
 
 Routes are served under ``/api/v2`` (WSSE) and ``/api/v3`` (OAuth 2.0 bearer), token
 endpoint at ``/oauth2/token``. Every reply uses Emarsys's envelope and carries the
-rate-limit headers. Control plane (never authenticated, faulted or rate limited), so a
-sandbox in another process can be driven and inspected:
-
-- ``GET /_sandbox/state``; ``GET /_sandbox/contacts[?field=F&value=V]``;
-  ``GET /_sandbox/contacts/{id}`` (with its write log); ``GET /_sandbox/lists``
-- ``POST /_sandbox/contacts`` ``{"contacts": [{field: value}]}`` seeds contacts
-- ``POST /_sandbox/contacts/{id}/ui_edit`` and ``.../ui_import`` ``{"fields": {...}}``
-- ``POST /_sandbox/emarsys-faults`` ``{"rate_limit_next": N, "reset_in": S,
-  "error_next": N, "status": 423, "code": 6003, "text": "...", "contact_error":
-  {"key_id", "key_value", "code", "text"}, "clear_contact_errors": true,
-  "expire_tokens": true, "reset_rate": true}``
-- ``POST /_sandbox/exports/{id}/expire``; ``POST /_sandbox/indexed`` ``{"field", "indexed"}``
+rate-limit headers. The ``/_sandbox/`` control plane (never authenticated, faulted or
+rate limited) is in ``control.py`` and documented in ``../CONTROL.md``.
 """
 
 from __future__ import annotations
@@ -29,6 +19,7 @@ from magsync.sandbox.emarsys.auth import RateLimiter, TokenIssuer, WsseChecker
 from magsync.sandbox.emarsys.control import build_control_routes
 from magsync.sandbox.emarsys.data import EmarsysAccount, RequestFailed, WriteEntry
 from magsync.sandbox.emarsys.exports import ExportStore
+from magsync.sandbox.emarsys.types import DeletionEntry
 
 MAX_CONTACTS = 1000
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -66,7 +57,8 @@ class EmarsysSandbox(SandboxServer):
         self.tokens = TokenIssuer(client_id, client_secret, token_lifetime, clock)
         self.rate = RateLimiter(rate_limit, rate_window, clock)
         self._pending_headers: dict[int, dict[str, str]] = {}
-        self._pending_writes: dict[int, list[WriteEntry]] = {}
+        # what a request wrote or deleted, stamped with its log seq once it is logged
+        self._pending_writes: dict[int, list[WriteEntry] | list[DeletionEntry]] = {}
         super().__init__(host, port, log_bodies=log_bodies)
 
     # -- addresses -------------------------------------------------------------------
@@ -181,11 +173,15 @@ class EmarsysSandbox(SandboxServer):
             ("GET", API + r"/contactlist/?", self._list_lists),
             ("POST", API + r"/contactlist/?", self._create_list),
             ("POST", API + r"/contactlist/(?P<lid>\d+)/add/?", self._add_to_list),
+            ("POST", API + r"/contactlist/(?P<lid>\d+)/delete/?", self._remove_from_list),
             ("GET", API + r"/contactlist/(?P<lid>\d+)(?:/contacts)?/?", self._list_contacts),
             ("PUT", API + r"/contact/?", self._upsert),
             ("POST", API + r"/contact/?", self._create_contacts),
             ("POST", API + r"/contact/getdata/?", self._getdata),
+            ("POST", API + r"/contact/checkids/?", self._checkids),
+            ("POST", API + r"/contact/delete/?", self._delete_contacts),
             ("POST", API + r"/contact/getchanges/?", self._getchanges),
+            ("POST", API + r"/email/getresponses/?", self._getresponses),
             ("GET", API + r"/export/(?P<eid>\d+)/?", self._export_status),
             ("GET", API + r"/export/(?P<eid>\d+)/data/?", self._export_data),
         ]
@@ -242,6 +238,12 @@ class EmarsysSandbox(SandboxServer):
             data["errors"] = errors
         return data
 
+    def _remove_from_list(self, req: Request) -> Any:
+        body = _json_object(req)
+        removed, errors = self.account.remove_from_list(
+            int(req.params["lid"]), body.get("key_id", "3"), _id_list(body.get("external_ids")))
+        return {"deleted_contacts": removed, "errors": errors}
+
     def _list_contacts(self, req: Request) -> Any:
         try:
             return [str(cid) for cid in self.account.list_members(int(req.params["lid"]))]
@@ -258,11 +260,10 @@ class EmarsysSandbox(SandboxServer):
             raise RequestFailed(400, 1001, "contacts must be a non-empty list")
         if len(contacts) > MAX_CONTACTS:
             raise RequestFailed(400, 1000, f"At most {MAX_CONTACTS} contacts per request")
-        list_id = body.get("contact_list_id")
         create = dict(req.query).get("create_if_not_exists") == "1"
         result = self.account.upsert(
             body.get("key_id", "3"), contacts, create=create, create_only=create_only,
-            list_id=int(list_id) if list_id not in (None, "") else None)
+            list_id=_list_id(body.get("contact_list_id")))
         self._pending_writes[id(req)] = result.writes
         data: dict[str, Any] = {"ids": result.ids}
         if result.errors:
@@ -283,6 +284,29 @@ class EmarsysSandbox(SandboxServer):
         result, errors = self.account.get_data(body.get("keyId", "3"), keys,
                                                fields if isinstance(fields, list) else [])
         return {"result": result, "errors": errors}
+
+    def _checkids(self, req: Request) -> Any:
+        body = _json_object(req)
+        ids, errors = self.account.check_ids(body.get("key_id", "3"),
+                                             _id_list(body.get("external_ids")),
+                                             body.get("get_multiple_ids") is True)
+        return {"ids": ids, "errors": errors}
+
+    def _delete_contacts(self, req: Request) -> Any:
+        body = _json_object(req)
+        key_id = str(body.get("key_id") or "")
+        if not key_id:
+            raise RequestFailed(400, 1001, "key_id is required")
+        values = body.get(key_id)
+        if not isinstance(values, list):  # the values travel under the key id's own name
+            raise RequestFailed(400, 1001, f'The values to delete go in "{key_id}": [...]')
+        deleted, errors, entries = self.account.delete_contacts(key_id, values)
+        self._pending_writes[id(req)] = entries
+        return {"deleted_contacts": deleted, "errors": errors}
+
+    def _getresponses(self, req: Request) -> Any:
+        export = self.exports.create_responses_export(self.account, _json_object(req))
+        return {"id": export.id}
 
     def _getchanges(self, req: Request) -> Any:
         export = self.exports.create_changes_export(self.account, _json_object(req))
@@ -325,6 +349,15 @@ def _json_object(req: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise RequestFailed(400, 10001, "The request body must be a JSON object")
     return body
+
+
+def _list_id(value: Any) -> int | None:
+    """An upsert's ``contact_list_id``; one that is no list id at all is 2020 too."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not str(value).isdecimal():
+        raise RequestFailed(400, 2020, f"Invalid contact list id: {value!r}")
+    return int(value)
 
 
 def _id_list(value: Any) -> list[Any]:

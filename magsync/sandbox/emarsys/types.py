@@ -56,3 +56,33 @@ class UpsertResult:
     ids: list[str | int] = field(default_factory=list)
     errors: dict[str, dict[str, str]] = field(default_factory=dict)
     writes: list[WriteEntry] = field(default_factory=list)
+
+
+@dataclass
+class ResponseEvent:
+    """A campaign response ``email/getresponses`` reports (unsubscribe, complaint, bounce)."""
+
+    at: float
+    contact_id: int
+    source: str
+
+
+@dataclass
+class EditEntry:
+    """A change made outside the API (UI, form, import, campaign), for the control plane."""
+
+    at: float
+    source: str
+    fields: dict[str, Any]
+    reported: bool  # whether getchanges lists it (an e-mail or opt-in change it sees)
+
+
+@dataclass
+class DeletionEntry:
+    """A contact ``contact/delete`` removed; ``seq`` is stamped by the server."""
+
+    contact_id: int
+    key_id: str
+    key_value: str
+    fields: dict[str, str | None]
+    seq: int = 0

@@ -1,5 +1,6 @@
 """The Magento sandbox's control plane: ``/_sandbox/magento`` (switches),
-``/_sandbox/shop/...`` (shop mutations) and ``/_sandbox/shop/clock``.
+``/_sandbox/magento-faults`` (the subscriber list failing mid-read), ``/_sandbox/shop/...``
+(shop mutations) and ``/_sandbox/shop/clock``; documented in ``CONTROL.md``.
 
 A test or demo in another process changes the shop over HTTP exactly as the Python API
 (``server.shop``) does; every route answers JSON, ``400 {"message"}`` on a bad request.
@@ -12,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from magsync.sandbox.base import Handler, Request, Response
+from magsync.sandbox.magento.faults import PageFault
 from magsync.sandbox.magento.records import TIME_FORMAT, ShopError, utc_now
 from magsync.sandbox.magento.shop import Shop
 
@@ -22,6 +24,7 @@ class Controlled(Protocol):
     """What the control plane needs of the Magento sandbox."""
 
     shop: Shop
+    subscriptions_fault: PageFault
 
     def switches(self) -> dict[str, bool]: ...
 
@@ -52,8 +55,12 @@ def control_routes(server: Controlled) -> list[tuple[str, str, Handler]]:
 
     def subscriber(req: Request) -> Response:
         sid = int(req.params["sid"])
+        if req.method == "DELETE":  # the admin newsletter grid's delete: no trace left
+            shop.delete_subscriber(sid)
+            return Response.json({"deleted": sid})
         shop.set_subscriber_status(sid, int(_body(req)["status"]))
         return Response.json(shop.subscribers[sid].as_dict())
+
 
     def subscribers(req: Request) -> Response:
         if req.method == "POST":
@@ -73,6 +80,8 @@ def control_routes(server: Controlled) -> list[tuple[str, str, Handler]]:
     table: list[tuple[str, str, Callable[[Request], Response]]] = [
         ("GET", r"/_sandbox/magento", switches),
         ("POST", r"/_sandbox/magento", switches),
+        ("GET", r"/_sandbox/magento-faults", lambda req: page_fault(server, req)),
+        ("POST", r"/_sandbox/magento-faults", lambda req: page_fault(server, req)),
         ("GET", SHOP, lambda req: Response.json(shop.stats())),
         ("POST", SHOP + r"/customers", lambda req: Response.json(
             {"id": shop.create_customer(**_body(req))})),
@@ -85,9 +94,23 @@ def control_routes(server: Controlled) -> list[tuple[str, str, Handler]]:
         ("GET", SHOP + r"/subscribers", subscribers),
         ("POST", SHOP + r"/subscribers", subscribers),
         ("POST", SHOP + r"/subscribers/(?P<sid>\d+)", subscriber),
+        ("DELETE", SHOP + r"/subscribers/(?P<sid>\d+)", subscriber),
         ("POST", SHOP + r"/clock", lambda req: set_clock(server, _body(req))),
     ]
     return [(m, p, _guarded(h)) for m, p, h in table]
+
+
+def page_fault(server: Controlled, req: Request) -> Response:
+    """``{"subscriptions_fail_from_page": N, "status": 500, "times": null}`` arms the
+    subscriber-list fault, ``{"clear": true}`` disarms it; GET shows it."""
+    if req.method == "POST":
+        spec = _body(req)
+        page = None if spec.get("clear") else spec.get("subscriptions_fail_from_page")
+        times = spec.get("times")
+        server.subscriptions_fault.set(None if page is None else int(page),
+                                       int(spec.get("status", 500)),
+                                       None if times is None else int(times))
+    return Response.json(server.subscriptions_fault.as_json())
 
 
 def set_clock(server: Controlled, spec: dict[str, Any]) -> Response:

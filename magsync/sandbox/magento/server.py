@@ -7,7 +7,8 @@ max 300), empty pages past the end, ``is_subscribed`` matched by email across we
 a PUT's ``addresses`` key replacing the address book, ``?fields=`` partial replies (see
 ``magento_fields``). Switches (attributes, and
 ``POST /_sandbox/magento``) turn on bearer tokens, newsletter confirmation, maintenance
-mode (503 HTML) and remove the Emarsys module (its routes then 404).
+mode (503 HTML) and remove the Emarsys module (its routes then 404); the control plane
+is documented in ``../CONTROL.md``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from magsync.sandbox.base import Handler, Request, Response, SandboxServer
 from magsync.sandbox.magento.control import control_routes
+from magsync.sandbox.magento.faults import PageFault
 from magsync.sandbox.magento.fields import Spec, apply_filter, requested_filter
 from magsync.sandbox.magento.oauth1 import OAuth1Verifier, OAuthRefused, parse_authorization
 from magsync.sandbox.magento.records import ShopError
@@ -81,6 +83,7 @@ class MagentoSandbox(SandboxServer):
         self.input_limits = input_limits
         self.oauth = OAuth1Verifier(consumer_key, consumer_secret, access_token,
                                     access_token_secret, clock=clock)
+        self.subscriptions_fault = PageFault()
         super().__init__(host, port, log_bodies=log_bodies)
 
     # -- wiring --------------------------------------------------------------------------
@@ -110,17 +113,21 @@ class MagentoSandbox(SandboxServer):
     def fail_next(self, n: int, status: int = 500) -> None:
         """The next ``n`` requests fail as Magento fails: 503 is the maintenance page,
         other statuses carry Magento's error JSON."""
+        failure = self._failure(status)
+        self.faults.fail_next(n, status, failure.body, failure.content_type)
+
+    def _failure(self, status: int) -> Response:
+        """A failure as Magento answers it: 503 is the maintenance page, others JSON."""
         if status == 503:
-            self.faults.fail_next(n, 503, MAINTENANCE_HTML, "text/html; charset=UTF-8")
-        else:
-            self.faults.fail_next(n, status, json.dumps(self._internal_error()).encode())
+            return Response(503, MAINTENANCE_HTML, "text/html; charset=UTF-8")
+        return Response(status, json.dumps(self._internal_error()).encode())
 
     # -- hooks ---------------------------------------------------------------------------
     def before_route(self, req: Request) -> Response | None:
         if self.maintenance:
             return Response(503, MAINTENANCE_HTML, "text/html; charset=UTF-8")
         resource = next((r for rx, r in RESOURCES if rx.match(req.path)), None)
-        if resource is None:
+        if resource is None or not self._has_route(req.path):
             return None  # unknown routes 404 before any auth, as Magento's router does
         if resource.startswith("Emartech") and not self.emarsys_module:
             return self.not_found(req)
@@ -128,6 +135,9 @@ class MagentoSandbox(SandboxServer):
 
     def server_error(self, req: Request, exc: Exception) -> Response:
         return Response.json(self._internal_error(), 500)
+
+    def _has_route(self, path: str) -> bool:
+        return any(pattern.match(path) for _, pattern, _ in self._routes)
 
     @staticmethod
     def _internal_error() -> dict[str, Any]:
@@ -257,6 +267,9 @@ class MagentoSandbox(SandboxServer):
             website = int(args["website_id"]) if args.get("website_id") else None
         except ValueError:
             return magento_error("Invalid number in page, page_size or website_id")
+        failed = self.subscriptions_fault.hit(page)
+        if failed is not None:
+            return self._failure(failed)
         subscribed = _parse_flag(args.get("subscribed"))
         only_guest = _parse_flag(args.get("only_guest")) is True
         with self.shop.lock:

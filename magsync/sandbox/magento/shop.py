@@ -299,7 +299,9 @@ class Shop:
     def delete_subscriber(self, sid: int) -> None:
         """Remove a subscriber row."""
         with self.lock:
-            sub = self.subscribers.pop(sid)
+            sub = self.subscribers.pop(sid, None)
+            if sub is None:
+                raise ShopError(f"no subscriber {sid}")
             self._subs_by_email.get(sub.subscriber_email.lower(), set()).discard(sid)
             self._invalidate_email(sub.subscriber_email)
 
