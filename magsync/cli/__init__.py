@@ -11,7 +11,7 @@ import click
 
 from magsync import __version__
 from magsync.cli.app import App
-from magsync.cli.commands import inspect, queue, setup, sync
+from magsync.cli.commands import deletions, inspect, queue, setup, sync
 from magsync.cli.runner import Exit
 from magsync.errors import EXIT_CONFIG, EXIT_OK, LockHeld, MagsyncError
 from magsync.util.logs import scrub, setup_logging
@@ -38,7 +38,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool,
                   debug=debug, lock_wait=lock_wait, run_cli=run)
 
 
-for _module in (inspect, queue, setup, sync):
+for _module in (inspect, queue, setup, sync, deletions):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

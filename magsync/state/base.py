@@ -50,6 +50,9 @@ class Tables:
             cur = self._conn.execute(sql, args)
             return list(cur.fetchall())
 
+    def note_complete_read(self) -> None:
+        """Hook: a complete subscriber read just replaced the mirror (see deletions.py)."""
+
     # -- meta ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))

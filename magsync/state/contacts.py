@@ -86,6 +86,7 @@ class ContactTables(Tables):
                           "email, status, website_id, store_id, seen_at) "
                           "VALUES (?, ?, ?, ?, ?, ?, ?)", data())
             self.set_meta("mirror_read_at", stamp)
+            self.note_complete_read()  # a complete read: guests it misses (SPEC 7)
         return count
 
     def upsert_mirror(self, rows: Iterable[MirrorRow]) -> None:

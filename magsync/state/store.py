@@ -18,6 +18,7 @@ from typing import Any
 
 from magsync.errors import StateError
 from magsync.state.contacts import ContactTables
+from magsync.state.deletions import DeletionTables
 from magsync.state.queue import QueueTables
 from magsync.state.schema import MIGRATIONS, SCHEMA_VERSION, split_sql
 from magsync.util.timeutil import from_iso, to_iso, utcnow
@@ -35,7 +36,7 @@ class RunInfo:
     message: str | None
 
 
-class StateStore(ContactTables, QueueTables):
+class StateStore(ContactTables, QueueTables, DeletionTables):
     """The state file. Open with ``StateStore.open(path)``; close when done."""
 
     # -- opening ----------------------------------------------------------------------
@@ -58,6 +59,8 @@ class StateStore(ContactTables, QueueTables):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
+            # freed rows are zeroed, never left in free space (erasure, SPEC 7)
+            conn.execute("PRAGMA secure_delete=ON")
             store._migrate()
         except StateError:
             conn.close()

@@ -65,7 +65,8 @@ def recorded_run(store: StateStore, command: str, *, dry_run: bool = False
     failed = report.counts.get("failed", 0)
     if failed and report.exit_code == EXIT_OK:
         report.exit_code = EXIT_PARTIAL
-    outcome = "ok" if report.exit_code == EXIT_OK else "partial"
+    # exit 2 here is a safety stop (the deletion valve) after the run's other work
+    outcome = {EXIT_OK: "ok", EXIT_PARTIAL: "partial"}.get(report.exit_code, "stopped")
     store.finish_run(run_id, outcome=outcome, exit_code=report.exit_code,
                      counts=report.counts, message="; ".join(report.notes)[:500] or None)
     log.info("%s finished: %s", name, outcome, extra={
