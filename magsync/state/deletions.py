@@ -206,6 +206,8 @@ class DeletionTables(Tables):
             return 0
         removed = 0
         traces: set[str] = set()
+        with self._lock:  # on for every connection already: freed rows are zeroed
+            self._conn.execute("PRAGMA secure_delete=ON")
         with self.atomic() as c:
             for key in wanted:
                 removed += self._erase_one(c, key, traces)
@@ -239,11 +241,10 @@ class DeletionTables(Tables):
         return int(n)
 
     def secure_erase(self) -> None:
-        """Erased rows leave no bytes behind: ``secure_delete`` zeroes freed content (it
-        is on for every connection; a file written before it was is vacuumed once), and
-        a TRUNCATE checkpoint moves the WAL into the file and empties it."""
+        """After rows were deleted with ``secure_delete`` on (their bytes zeroed): a file
+        written before it was on is vacuumed once (no old copy left in free space), and a
+        TRUNCATE checkpoint moves the WAL into the file and empties it."""
         with self._lock:
-            self._conn.execute("PRAGMA secure_delete=ON")
             if self.get_meta("erase_needs_vacuum"):
                 self._conn.execute("VACUUM")
                 with self.atomic() as c:
