@@ -83,8 +83,8 @@ class DeletionTables(Tables):
                 "deletion_suspects.subscriber_id)")
             c.execute(
                 "INSERT INTO deletion_suspects (subscriber_id, misses, first_missed_at) "
-                "SELECT c.subscriber_id, 1, ? FROM contacts c WHERE c.subscriber_id "
-                "IS NOT NULL AND substr(c.key, 1, 2) = 's:' AND NOT EXISTS (SELECT 1 FROM "
+                "SELECT c.subscriber_id, 1, ? FROM contacts c WHERE c.key > 's:' AND "
+                "c.key < 's;' AND c.subscriber_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
                 "subscribers s WHERE s.subscriber_id = c.subscriber_id) AND NOT EXISTS "
                 "(SELECT 1 FROM deletions d WHERE d.key = c.key) "
                 "ON CONFLICT(subscriber_id) DO UPDATE SET misses = misses + 1", (stamp,))

@@ -57,11 +57,12 @@ class Outcome:
     """What a reconcile adds to its run's report: notes, and whether the valve stopped."""
 
     notes: list[str] = field(default_factory=list)
-    stopped: bool = False
+    stop: str | None = None  # the safety valve's note
 
     def into(self, report: RunReport) -> None:
         report.notes.extend(self.notes)
-        if self.stopped:
+        if self.stop is not None:
+            report.notes.insert(0, self.stop)  # first: stderr shows the first notes
             report.exit_code = EXIT_CONFIG
 
 
@@ -165,8 +166,7 @@ def _find(sync: Sync, mode: str, cap: int) -> Found:
 
 def _stop(out: Outcome, found: Found, limit: int, allowed: bool) -> None:
     what = f"--allow-deletions {limit}" if allowed else f"sync.max_deletions ({limit})"
-    out.stopped = True
-    out.notes.append(
+    out.stop = (
         f"safety valve: {found.total} deletion(s) to apply exceed {what}; none was "
         f"confirmed or applied (e.g. {', '.join(found.examples())}). If Magento really "
         f"lost them, run `magsync reconcile --allow-deletions {found.total}`")
