@@ -25,6 +25,7 @@ from magsync.emarsys.contacts import (
 from magsync.errors import RemoteError
 from magsync.model import MAGENTO_OPTIN, OPTIN, ContactRecord
 from magsync.state import StateStore
+from magsync.sync.runtime import Runtime
 from magsync.sync.tracking import RunCounts
 
 DELETE_KIND = "delete"  # the failsafe queue's kind for unconfirmed deletions
@@ -172,3 +173,17 @@ def retry_pending(applier: DeletionApplier, store: StateStore,
     for mode, keys in by_mode.items():
         failed += applier.apply(keys, mode)
     return failed
+
+
+def applier_for(rt: Runtime, store: StateStore, counts: RunCounts) -> DeletionApplier:
+    """The applier of a sync run: its Emarsys client, key fields and list ids."""
+    keys = KeyFields(rt.mapping.customer_key_field, rt.mapping.subscriber_key_field)
+    return DeletionApplier(rt.emarsys, store, keys, rt.list_ids, counts,
+                           batch_size=rt.cfg.emarsys.batch_size)
+
+
+def retry_deletions(rt: Runtime, store: StateStore, counts: RunCounts) -> None:
+    """Retry the queued deletions (``queue retry``; ``reconcile`` does it too)."""
+    if not rt.dry_run:
+        retry_pending(applier_for(rt, store, counts), store,
+                      lambda n: counts.add("deletions_retried", n))

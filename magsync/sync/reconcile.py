@@ -28,7 +28,12 @@ from magsync.magento.customers import (
 )
 from magsync.state import StateStore
 from magsync.state.deletions import SentCustomer
-from magsync.sync.deletions import DELETE_KIND, DeletionApplier, KeyFields, retry_pending
+from magsync.sync.deletions import (
+    DELETE_KIND,
+    DeletionApplier,
+    applier_for,
+    retry_deletions,
+)
 from magsync.sync.feed import Sync, chunked, mirror_refresher, new_engine
 from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
 from magsync.sync.runtime import DEFAULT_RETRY, Runtime
@@ -109,13 +114,9 @@ def reconcile_deletions(sync: Sync, opts: ReconcileOptions) -> Outcome:
     rt, store, counts = sync.rt, sync.store, sync.counts
     mode = rt.cfg.sync.deletions
     out = Outcome()
-    applier = None if rt.dry_run else DeletionApplier(
-        rt.emarsys, store, KeyFields(rt.mapping.customer_key_field,
-                                     rt.mapping.subscriber_key_field),
-        rt.list_ids, counts, batch_size=rt.cfg.emarsys.batch_size)
-    if applier is not None:
-        retry_pending(applier, store, lambda n: counts.add("deletions_retried", n))
-    elif pending := store.pending_marks():
+    applier = None if rt.dry_run else applier_for(rt, store, counts)
+    retry_deletions(rt, store, counts)
+    if rt.dry_run and (pending := store.pending_marks()):
         out.notes.append(f"would retry {len(pending)} queued deletion(s)")
     if mode == "keep":
         _keep(sync, applier, out)
