@@ -63,8 +63,15 @@ class Outcome:
 
     notes: list[str] = field(default_factory=list)
     stop: str | None = None  # the safety valve's note
+    # (who, mode) -> people it was applied to (or, in a dry run, the first keys and count)
+    done: dict[tuple[str, str], int] = field(default_factory=dict)
+    would: dict[tuple[str, str], tuple[list[str], int]] = field(default_factory=dict)
 
     def into(self, report: RunReport) -> None:
+        for (who, mode), (keys, n) in self.would.items():
+            shown = ", ".join(keys) + (" …" if n > len(keys) else "")
+            report.notes.append(f"would apply sync.deletions: {mode} to {n} {who}: {shown}")
+        report.notes.extend(f"{n} {who}: {DOING[mode]}" for (who, mode), n in self.done.items())
         report.notes.extend(self.notes)
         if self.stop is not None:
             report.notes.insert(0, self.stop)  # first: stderr shows the first notes
@@ -181,13 +188,13 @@ def _act(sync: Sync, applier: DeletionApplier | None, keys: list[str], mode: str
     sync.counts.add("mode_changes" if earlier else "deletions_found", len(keys))
     who = "person(s) marked deleted earlier" if earlier else "person(s) deleted in Magento"
     if applier is None:
-        shown = ", ".join(keys[:DRY_RUN_LIST]) + (" …" if len(keys) > DRY_RUN_LIST else "")
-        out.notes.append(f"would apply sync.deletions: {mode} to {len(keys)} {who}: {shown}")
+        shown, n = out.would.get((who, mode), ([], 0))
+        out.would[(who, mode)] = (shown + keys[:DRY_RUN_LIST - len(shown)], n + len(keys))
         return
     sync.store.mark_deleted(keys, mode)
     failed = applier.apply(keys, mode)
     if len(keys) > len(failed):
-        out.notes.append(f"{len(keys) - len(failed)} {who}: {DOING[mode]}")
+        out.done[(who, mode)] = out.done.get((who, mode), 0) + len(keys) - len(failed)
 
 
 def _confirm(sync: Sync, ids: list[int]) -> list[int]:
