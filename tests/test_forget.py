@@ -192,3 +192,35 @@ def test_forget_needs_exactly_one_person(exported: Any, args: tuple[str, ...]) -
 
     assert result.code == 2
     assert "exactly one of" in result.err or "needs an email address" in result.err
+
+
+class _Terminal:
+    """A stdin that is a terminal (the answer comes from the patched ``click.confirm``)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("answer", [False, True])
+def test_forget_on_a_terminal_asks_first(pair: SandboxPair, exported: Any,
+                                         monkeypatch: pytest.MonkeyPatch, answer: bool) -> None:
+    cid = max(pair.magento.shop.customers)
+    pair.magento.shop.delete_customer(cid)
+    asked: list[str] = []
+
+    def confirm(text: str, default: bool = False) -> bool:
+        asked.append(text)
+        return answer
+
+    monkeypatch.setattr("sys.stdin", _Terminal())
+    monkeypatch.setattr("click.confirm", confirm)
+
+    result = exported("forget", "--customer-id", str(cid))
+
+    assert len(asked) == 1 and f"Delete customer {cid} in Emarsys (c:{cid})" in asked[0]
+    if answer:
+        assert result.code == 0, result
+        assert deleted_in_emarsys(pair) == [(CUSTOMER_KEY, str(cid))]
+    else:
+        assert result.code == 2 and "nothing was deleted" in result.err
+        assert deleted_in_emarsys(pair) == [] and emarsys_contact(pair, f"c:{cid}")
