@@ -50,8 +50,9 @@ class Tables:
             cur = self._conn.execute(sql, args)
             return list(cur.fetchall())
 
-    def note_complete_read(self) -> None:
-        """Hook: a complete subscriber read just replaced the mirror (see deletions.py)."""
+    def note_complete_read(self, stamp: str) -> None:
+        """Hook: a complete subscriber read, its rows stamped ``stamp``, is replacing the
+        mirror; the rows it no longer holds are still there (see deletions.py)."""
 
     # -- meta ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

@@ -69,25 +69,34 @@ class DeletionTables(Tables):
             after = int(rows[-1][0])
 
     # -- guests missed by complete subscriber reads ----------------------------------------
-    def note_complete_read(self) -> None:
-        """After a complete, unfiltered subscriber read replaced the mirror: each sent
-        guest it misses is missed once more; a guest it holds is no longer a suspect.
-        Call inside the transaction that replaced the mirror."""
-        stamp = to_iso(utcnow())
+    def note_complete_read(self, stamp: str) -> None:
+        """A complete, unfiltered subscriber read stamped its rows ``stamp`` (the rows it
+        no longer holds are still in the mirror, older): each sent guest it misses is
+        missed once more, a guest it holds is no longer a suspect. A website the read
+        returned no row of counts as not read (``website_ids`` may have changed), so its
+        guests are not missed. Call inside the transaction that replaces the mirror."""
+        read = "SELECT website_id FROM subscribers WHERE seen_at = :stamp"
+        args = {"stamp": stamp, "now": to_iso(utcnow())}
         with self.atomic() as c:
             c.execute(
-                "DELETE FROM deletion_suspects WHERE subscriber_id IN "
-                "(SELECT subscriber_id FROM subscribers) OR NOT EXISTS (SELECT 1 FROM "
+                "DELETE FROM deletion_suspects WHERE subscriber_id IN (SELECT subscriber_id "
+                "FROM subscribers WHERE seen_at = :stamp) OR NOT EXISTS (SELECT 1 FROM "
                 "contacts c WHERE c.key = 's:' || deletion_suspects.subscriber_id) OR "
                 "EXISTS (SELECT 1 FROM deletions d WHERE d.key = 's:' || "
-                "deletion_suspects.subscriber_id)")
+                "deletion_suspects.subscriber_id)", args)
+            c.execute("UPDATE deletion_suspects SET misses = misses + 1 WHERE website_id "
+                      f"IS NULL OR website_id IN ({read})", args)
+            # a guest of a website not read is kept with 0 misses: its website is known
             c.execute(
-                "INSERT INTO deletion_suspects (subscriber_id, misses, first_missed_at) "
-                "SELECT c.subscriber_id, 1, ? FROM contacts c WHERE c.key > 's:' AND "
-                "c.key < 's;' AND c.subscriber_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
-                "subscribers s WHERE s.subscriber_id = c.subscriber_id) AND NOT EXISTS "
-                "(SELECT 1 FROM deletions d WHERE d.key = c.key) "
-                "ON CONFLICT(subscriber_id) DO UPDATE SET misses = misses + 1", (stamp,))
+                "INSERT INTO deletion_suspects (subscriber_id, misses, first_missed_at, "
+                "website_id) SELECT c.subscriber_id, CASE WHEN o.website_id IS NULL OR "
+                f"o.website_id IN ({read}) THEN 1 ELSE 0 END, :now, o.website_id "
+                "FROM contacts c LEFT JOIN subscribers o ON o.subscriber_id = c.subscriber_id "
+                "WHERE c.key > 's:' AND c.key < 's;' AND c.subscriber_id IS NOT NULL "
+                "AND (o.subscriber_id IS NULL OR o.seen_at <> :stamp) "
+                "AND NOT EXISTS (SELECT 1 FROM deletion_suspects s "
+                "WHERE s.subscriber_id = c.subscriber_id) "
+                "AND NOT EXISTS (SELECT 1 FROM deletions d WHERE d.key = c.key)", args)
 
     def guest_candidates(self, limit: int) -> tuple[int, list[str]]:
         """Guests that consecutive complete reads missed often enough to count as
@@ -100,8 +109,9 @@ class DeletionTables(Tables):
         return total, [f"s:{r[0]}" for r in rows]
 
     def count_suspects(self) -> int:
-        return int(self._query("SELECT COUNT(*) FROM deletion_suspects WHERE misses < ?",
-                               (CONFIRMING_READS,))[0][0])
+        """Guests one complete read (or more, but too few) missed."""
+        return int(self._query("SELECT COUNT(*) FROM deletion_suspects WHERE misses "
+                               "BETWEEN 1 AND ?", (CONFIRMING_READS - 1,))[0][0])
 
     def keys_by_email(self, email: str) -> list[str]:
         """The contacts and queued contacts magsync holds with this email (any case)."""

@@ -51,7 +51,7 @@ MIGRATIONS: list[str] = [
         applied_at TEXT);
     CREATE TABLE deletion_suspects (
         subscriber_id INTEGER PRIMARY KEY, misses INTEGER NOT NULL,
-        first_missed_at TEXT NOT NULL);
+        first_missed_at TEXT NOT NULL, website_id INTEGER);
     INSERT INTO meta (key, value) SELECT 'erase_needs_vacuum', '1'
         WHERE EXISTS (SELECT 1 FROM contacts);
     """,
