@@ -62,20 +62,19 @@ class DeletionApplier:
     def apply(self, keys: Iterable[str], mode: str) -> list[str]:
         """Apply ``mode`` to these people; the keys Emarsys did not confirm (queued).
         An outage queues every key not confirmed yet, then raises."""
-        wanted = list(dict.fromkeys(keys))
-        records = self.store.get_contacts(wanted)
         failed: list[str] = []
         groups: dict[int, list[str]] = {}
-        for key in wanted:
+        for key in dict.fromkeys(keys):
             groups.setdefault(self.keys.of(key)[0], []).append(key)
         todo = [chunk for group in groups.values()
                 for chunk in _chunks(group, self.batch_size)]
         for i, chunk in enumerate(todo):
+            records = self.store.get_contacts(chunk)  # a batch at a time: memory stays flat
             try:
                 errors = self._send(mode, chunk, records)
             except RemoteError as exc:
-                rest = [k for c in todo[i:] for k in c]
-                self._queue(rest, mode, records, f"no answer: {exc}")
+                for rest in todo[i:]:
+                    self._queue(rest, mode, self.store.get_contacts(rest), f"no answer: {exc}")
                 raise
             failed += self._commit(mode, chunk, records, errors)
         return failed
