@@ -212,6 +212,7 @@ RANGES = [
     ("emarsys.concurrency", 1, 32),
     ("sync.max_attempts", 1, 1000),
     ("sync.subscriber_scan_minutes", 0, 10080),
+    ("sync.max_deletions", 0, 10_000_000),
 ]
 
 
@@ -225,6 +226,16 @@ def test_range_checks(base: dict[str, Any], path: str, lo: int, hi: int) -> None
     for wrong in ("many", 2.5, True, [1]):
         assert problems_of(with_value(base, path, wrong)) == [
             f"{path}: must be a whole number between {lo} and {hi}"]
+
+
+def test_deletions_is_keep_unsubscribe_or_delete(base: dict[str, Any]) -> None:
+    cfg = parse_config(base, env=SECRETS)
+    assert (cfg.sync.deletions, cfg.sync.max_deletions) == ("keep", 100)
+    for mode in ("keep", "unsubscribe", "delete"):
+        cfg = parse_config(with_value(base, "sync.deletions", mode), env=SECRETS)
+        assert cfg.sync.deletions == mode
+    assert problems_of(with_value(base, "sync.deletions", "erase")) == [
+        "sync.deletions: must be one of keep, unsubscribe, delete (got 'erase')"]
 
 
 @pytest.mark.parametrize("path", ["magento.timeout", "emarsys.timeout"])

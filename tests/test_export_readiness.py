@@ -3,6 +3,7 @@ starting points (SPEC 1): end to end through the CLI against both simulators."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 
 from magsync.sandbox.pair import SandboxPair
 from magsync.state import StateStore
+from magsync.state.schema import MIGRATIONS
 from magsync.sync.pull import EXPORT_POLL_ENV
 from magsync.sync.readiness import KINDS, exported_at
 from magsync.util.timeutil import to_iso
@@ -245,6 +247,8 @@ def _old_state(path: Path, outcome: str | None) -> None:
         store.set_watermark("sync-realtime", datetime.now(timezone.utc) - timedelta(hours=1))
     conn = sqlite3.connect(path)
     conn.execute("DELETE FROM meta WHERE key LIKE 'export_done:%'")
+    for kind, name in re.findall(r"CREATE (TABLE|INDEX) (\w+)", "".join(MIGRATIONS[2:])):
+        conn.execute(f"DROP {kind} {name}")  # what later migrations add
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()

@@ -18,7 +18,7 @@ from magsync.state.store import read_state
 
 T0 = datetime(2024, 5, 1, 10, 30, 15, 123456, tzinfo=timezone.utc)
 TABLES = {"meta", "runs", "watermarks", "checkpoints", "contacts", "subscribers", "queue",
-          "reports"}
+          "reports", "deletions", "deletion_suspects"}
 
 
 @pytest.fixture

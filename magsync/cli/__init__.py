@@ -13,7 +13,7 @@ import click
 
 from magsync import __version__
 from magsync.cli.app import App
-from magsync.cli.commands import inspect, queue, setup, state, sync
+from magsync.cli.commands import deletions, inspect, queue, setup, state, sync
 from magsync.cli.runner import Exit, exit_code_of
 from magsync.errors import EXIT_OK, LockHeld, MagsyncError, Terminated
 from magsync.util.logs import emit, is_json_logging, scrub, setup_logging
@@ -54,7 +54,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool,
                   debug=debug, lock_wait=lock_wait, run_cli=run)
 
 
-for _module in (inspect, queue, setup, state, sync):
+for _module in (inspect, queue, setup, state, sync, deletions):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

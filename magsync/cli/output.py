@@ -123,8 +123,32 @@ class Output:
         if mirror.get("read_at"):
             self.line(f"subscriber mirror: {mirror['subscribers']} rows, read "
                       f"{mirror['read_at']} ({mirror['age_minutes']} min ago)")
+        deletions = data.get("deletions") or {}
+        if deletions.get("found") or deletions.get("guest_suspects"):
+            self.line(deletion_line(deletions))
         issues = data.get("issues") or []
         if issues:
             self.line("recent issues:")
             for i in issues:
                 self.line(f"  {i['at']} {i['kind']} {i['key'] or ''}: {i['detail']}")
+
+
+def deletion_line(d: Mapping[str, Any]) -> str:
+    """``status``'s line about people deleted in Magento and what was done about them."""
+    parts = []
+    for mode, what in (("keep", "kept with opt-in 2"), ("unsubscribe", "unsubscribed"),
+                       ("delete", "deletion pending")):
+        counts = (d.get("by_mode") or {}).get(mode) or {}
+        done, pending = counts.get("applied", 0), counts.get("pending", 0)
+        if mode == "delete" and pending:
+            parts.append(f"{pending} {what} (`magsync queue list`)")
+        elif done or pending:
+            parts.append(f"{done} {what}" + (f", {pending} not confirmed yet" if pending
+                                             else ""))
+    line = (f"deleted in Magento: {d.get('found', 0)} found, {d.get('erased', 0)} erased; "
+            f"{d.get('marked', 0)} still in Emarsys")
+    if parts:
+        line += f" ({'; '.join(parts)})"
+    if d.get("guest_suspects"):
+        line += f"; {d['guest_suspects']} guest subscriber(s) missing from one read"
+    return line

@@ -33,6 +33,7 @@ from magsync.config.rules import SecretUrl, read_url, url_problem
 from magsync.config.schema import (
     CONVERTERS,
     DEFAULT_STATE_PATH,
+    DELETION_MODES,
     FIELD_TYPES,
     SUBSCRIBER_SOURCES,
     Config,
@@ -381,7 +382,8 @@ def _fields(r: Reader, raw: Any, path: str) -> tuple[FieldMapping, ...]:
 def _sync(r: Reader, raw: dict[str, Any]) -> SyncConfig:
     p = "sync"
     r.known(raw, p, ("mode", "background_runtime", "lookback", "overlap", "on_empty",
-                     "max_attempts", "subscriber_scan_minutes"))
+                     "max_attempts", "subscriber_scan_minutes", "deletions",
+                     "max_deletions"))
     runtime = r.string(raw, "background_runtime", p, S.background_runtime) or \
         S.background_runtime
     m = re.match(r"^([01]?\d|2[0-3]):([0-5]\d)$", runtime)
@@ -404,7 +406,10 @@ def _sync(r: Reader, raw: dict[str, Any]) -> SyncConfig:
                           choices=("skip", "clear")) or S.on_empty,
         max_attempts=r.integer(raw, "max_attempts", p, S.max_attempts, 1, 1000),
         subscriber_scan_minutes=r.integer(raw, "subscriber_scan_minutes", p,
-                                          S.subscriber_scan_minutes, 0, 10080))
+                                          S.subscriber_scan_minutes, 0, 10080),
+        deletions=r.string(raw, "deletions", p, S.deletions,
+                           choices=DELETION_MODES) or S.deletions,
+        max_deletions=r.integer(raw, "max_deletions", p, S.max_deletions, 0, 10_000_000))
 
 
 def _state(r: Reader, raw: dict[str, Any], env: Mapping[str, str], source: Path | None

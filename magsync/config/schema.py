@@ -11,6 +11,7 @@ from magsync.config.reader import Secret
 
 DEFAULT_STATE_PATH = "~/.local/state/magsync/state.db"
 CONVERTERS = ("text", "date", "gender", "country", "choice")
+DELETION_MODES = ("keep", "unsubscribe", "delete")  # weakest first
 FIELD_TYPES = ("shorttext", "longtext", "largetext", "numeric", "date", "url")
 FieldRef = int | str  # an Emarsys field id, or its name
 SUBSCRIBER_SOURCES = ("emarsys-module", "database", "none")
@@ -121,6 +122,8 @@ class SyncConfig:
     on_empty: str = "skip"
     max_attempts: int = 10
     subscriber_scan_minutes: int = 60
+    deletions: str = "keep"  # keep | unsubscribe | delete (SPEC 7)
+    max_deletions: int = 100  # more new deletions in one run: none applied, exit 2
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ MAX_BATCH = 1000
 MAX_BYTES = 8 * 1024 * 1024
 MAX_LIST_ADD = 10_000
 MAX_GETDATA = 1000
+MAX_DELETE = 1000  # values a POST /contact/delete
+ALREADY_GONE = "2008"  # "no contact found": for a deletion, the contact is gone
 LIST_EXISTS = 3005
 NOT_INDEXED = 2015
 INVALID_KEY = frozenset({2004, 2006})
@@ -191,6 +193,13 @@ def _put_contacts(client: EmarsysClient, key: str, body: bytes, create: bool
 
 
 def _errors_by_key(raw: Any) -> dict[str, dict[str, str]]:
+    if isinstance(raw, list):  # getdata's shape: [{"key", "errorCode", "errorMsg"}]
+        out: dict[str, dict[str, str]] = {}
+        for e in raw:
+            if isinstance(e, dict) and e.get("key") is not None:
+                out.setdefault(str(e["key"]), {})[str(e.get("errorCode") or "")] = \
+                    str(e.get("errorMsg") or "")
+        return out
     if not isinstance(raw, dict):
         return {}
     return {str(k): {str(code): str(text) for code, text in v.items()}
@@ -280,6 +289,45 @@ def add_to_list(client: EmarsysClient, list_id: int, key_field_id: int | str,
     return inserted, errors
 
 
+def remove_from_list(client: EmarsysClient, list_id: int, key_field_id: int | str,
+                     external_ids: Iterable[Any], *, chunk: int = MAX_LIST_ADD
+                     ) -> dict[str, dict[str, str]]:
+    """``POST /contactlist/{id}/delete``: take contacts off a list without deleting
+    them, ``chunk`` ids a call; per-id errors (2008: not on the list or no such contact)."""
+    ids = [str(i) for i in external_ids]
+    errors: dict[str, dict[str, str]] = {}
+    step = max(1, min(chunk, MAX_LIST_ADD))
+    for start in range(0, len(ids), step):
+        data = client.call("POST", f"/contactlist/{int(list_id)}/delete",
+                           json={"key_id": str(key_field_id),
+                                 "external_ids": ids[start:start + step]}) or {}
+        errors.update(_errors_by_key(data.get("errors")))
+    return errors
+
+
+# ---------------------------------------------------------------------------------------
+# Deleting contacts
+
+
+def delete_contacts(client: EmarsysClient, key_field_id: int | str, values: Iterable[Any],
+                    *, chunk: int = MAX_DELETE
+                    ) -> Iterator[tuple[list[str], dict[str, dict[str, str]]]]:
+    """``POST /contact/delete`` keyed on a key field, ``chunk`` (at most 1000) values a
+    call: (the values of the call, its per-value errors) per call, so a caller can
+    commit each confirmed call before the next. A value Emarsys answers with no error,
+    or with 2008 (no such contact: already gone), is deleted; a value that matches
+    several contacts (2010) is not. It cannot be undone."""
+    key = str(key_field_id)
+    wanted = [str(v) for v in values]
+    step = max(1, min(chunk, MAX_DELETE))
+    for start in range(0, len(wanted), step):
+        batch = wanted[start:start + step]
+        data = client.call("POST", "/contact/delete", json={"key_id": key, key: batch}) or {}
+        errors = _errors_by_key(data.get("errors") if isinstance(data, dict) else None)
+        _raise_config_errors(client, key, errors)
+        yield batch, errors
+
+
 # ---------------------------------------------------------------------------------------
 # getdata
 
@@ -317,12 +365,14 @@ __all__ = [
     "GetDataResult",
     "UpsertResult",
     "add_to_list",
+    "delete_contacts",
     "find_list",
     "find_or_create_list",
     "get_data",
     "list_fields",
     "merge_duplicates",
     "read_lists",
+    "remove_from_list",
     "split_batches",
     "upsert_all",
     "upsert_batch",

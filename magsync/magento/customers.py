@@ -12,12 +12,20 @@ the current one (a bounded queue), and an export splits the ids into ranges read
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from magsync.errors import FatalRemoteError
-from magsync.magento.client import SERVICE, MagentoClient
+import requests
+
+from magsync.errors import FatalRemoteError, RetriableError
+from magsync.magento.client import (
+    SERVICE,
+    MagentoClient,
+    explain_gave_up,
+    fill_placeholders,
+)
 from magsync.magento.prefetch import fan_in
 from magsync.magento.search import MAX_PAGE_SIZE, SearchCriteria
 from magsync.model import Customer
@@ -245,3 +253,107 @@ def iter_customers_by_ids(client: MagentoClient, ids: Iterable[int], *,
         criteria = SearchCriteria().where("entity_id", "in", chunk) \
             .order_by("entity_id", "ASC").page(size)
         yield list(client.search(SEARCH_PATH, criteria, fields=fields)["items"])
+
+
+# -- finding deletions (SPEC 7) ---------------------------------------------------------------
+
+ID_FIELDS = "items[id]"
+ID_OPTIN_FIELDS = "items[id,extension_attributes[is_subscribed]]"
+_NO_SUCH_CUSTOMER = re.compile(r"^No such entity with customerId = ")
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerId:
+    """A customer id from the id-only scan, with ``is_subscribed`` when asked for."""
+
+    id: int
+    is_subscribed: bool | None = None
+
+
+def iter_customer_ids(client: MagentoClient, *, with_subscription: bool = False
+                      ) -> Generator[list[CustomerId], None, None]:
+    """Every customer id in Magento (every website) in ascending order, page by page,
+    the next page read ahead.
+
+    Keyset on ``entity_id`` with only the ids in the reply (plus ``is_subscribed`` with
+    ``with_subscription``). An empty page ends it: ``total_count`` counts only the rows
+    after the keyset, so it never says when to stop.
+    """
+    fields = ID_OPTIN_FIELDS if with_subscription else ID_FIELDS
+    size = max(1, min(client.cfg.page_size, MAX_PAGE_SIZE))
+
+    def pages() -> Iterator[list[CustomerId]]:
+        last = 0
+        while True:
+            criteria = SearchCriteria().where("entity_id", "gt", last) \
+                .order_by("entity_id", "ASC").page(size)
+            items = client.search(SEARCH_PATH, criteria, fields=fields)["items"]
+            if not items:
+                return
+            last = check_keyset(items, last, IdRange(0, last))
+            yield [CustomerId(int(c["id"]), _subscribed(c) if with_subscription else None)
+                   for c in items]
+
+    return fan_in([pages], workers=1, depth=1)
+
+
+def find_customer_ids_by_email(client: MagentoClient, email: str) -> list[int]:
+    """The ids of every customer (any website) whose email is ``email``."""
+    criteria = SearchCriteria().where("email", "eq", email.strip()).page(MAX_PAGE_SIZE)
+    items = client.search(SEARCH_PATH, criteria, fields=ID_FIELDS)["items"]
+    return sorted(int(c["id"]) for c in items)
+
+
+def _subscribed(customer: Customer) -> bool | None:
+    ext = customer.get("extension_attributes")
+    flag = ext.get("is_subscribed") if isinstance(ext, dict) else None
+    if flag is None:
+        return None
+    return flag is True or str(flag).lower() in ("1", "true")
+
+
+def customer_deleted(client: MagentoClient, customer_id: int) -> bool:
+    """Whether ``GET /V1/customers/{id}`` says the customer was deleted.
+
+    Only Magento's own 404 "No such entity with customerId" counts: an existing customer
+    (perhaps outside ``website_ids``) is not deleted, and any other 404 (a proxy, an
+    unknown route) raises, so that nobody is ever deleted on a misleading answer.
+    """
+    path = f"customers/{int(customer_id)}?fields=id"
+    try:
+        resp = client.http.request("GET", path, headers={"Accept": "application/json"})
+    except RetriableError as exc:
+        raise explain_gave_up(exc, path) from None
+    except requests.RequestException as exc:
+        raise FatalRemoteError(client.http.redact(f"Magento request failed: {exc}"),
+                               service=SERVICE) from None
+    try:
+        if resp.status_code == 404:
+            if is_no_such_customer(resp):
+                return True
+            raise FatalRemoteError(
+                f"Magento answered GET /V1/customers/{int(customer_id)} with a 404 that is "
+                f"not its own \"No such entity\" ({client.http.describe(resp)}); no "
+                "deletion was confirmed", service=SERVICE, status=404,
+                hint="check magento.base_url and any proxy in front of Magento")
+        if resp.status_code >= 400:
+            raise client.error_for(resp, path)
+        return False
+    finally:
+        resp.close()
+
+
+def is_no_such_customer(resp: requests.Response) -> bool:
+    """A 404 whose body is Magento's "No such entity with %fieldName = %fieldValue"
+    for ``customerId``."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return False
+    if not isinstance(body, dict) or not isinstance(body.get("message"), str):
+        return False
+    params = body.get("parameters")
+    if isinstance(params, dict) and "%fieldName" in body["message"]:
+        return str(params.get("fieldName")) == "customerId" and \
+            body["message"].startswith("No such entity with")
+    return _NO_SUCH_CUSTOMER.match(fill_placeholders(body["message"], params)) is not None

@@ -12,6 +12,11 @@ from magsync.state.lock import probe_lock
 from magsync.sync.readiness import exported_at
 from magsync.util.timeutil import to_iso, utcnow
 
+# People deleted in Magento (SPEC 7): found in all, erased, still marked (their Emarsys
+# contact remains) by mode and whether Emarsys confirmed it, and guests one read missed.
+NO_DELETIONS: dict[str, Any] = {"found": 0, "erased": 0, "marked": 0, "by_mode": {},
+                                "guest_suspects": 0}
+
 
 def collect_status(store: StateStore | None, path: Path) -> dict[str, Any]:
     """Runs, watermarks, queue and mirror figures, and the accounts the file is bound to;
@@ -20,7 +25,8 @@ def collect_status(store: StateStore | None, path: Path) -> dict[str, Any]:
         return {"state_path": str(path), "state_exists": False, "binding": None,
                 "migration": None, "runs": {}, "watermarks": {}, "exported": {},
                 "queue": {"queued": 0, "dead": 0}, "contacts": 0,
-                "mirror": {"subscribers": 0, "read_at": None}, "issues": []}
+                "mirror": {"subscribers": 0, "read_at": None}, "issues": [],
+                "deletions": NO_DELETIONS}
     outcome = _outcomes(path)
     runs = {}
     for command, run in store.last_runs().items():
@@ -48,6 +54,7 @@ def collect_status(store: StateStore | None, path: Path) -> dict[str, Any]:
                    if mirror_at else None},
         "issues": [{"kind": k, "key": key, "detail": d, "at": to_iso(at)}
                    for k, key, d, at in store.reports(limit=20)],
+        "deletions": store.deletion_counts(),
     }
 
 

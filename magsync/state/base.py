@@ -80,6 +80,10 @@ class Tables:
         """SQLite's ``quick_check`` (reads the whole file): its findings, [] when intact."""
         return quick_check(self._conn, self.path)
 
+    def note_complete_read(self, stamp: str) -> None:
+        """Hook: a complete subscriber read, its rows stamped ``stamp``, is replacing the
+        mirror; the rows it no longer holds are still there (see deletions.py)."""
+
     # -- meta ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))

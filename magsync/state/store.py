@@ -20,6 +20,7 @@ from urllib.parse import quote
 from magsync.errors import StateError
 from magsync.state.base import clean_text
 from magsync.state.contacts import ContactTables
+from magsync.state.deletions import DeletionTables
 from magsync.state.files import (
     create_private_file,
     ensure_private_dir,
@@ -53,7 +54,7 @@ class RunInfo:
     pid: int | None = None
 
 
-class StateStore(ContactTables, QueueTables):
+class StateStore(ContactTables, QueueTables, DeletionTables):
     """The state file. Open with ``StateStore.open(path)`` to write (under the run lock),
     or read it with ``read_state(path, fn)``; close when done."""
 
@@ -80,6 +81,8 @@ class StateStore(ContactTables, QueueTables):
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
+            # freed rows are zeroed, never left in free space (erasure, SPEC 7)
+            conn.execute("PRAGMA secure_delete=ON")
             store._migrate(info)
         except StateError:
             conn.close()

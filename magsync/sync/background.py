@@ -1,5 +1,6 @@
 """``magsync sync-background`` (daily): the changes of background-only mode, a full read
-after a mapping change, a full subscriber scan, then the failsafe queue drained."""
+after a mapping change, a full subscriber scan, the failsafe queue drained, then
+``reconcile``'s deletions."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from magsync.magento.customers import Window, count_customers, iter_changed_cust
 from magsync.state import StateStore
 from magsync.sync.feed import Sync, mirror_refresher, new_engine
 from magsync.sync.queue import drain_queue
-from magsync.sync.readiness import CUSTOMERS, allowed_kinds, stop_if_missing
+from magsync.sync.readiness import CUSTOMERS, allowed_kinds, missing_kinds, stop_if_missing
 from magsync.sync.realtime import SyncOptions, window_start
+from magsync.sync.reconcile import ReconcileOptions, reconcile_deletions
 from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
 from magsync.sync.runtime import DEFAULT_RETRY, Runtime
 from magsync.sync.tracking import RunCounts
@@ -19,7 +21,7 @@ from magsync.util.timeutil import utcnow
 def sync_background(cfg: Config, store: StateStore, opts: SyncOptions,
                     progress: ProgressHook | None = None) -> RunReport:
     """The daily run: changes (background-only mode), a full read after a mapping change,
-    a full subscriber scan, then the failsafe queue drained."""
+    a full subscriber scan, the failsafe queue drained, then the deletions."""
     with recorded_run(store, "sync-background", dry_run=opts.dry_run) as (report, run_id):
         ready = allowed_kinds(cfg, store, "sync-background")
         start = utcnow()
@@ -47,12 +49,19 @@ def sync_background(cfg: Config, store: StateStore, opts: SyncOptions,
             drain_queue(sync)
             engine.drain()
             sync.mark_diffed()
+            if not opts.dry_run and CUSTOMERS in ready:
+                # without customers read, neither their window nor the mapping is done
+                with store.atomic():
+                    store.set_watermark("sync-background", start)
+                    store.set_meta("mapping_hash", rt.mapping.hash)
+            # deletions last: a safety stop (exit 2) comes after the run's other work;
+            # only once every enabled kind was exported (what was never sent is no loss)
+            outcome = reconcile_deletions(sync, ReconcileOptions(dry_run=opts.dry_run)) \
+                if not missing_kinds(cfg, store) else None
+            engine.drain()
             finish_counts(report, counts, store, run_id)
             report.samples = engine.samples
-        if not opts.dry_run and CUSTOMERS in ready:
-            # without customers read, neither their window nor the mapping is done
-            with store.atomic():
-                store.set_watermark("sync-background", start)
-                store.set_meta("mapping_hash", rt.mapping.hash)
+            if outcome is not None:
+                outcome.into(report)
         stop_if_missing(report, cfg, ready)
     return report

@@ -10,6 +10,7 @@ from __future__ import annotations
 from magsync.config import Config
 from magsync.magento.customers import iter_customers_by_ids
 from magsync.state import StateStore
+from magsync.sync.deletions import retry_deletions
 from magsync.sync.feed import Sync, chunked, guest_items, new_engine, refresh_mirror
 from magsync.sync.readiness import CUSTOMERS, SUBSCRIBERS
 from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
@@ -61,7 +62,8 @@ def drain_queue(sync: Sync, *, include_seen: bool = False) -> None:
 
 def retry_queue(cfg: Config, store: StateStore, *, dead: bool = False,
                 progress: ProgressHook | None = None) -> RunReport:
-    """``magsync queue retry [--dead]``: drain the queue now, as sync-background would."""
+    """``magsync queue retry [--dead]``: drain the queue now, as sync-background would,
+    and retry the queued deletions."""
     from magsync.sync.feed import Sync
 
     with recorded_run(store, "queue retry") as (report, run_id):
@@ -74,5 +76,6 @@ def retry_queue(cfg: Config, store: StateStore, *, dead: bool = False,
             refresh_mirror(rt, store, counts, progress)
             drain_queue(sync, include_seen=True)
             engine.drain()
+            retry_deletions(rt, store, counts)
             finish_counts(report, counts, store, run_id)
     return report

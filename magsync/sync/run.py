@@ -73,6 +73,7 @@ def recorded_run(store: StateStore, command: str, *, dry_run: bool = False
     failed = report.counts.get("failed", 0)
     if failed and report.exit_code == EXIT_OK:
         report.exit_code = EXIT_PARTIAL
+    # exit 2 here is a safety stop (the deletion valve) after the run's other work
     outcome = {EXIT_OK: "ok", EXIT_PARTIAL: "partial"}.get(report.exit_code, "stopped")
     store.finish_run(run_id, outcome=outcome, exit_code=report.exit_code,
                      counts=report.counts, message="; ".join(report.notes) or None)
