@@ -24,6 +24,7 @@ from magsync.sandbox.pair import SandboxPair
 from magsync.state import StateStore
 from magsync.sync.pull import EXPORT_POLL_ENV
 from tests.helpers.cli import CliRunner, status_of
+from tests.helpers.deletions import deleted_in_emarsys
 from tests.helpers.export_checks import (
     CUSTOMER_KEY,
     SUBSCRIBER_KEY,
@@ -528,3 +529,64 @@ def test_the_unix_socket_url_works_end_to_end(
     assert magsync("check", config=config).code == 0
     exported(magsync, config)
     assert_export_complete(pair)
+
+
+# -- deletions (reconcile) ------------------------------------------------------------------
+
+
+def delete_row(server: MariaDB, sid: int) -> None:
+    """A guest deleted in Magento's newsletter grid: the row is gone, no trace left."""
+    server.sql("DELETE FROM newsletter_subscriber WHERE subscriber_id = %s", [sid],
+               database="magento")
+
+
+def test_a_guest_deleted_in_the_database_is_deleted_after_two_complete_reads(
+        pair: SandboxPair, shop_db: MariaDB, tmp_path: Path, magsync: CliRunner,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    config = db_config(pair, shop_db, tmp_path, monkeypatch, sync={"deletions": "delete"})
+    exported(magsync, config)
+    gone = guest(pair)
+    delete_row(shop_db, gone.subscriber_id)
+
+    first = magsync("reconcile", config=config)  # one complete read misses it: a suspect
+    assert first.code == 0, first
+    assert deleted_in_emarsys(pair) == []
+    second = magsync("reconcile", config=config)  # the second confirms it
+
+    assert second.code == 0, second
+    assert deleted_in_emarsys(pair) == [(SUBSCRIBER_KEY, str(gone.subscriber_id))]
+    assert contact_ids(pair, f"s:{gone.subscriber_id}") == []
+
+
+def test_a_database_read_that_fails_midway_deletes_nothing(
+        pair: SandboxPair, shop_db: MariaDB, tmp_path: Path, magsync: CliRunner,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from magsync.magento import subscriber_source
+
+    config = db_config(pair, shop_db, tmp_path, monkeypatch, sync={"deletions": "delete"})
+    exported(magsync, config)
+    gone = guest(pair)
+    delete_row(shop_db, gone.subscriber_id)
+    assert magsync("reconcile", config=config).code == 0  # a suspect after one read
+    real = subscriber_source.iter_subscribers_db
+
+    def losing_the_grant_midway(db: Any, website_ids: Any) -> Iterator[Any]:
+        # pages of 5 rows; after the first page the read-only user loses its grant, so
+        # the next page's SELECT fails: the read ends with an error half-way
+        for n, sub in enumerate(real(db, website_ids, page_size=5)):
+            if n == 5:
+                shop_db.sql("REVOKE SELECT ON `magento`.`newsletter_subscriber` "
+                            f"FROM '{READER}'@'%'")
+            yield sub
+
+    monkeypatch.setattr(subscriber_source, "iter_subscribers_db", losing_the_grant_midway)
+    try:
+        failed = magsync("reconcile", config=config)
+    finally:
+        shop_db.sql(f"GRANT SELECT ON `magento`.`newsletter_subscriber` TO '{READER}'@'%'")
+
+    assert failed.code == 3, failed  # the database failed the read: nothing is concluded
+    assert deleted_in_emarsys(pair) == []
+    assert len(contact_ids(pair, f"s:{gone.subscriber_id}")) == 1
+    with StateStore.open(tmp_path / "db.db") as store:
+        assert store.mirror_count() == len(pair.magento.shop.subscribers) - 1  # unchanged
