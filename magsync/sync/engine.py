@@ -1,7 +1,8 @@
 """The send pipeline: contacts in, Emarsys requests out, results committed batch by batch.
 
 The main thread diffs each contact against the state file and groups what must be sent
-into jobs of at most ``batch_size`` contacts of one key kind. ``emarsys.concurrency``
+into jobs of at most ``batch_size`` contacts of one key kind and one list joined (an
+upsert carries one list, ``contact_list_id``). ``emarsys.concurrency``
 worker threads run the jobs (getdata for first sends, attach/adopt, the upsert, the list
 calls) while the main thread goes on reading Magento, so both sides work at once. The main
 thread alone writes the state file: it commits each finished job in one transaction, and
@@ -35,7 +36,8 @@ class Engine:
     def __init__(self, rt: Runtime, store: StateStore, counts: RunCounts, *,
                  run_id: int | None, restart: bool = False, tracker: PageTracker | None = None,
                  on_progress: Callable[[], None] | None = None,
-                 magento_writer: Callable[[Contact, int], str | None] | None = None) -> None:
+                 magento_writer: Callable[[Contact, int], str | None] | None = None,
+                 defer_lists: bool = False) -> None:
         self.rt = rt
         self.store = store
         self.counts = counts
@@ -52,7 +54,10 @@ class Engine:
         self._max_inflight = rt.cfg.emarsys.concurrency + 1
         self._inflight: dict[Future[JobResult], Job] = {}
         self._keys_in_flight: set[str] = set()
-        self._pending: dict[int, list[Item]] = {}
+        # pending items by (key field, the list their upsert carries)
+        self._pending: dict[tuple[int, str | None], list[Item]] = {}
+        # lists beyond the one an upsert carries are left to the run's end
+        self.defer_lists = defer_lists
         # The queued keys, kept a superset of the queue table's (only this engine adds
         # to it while it runs), so that committing skips keys that are not queued.
         self._queued = store.queued_keys()
@@ -72,10 +77,11 @@ class Engine:
             if self._plan_locally(item):
                 unsent.append(item)
                 continue
-            group = self._pending.setdefault(item.contact.key_field, [])
+            group_key = (item.contact.key_field, _carried_list(item))
+            group = self._pending.setdefault(group_key, [])
             group.append(item)
             if len(group) >= self.batch_size:
-                self._dispatch(self._pending.pop(item.contact.key_field))
+                self._dispatch(self._pending.pop(group_key), group_key[1])
         self.counts.add("read", read)
         if unsent:
             self._finish_unsent(unsent)
@@ -112,16 +118,17 @@ class Engine:
 
     def flush(self) -> None:
         """Send the partial batches."""
-        for key_field in list(self._pending):
-            group = self._pending.pop(key_field)
+        for group_key in list(self._pending):
+            group = self._pending.pop(group_key)
             if group:
-                self._dispatch(group)
+                self._dispatch(group, group_key[1])
 
-    def _dispatch(self, items: list[Item]) -> None:
+    def _dispatch(self, items: list[Item], list_role: str | None) -> None:
         keys = {it.contact.key for it in items}
         while len(self._inflight) >= self._max_inflight or keys & self._keys_in_flight:
             self.collect(block=True)
-        job = Job(items=items, key_field=items[0].contact.key_field, restart=self.restart)
+        job = Job(items=items, key_field=items[0].contact.key_field, restart=self.restart,
+                  list_role=list_role, defer_lists=self.defer_lists)
         self._keys_in_flight |= keys
         future = self._pool.submit(run_job, self.rt, job, self.magento_writer)
         self._inflight[future] = job
@@ -232,3 +239,11 @@ class Engine:
             self.on_progress()
 
 
+_LIST_ORDER = ("customers", "subscribers")
+
+
+def _carried_list(item: Item) -> str | None:
+    """The list an item's upsert carries: the first it joins (None: it joins none)."""
+    base = item.record if item.record is not None else item.inherit
+    joins = item.contact.lists if base is None else item.contact.lists - base.lists
+    return next((role for role in _LIST_ORDER if role in joins), None) if joins else None

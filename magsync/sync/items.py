@@ -28,9 +28,15 @@ class Item:
 
 @dataclass(eq=False)
 class Job:
+    """Items of one key kind for one worker; ``list_role``: the list its upsert carries
+    (``contact_list_id``) for the items that join it; ``defer_lists``: the other lists
+    its items join are left to the run's end (``lists.join_owed_lists``), not added here."""
+
     items: list[Item]
     key_field: int
     restart: bool = False
+    list_role: str | None = None
+    defer_lists: bool = False
 
 
 @dataclass(eq=False)
