@@ -10,13 +10,19 @@ system, ``wait4`` rusage of that child alone), wall time, peak RSS and the reque
 simulator answered during it are reported, with min / median / max over the runs. The
 first run is also reported apart: it is the one that may read Emarsys's metadata (its
 cache in the state file is refreshed once an hour), the others are the steady state.
-See bench/README.md.
+
+What bounds it is measured beside it, as many times: the CPU of ``python -c pass`` (the
+interpreter's start-up) and of a Python that imports only the libraries such a run cannot
+do without (``requests`` for the Magento search, ``click``, ``yaml`` for the config,
+``sqlite3`` for the state file). See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,6 +82,23 @@ def measure_run(sandbox: Sandboxes, config: Path) -> dict[str, Any]:
                                   for side in SIDES}}
 
 
+FLOOR_IMPORTS = "import requests, click, yaml, sqlite3"
+
+
+def child_cpu(argv: list[str]) -> float:
+    """User + system CPU of one child process (``wait4`` rusage)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    _, _, usage = os.wait4(proc.pid, 0)
+    return float(usage.ru_utime + usage.ru_stime)
+
+
+def measure_floor(runs: int) -> dict[str, dict[str, float]]:
+    """The start-up of Python alone, and with the libraries a run needs (no magsync)."""
+    bare = [child_cpu([sys.executable, "-c", "pass"]) for _ in range(runs)]
+    libs = [child_cpu([sys.executable, "-c", FLOOR_IMPORTS]) for _ in range(runs)]
+    return {"python_seconds": spread(bare), "libraries_seconds": spread(libs)}
+
+
 def spread(values: list[float]) -> dict[str, float]:
     """min / median / max of the runs."""
     return {"min": round(min(values), 3), "median": round(statistics.median(values), 3),
@@ -92,7 +115,9 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     config_overrides())
         export = run_export(config)
         runs = [measure_run(sandbox, config) for _ in range(args.runs)]
-    return build_figures(args, runs, export)
+    figures = build_figures(args, runs, export)
+    figures["floor"] = measure_floor(args.runs)
+    return figures
 
 
 def run_export(config: Path) -> ChildResult:
@@ -128,7 +153,10 @@ def render_text(f: dict[str, Any]) -> list[str]:
              line("CPU", f["cpu_seconds"], " s"), line("wall", f["wall_seconds"], " s"),
              line("peak RSS", f["peak_rss_mb"], " MB"),
              line("Emarsys requests", f["emarsys_requests"]),
-             line("Magento requests", f["magento_requests"])]
+             line("Magento requests", f["magento_requests"]),
+             line("floor: python -c pass", f["floor"]["python_seconds"], " s"),
+             line(f"floor: python -c '{FLOOR_IMPORTS}'", f["floor"]["libraries_seconds"],
+                  " s")]
     for i, run in enumerate(f["runs"], start=1):
         routes = "; ".join(f"{side} {route} {n}" for side in SIDES
                            for route, n in run["requests_by_route"][side].items())

@@ -142,17 +142,23 @@ class Engine:
                        return_when=FIRST_COMPLETED)
         error: BaseException | None = None
         for future in done:
-            job = self._inflight.pop(future)
-            self._keys_in_flight -= {it.contact.key for it in job.items}
             try:
                 result = future.result()
             except BaseException as exc:  # commit the other finished jobs first
+                self._forget(future)
                 error = error or exc
                 continue
+            # A job leaves the in-flight set only once committed: Ctrl-C or SIGTERM in the
+            # middle of its commit (rolled back) leaves it to _settle on the way out.
             self._commit(result)
+            self._forget(future)
             error = error or result.error  # committed what it did, then stop
         if error is not None:
             raise error
+
+    def _forget(self, future: Future[JobResult]) -> None:
+        job = self._inflight.pop(future)
+        self._keys_in_flight -= {it.contact.key for it in job.items}
 
     def drain(self) -> None:
         """Send everything queued and commit it all."""
@@ -174,7 +180,7 @@ class Engine:
             return
         wait(list(self._inflight))
         for future in list(self._inflight):
-            del self._inflight[future]
+            self._forget(future)
             if future.cancelled() or future.exception() is not None:
                 continue
             try:
@@ -189,20 +195,36 @@ class Engine:
         self.close(cancel=exc_type is not None)
 
     def _commit(self, result: JobResult) -> None:
+        """Save a finished job's records, then count it; each once (``_settle`` may
+        finish a commit a signal interrupted)."""
         outcomes = result.outcomes
+        if self.rt.dry_run:
+            if not result.counted:
+                self.samples.extend(result.samples[: max(0, 3 - len(self.samples))])
+        elif not result.committed:
+            try:
+                with self.store.atomic():
+                    result.queue_counts = self._write(outcomes)
+                    result.committed = True
+            except BaseException:
+                result.committed = False  # rolled back
+                raise
+            self._queued.difference_update(o.item.contact.key for o in outcomes
+                                           if o.error is None)
+        if result.counted:
+            return
+        result.counted = True
         tally: Counter[str] = Counter(o.status for o in outcomes)
         for o in outcomes:
             if o.extra_counts:
                 tally.update(o.extra_counts)
+        tally.update(result.queue_counts)
         self.counts.update(tally)
-        if self.rt.dry_run:
-            self.samples.extend(result.samples[: max(0, 3 - len(self.samples))])
-            self._page_done([o.item for o in outcomes])
-            return
-        self._write(outcomes)
-        self._page_done([o.item for o in outcomes if o.done])
+        self._page_done([o.item for o in outcomes if o.done or self.rt.dry_run])
 
-    def _write(self, outcomes: list[Outcome]) -> None:
+    def _write(self, outcomes: list[Outcome]) -> dict[str, int]:
+        """The job's rows (in the caller's transaction); its queued and dead counts."""
+        counts = {"queued": 0, "dead": 0}
         with self.store.atomic():
             saved = [o.record for o in outcomes if o.record is not None]
             if saved:
@@ -217,19 +239,18 @@ class Engine:
                        if o.error is None and o.item.contact.key in self._queued]
             if ok_keys:
                 self.store.dequeue(ok_keys)
-                self._queued.difference_update(ok_keys)
             reports: list[tuple[str, str | None, str]] = []
             for o in outcomes:
                 reports += o.item.reports + o.reports
                 if o.error is not None:
-                    self.counts.add("queued")
+                    counts["queued"] += 1
                     self._queued.add(o.item.contact.key)
                     dead = self.store.enqueue(o.item.contact.key, o.item.contact.email,
                                               o.error, max_attempts=self.max_attempts)
-                    if dead:
-                        self.counts.add("dead")
+                    counts["dead"] += int(dead)
             if reports:
                 self.store.add_reports(self.run_id, reports)
+        return {k: n for k, n in counts.items() if n}
 
     def _page_done(self, items: list[Item]) -> None:
         for it in items:

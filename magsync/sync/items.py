@@ -63,3 +63,8 @@ class JobResult:
     outcomes: list[Outcome]
     samples: list[dict[str, Any]] = field(default_factory=list)
     error: BaseException | None = None
+    # set by the engine: its records are in the state file / its counts are taken (a
+    # signal that stops a commit half-way leaves the rest for the engine's way out)
+    committed: bool = False
+    counted: bool = False
+    queue_counts: dict[str, int] = field(default_factory=dict)  # queued/dead, once saved

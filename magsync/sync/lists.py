@@ -59,8 +59,8 @@ def bind_lists(store: StateStore, cfg: Config, list_ids: dict[str, int | None]) 
             name = cfg.contacts.customers.list if role == "customers" \
                 else cfg.contacts.subscribers.list
             log.warning("the Emarsys contact list %r is now id %s (the state file knew id "
-                        "%s): the next sync-background adds its %d contact(s) to it", name,
-                        list_id, bound, dropped)
+                        "%s): sync-background adds the %d contact(s) recorded in the old one",
+                        name, list_id, bound, dropped)
 
 
 def join_owed_lists(rt: Runtime, store: StateStore, counts: RunCounts) -> None:
