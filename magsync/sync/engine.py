@@ -54,8 +54,10 @@ class Engine:
         self._max_inflight = rt.cfg.emarsys.concurrency + 1
         self._inflight: dict[Future[JobResult], Job] = {}
         self._keys_in_flight: set[str] = set()
-        # pending items by (key field, the list their upsert carries)
-        self._pending: dict[tuple[int, str | None], list[Item]] = {}
+        # pending items by (key field, the list their upsert carries, whether they need an
+        # Emarsys read): those that do wait apart, so that a run's few opt-in checks
+        # share one getdata instead of adding one to every job (see flush)
+        self._pending: dict[tuple[int, str | None, bool], list[Item]] = {}
         # lists beyond the one an upsert carries are left to the run's end
         self.defer_lists = defer_lists
         # The queued keys, kept a superset of the queue table's (only this engine adds
@@ -77,7 +79,7 @@ class Engine:
             if self._plan_locally(item):
                 unsent.append(item)
                 continue
-            group_key = (item.contact.key_field, _carried_list(item))
+            group_key = (item.contact.key_field, _carried_list(item), not item.decided)
             group = self._pending.setdefault(group_key, [])
             group.append(item)
             if len(group) >= self.batch_size:
@@ -117,11 +119,13 @@ class Engine:
         self._page_done(items)
 
     def flush(self) -> None:
-        """Send the partial batches."""
-        for group_key in list(self._pending):
-            group = self._pending.pop(group_key)
-            if group:
-                self._dispatch(group, group_key[1])
+        """Send the partial batches: the items that need a read with those that do not,
+        in as few jobs as ``batch_size`` allows (the reads all in the first)."""
+        for key_field, carried in dict.fromkeys((k, c) for k, c, _ in self._pending):
+            group = self._pending.pop((key_field, carried, True), []) \
+                + self._pending.pop((key_field, carried, False), [])
+            for start in range(0, len(group), self.batch_size):
+                self._dispatch(group[start:start + self.batch_size], carried)
 
     def _dispatch(self, items: list[Item], list_role: str | None) -> None:
         keys = {it.contact.key for it in items}
