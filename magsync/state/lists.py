@@ -19,6 +19,7 @@ from magsync.state.base import Tables
 from magsync.state.contacts import _lists_json
 
 _META = "list_id:{}"
+_CHUNK = 5000
 # The key range of each kind of contact: "c:<customer id>", "s:<subscriber id>".
 _RANGES = {"c": ("c:", "c;"), "s": ("s:", "s;")}
 
@@ -46,13 +47,18 @@ class ListTables(Tables):
         dropped from every record (they joined another list). Returns how many lost it."""
         dropped = 0
         with self.atomic() as c:
-            if drop_members:
-                rows = c.execute("SELECT key, lists FROM contacts WHERE lists LIKE ?",
-                                 (_pattern(role),)).fetchall()
+            after = ""
+            while drop_members:  # a chunk at a time: memory stays flat
+                rows = c.execute("SELECT key, lists FROM contacts WHERE key > ? AND lists "
+                                 "LIKE ? ORDER BY key LIMIT ?",
+                                 (after, _pattern(role), _CHUNK)).fetchall()
+                if not rows:
+                    break
                 c.executemany("UPDATE contacts SET lists = ? WHERE key = ?",
                               [(_lists_json(frozenset(json.loads(lists)) - {role}), key)
                                for key, lists in rows])
-                dropped = len(rows)
+                dropped += len(rows)
+                after = rows[-1][0]
             self.set_meta(_META.format(role), str(int(list_id)))
         return dropped
 
