@@ -25,6 +25,7 @@ from magsync.sync.items import Item, Job, JobResult, Outcome
 from magsync.sync.jobs import run_job
 from magsync.sync.runtime import Runtime
 from magsync.sync.tracking import PageTracker, RunCounts
+from magsync.util.interrupts import critical
 from magsync.util.logs import get_logger
 
 log = get_logger("sync")
@@ -115,7 +116,7 @@ class Engine:
                 queued = self._queued & {it.contact.key for it in items}
                 if queued:
                     self.store.dequeue(queued)
-                    self._queued -= queued
+            self._queued -= queued
         self._page_done(items)
 
     def flush(self) -> None:
@@ -133,9 +134,10 @@ class Engine:
             self.collect(block=True)
         job = Job(items=items, key_field=items[0].contact.key_field, restart=self.restart,
                   list_role=list_role, defer_lists=self.defer_lists)
-        self._keys_in_flight |= keys
-        future = self._pool.submit(run_job, self.rt, job, self.magento_writer)
-        self._inflight[future] = job
+        with critical():  # a job handed to a worker is tracked, whatever signal comes
+            self._keys_in_flight |= keys
+            future = self._pool.submit(run_job, self.rt, job, self.magento_writer)
+            self._inflight[future] = job
 
     # -- committing -----------------------------------------------------------------------
     def collect(self, *, block: bool) -> None:
@@ -152,9 +154,10 @@ class Engine:
                 self._forget(future)
                 error = error or exc
                 continue
-            # A job leaves the in-flight set only once committed: Ctrl-C or SIGTERM in the
-            # middle of its commit (rolled back) leaves it to _settle on the way out.
-            self._commit(result)
+            # Committed whole (Ctrl-C or SIGTERM wait for its end), and only then out of
+            # the in-flight set: a commit that failed half-way is _settle's to finish.
+            with critical():
+                self._commit(result)
             self._forget(future)
             error = error or result.error  # committed what it did, then stop
         if error is not None:
