@@ -100,14 +100,9 @@ def _list_only(job: Job, p: _Plan) -> bool:
 # -- reading Emarsys ----------------------------------------------------------------------
 
 def _read_emarsys(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
-    """getdata for first sends (by email), for registered guests (by subscriber id) and
-    for opt-in checks (by their own key).
-
-    Only a subscriber magsync sent as a guest (its ``s:`` record: ``item.inherit``) is
-    looked up by subscriber id (rule 4): no other contact can carry a subscriber id but
-    one magsync sent. Should one all the same (a guest upserted by a run killed before it
-    recorded it, who registered before the next run), the email lookup finds it: a row
-    carrying the contact's subscriber id counts as found by subscriber id.
+    """getdata for first sends (by email), for guests magsync sent who registered (by
+    subscriber id: no other contact can carry one, see ``_first_identity``) and for opt-in
+    checks (by their own key).
 
     A per-key error other than 2008 (not found) is an answer too: 2010 (several contacts
     hold the key) makes the contact ambiguous, any other means the lookup did not
@@ -149,8 +144,9 @@ def _read_emarsys(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
 
 
 def _first_identity(c: Contact, by_email: _Found) -> IdentityPlan:
-    """Rules 4 and 6 from the email lookup, unless it answered with an error; its rows
-    that carry the contact's subscriber id are the ones found by subscriber id."""
+    """Rules 4 and 6 from the email lookup, unless it answered with an error. Its rows
+    that carry the contact's subscriber id count as found by subscriber id: a guest
+    upserted by a run killed before it recorded it, who registered before the next run."""
     email = _email_key(c) if c.email else None
     failed = by_email.failure(email, f"email {c.email}")
     if failed is not None:
