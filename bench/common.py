@@ -315,9 +315,21 @@ def render_measurements(f: dict[str, Any]) -> list[str]:
     return lines
 
 
+def compile_magsync() -> None:
+    """Byte-compile the magsync package the children import, as installing it does (pip
+    compiles at install time): a checkout run with ``PYTHONDONTWRITEBYTECODE`` would
+    otherwise compile every module in every child, which no deployed magsync pays."""
+    import compileall
+
+    import magsync
+
+    compileall.compile_dir(str(Path(magsync.__file__).parent), quiet=1)
+
+
 def run_main(script: str, as_json: bool, run: Any, render: Any) -> int:
     """Run a benchmark in a temporary directory and print its figures (or JSON);
     1 when it could not run."""
+    compile_magsync()
     with tempfile.TemporaryDirectory(prefix="magsync-bench-") as tmp:
         try:
             figures = run(Path(tmp))

@@ -561,14 +561,14 @@ def test_a_guest_deleted_in_the_database_is_deleted_after_two_complete_reads(
 def test_a_database_read_that_fails_midway_deletes_nothing(
         pair: SandboxPair, shop_db: MariaDB, tmp_path: Path, magsync: CliRunner,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from magsync.magento import subscriber_source
+    from magsync.magento import subscriber_db
 
     config = db_config(pair, shop_db, tmp_path, monkeypatch, sync={"deletions": "delete"})
     exported(magsync, config)
     gone = guest(pair)
     delete_row(shop_db, gone.subscriber_id)
     assert magsync("reconcile", config=config).code == 0  # a suspect after one read
-    real = subscriber_source.iter_subscribers_db
+    real = subscriber_db.iter_subscribers_db
 
     def losing_the_grant_midway(db: Any, website_ids: Any) -> Iterator[Any]:
         # pages of 5 rows; after the first page the read-only user loses its grant, so
@@ -579,7 +579,7 @@ def test_a_database_read_that_fails_midway_deletes_nothing(
                             f"FROM '{READER}'@'%'")
             yield sub
 
-    monkeypatch.setattr(subscriber_source, "iter_subscribers_db", losing_the_grant_midway)
+    monkeypatch.setattr(subscriber_db, "iter_subscribers_db", losing_the_grant_midway)
     try:
         failed = magsync("reconcile", config=config)
     finally:

@@ -1,11 +1,12 @@
-"""How many Emarsys requests an export has in flight: a job's independent reads and list
-adds go side by side on free request slots, never more than ``emarsys.concurrency`` at once.
+"""How many Emarsys requests a run has in flight: a job's independent reads and list adds
+go side by side on free request slots, never more than ``emarsys.concurrency`` at once.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +63,32 @@ def _export(pair: SandboxPair, magsync: Any, tmp_path: Path, monkeypatch: pytest
 def test_a_jobs_reads_go_side_by_side_when_slots_are_free(
         pair: SandboxPair, magsync: Any, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # One job (120 customers, no guests): its getdata by subscriber id and by email are
-    # independent, so they meet only if the job sends them side by side.
-    seen = _export(pair, magsync, tmp_path, monkeypatch, 4, "--customers")
+    # One job: guests who registered (looked up by subscriber id, rule 4) and new
+    # customers (looked up by email, rule 6). The two reads are independent, so they meet
+    # only if the job sends them side by side.
+    cfg = pair.write_config(tmp_path / "c.yaml", tmp_path / "state.db",
+                            emarsys={"concurrency": 4, "batch_size": 1000})
+    assert magsync("export-initial", config=cfg).code == 0
+    shop = pair.magento.shop
+    shop.now = lambda: datetime.now(timezone.utc) - timedelta(seconds=3)
+    guests = [s for s in sorted(shop.subscribers.values(), key=lambda s: s.subscriber_id)
+              if not s.customer_id][:2]
+    for g in guests:
+        shop.register_guest(g.subscriber_email, g.website_id, firstname="Now",
+                            lastname="Registered")
+    for i in range(2):
+        shop.create_customer(email=f"side.by.side{i}@example.org", firstname="New",
+                             lastname=f"Customer {i}")
+    pair.emarsys.faults.set_latency(60)  # long enough for requests to meet
+    seen = InFlight()
+    seen.watch(pair, monkeypatch)
 
+    result = magsync("sync-realtime", config=cfg)
+
+    assert result.code == 0, result
     assert seen.peak["POST getdata"] >= 2
     assert seen.peak["all"] <= 4
+    assert_export_complete(pair)
 
 
 def test_concurrency_one_means_one_request_at_a_time(

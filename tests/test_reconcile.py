@@ -103,6 +103,11 @@ def test_unsubscribe_sets_optin_2_and_takes_the_contact_off_both_lists(
     assert not list_member(pair, SUBSCRIBERS_LIST, f"c:{cid}")
     assert pair.emarsys.requests("POST", r"/contactlist/\d+/delete$")
     assert deleted_in_emarsys(pair) == []
+    # the daily run's list pass does not put them back on the lists
+    cfg = config(pair, tmp_path, deletions="unsubscribe")
+    assert exported("sync-background", config=cfg).code == 0
+    assert not list_member(pair, CUSTOMERS_LIST, f"c:{cid}")
+    assert not list_member(pair, SUBSCRIBERS_LIST, f"c:{cid}")
 
 
 def test_delete_deletes_the_contact_and_every_state_row_about_the_person(

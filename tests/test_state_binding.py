@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -192,15 +193,42 @@ def test_a_key_field_replaced_in_emarsys_stops_before_any_write(magsync: Any,
     account = pair.emarsys.account
     old = account.field_by_name("Magento Customer ID")
     assert old is not None
-    del account.fields[old.id]  # deleted and created again in the Emarsys UI: a new id
+    account.delete_field(old.id)  # deleted and created again in the Emarsys UI: a new id
     new = account.create_field("Magento Customer ID", "numeric")
     seq = pair.emarsys.requests()[-1].seq
-    result = magsync("sync-realtime")
+    # sync-background reads the fields at its start (sync-realtime uses the state file's
+    # copy for up to an hour: see the next test)
+    result = magsync("sync-background")
     assert result.code == EXIT_CONFIG
     assert (f"Emarsys key field customer_id is 'Magento Customer ID' (id {old.id}) there, "
             f"'Magento Customer ID' (id {new.id}) in the config") in result.err
     assert "the key field was replaced in Emarsys" in result.err
     assert emarsys_writes(pair, seq) == []
+
+
+def test_a_key_field_replaced_within_the_hour_stops_sync_realtime_at_its_first_upsert(
+        magsync: Any, pair: SandboxPair) -> None:
+    """With the fields from the state file's copy, the upsert keyed on the old id is the
+    first to hear of it: Emarsys refuses it for every contact (2004), nothing is written,
+    the fields are read again and the run stops as the binding check says."""
+    assert magsync("export-initial").code == 0
+    account, shop = pair.emarsys.account, pair.magento.shop
+    shop.now = lambda: datetime.now(timezone.utc) - timedelta(seconds=3)
+    old = account.field_by_name("Magento Customer ID")
+    assert old is not None
+    account.delete_field(old.id)
+    new = account.create_field("Magento Customer ID", "numeric")
+    cid = sorted(shop.customers)[0]
+    shop.edit_customer(cid, lastname="Changed")
+    before = {cid: dict(values) for cid, values in account.contacts.items()}
+
+    result = magsync("sync-realtime")
+
+    assert result.code == EXIT_CONFIG, result
+    assert (f"Emarsys key field customer_id is 'Magento Customer ID' (id {old.id}) there, "
+            f"'Magento Customer ID' (id {new.id}) in the config") in result.err
+    assert {cid: dict(v) for cid, v in account.contacts.items()} == before  # not written
+    assert magsync("sync-realtime").code == EXIT_CONFIG  # and every later run stops
 
 
 # -- rebind ----------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ codes in one place, ``main()``."""
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import traceback
 from typing import Any, NoReturn
@@ -71,15 +70,11 @@ def main(argv: list[str] | None = None) -> NoReturn:
 def stop_on_sigterm() -> None:
     """SIGTERM (systemd, ``timeout``) stops a run like Ctrl-C: ``Terminated`` is raised in
     the main thread, the run commits what finished, is recorded as interrupted and exits
-    143. A second SIGTERM while it stops is ignored (SIGKILL still ends it at once)."""
-    seen: list[int] = []
+    143. A second SIGTERM while it stops is ignored (SIGKILL still ends it at once). Both
+    wait for the end of the few lines that must run whole (``util.interrupts``)."""
+    from magsync.util.interrupts import install
 
-    def handler(signum: int, frame: object) -> None:
-        if not seen:
-            seen.append(signum)
-            raise Terminated()
-
-    signal.signal(signal.SIGTERM, handler)
+    install(Terminated)
 
 
 _GLOBAL_FLAGS = {"-v", "--verbose", "-q", "--quiet", "--log-json", "--debug", "-vv", "-vvv"}

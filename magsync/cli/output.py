@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from magsync.model import CheckResult
 from magsync.util.logs import scrub
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 SUMMARY_ORDER = ("read", "sent", "created", "updated", "adopted", "attached", "unchanged",
                  "skipped", "failed", "queued", "dead", "conflicts", "unconvertible",
@@ -25,8 +26,15 @@ class Output:
     def __init__(self, *, quiet: bool = False, is_tty: bool = False) -> None:
         self.quiet = quiet
         self.is_tty = is_tty
-        self.console = Console(highlight=False, soft_wrap=not is_tty,
-                               force_terminal=is_tty, no_color=not is_tty)
+
+    @cached_property
+    def console(self) -> Console:
+        """rich's console, imported when something is printed (a quiet run prints
+        nothing, and cron's minutely run should not pay for the import)."""
+        from rich.console import Console
+
+        return Console(highlight=False, soft_wrap=not self.is_tty,
+                       force_terminal=self.is_tty, no_color=not self.is_tty)
 
     def line(self, text: str = "") -> None:
         if not self.quiet:
@@ -52,6 +60,8 @@ class Output:
         keys = [k for k in SUMMARY_ORDER if k in counts] + sorted(
             k for k in counts if k not in SUMMARY_ORDER)
         if self.is_tty and keys:
+            from rich.table import Table
+
             table = Table(title=f"{title} — {duration:.1f} s", show_header=False)
             table.add_column("what")
             table.add_column("count", justify="right")
@@ -69,6 +79,8 @@ class Output:
             return
         cells = [[("" if c is None else str(c)) for c in row] for row in rows]
         if self.is_tty:
+            from rich.table import Table
+
             t = Table(*headers)
             for cell_row in cells:
                 t.add_row(*cell_row)

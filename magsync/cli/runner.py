@@ -58,10 +58,8 @@ def run_writing(app: App, command: str, work: Callable[[Any, Any, Any], Any], *,
     """A writing command: the lock and state file, progress on a terminal, the summary;
     around it the monitoring pings and metrics (none for a dry run, for exit 75, or for
     a failure before the config is loaded)."""
-    from magsync.ops.monitor import RunMonitor
-
     cfg = app.config()
-    monitor = RunMonitor(cfg, command, enabled=not dry_run)
+    monitor = _monitor(cfg, command, enabled=not dry_run)
     try:
         with app.writing(command, dry_run=dry_run) as store:
             monitor.started()
@@ -77,6 +75,30 @@ def run_writing(app: App, command: str, work: Callable[[Any, Any, Any], Any], *,
         raise
     monitor.finish(code)
     return code
+
+
+class _Unmonitored:
+    """What ``run_writing`` does with a run when no monitoring is configured: nothing
+    (and no import of the metrics and ping modules for it)."""
+
+    counts: Any = None
+
+    def started(self) -> None:
+        pass
+
+    def observe(self, store: Any) -> None:
+        pass
+
+    def finish(self, exit_code: int) -> None:
+        pass
+
+
+def _monitor(cfg: Any, command: str, *, enabled: bool) -> Any:
+    if not (cfg.monitoring.textfile or cfg.monitoring.ping_url(command)):
+        return _Unmonitored()
+    from magsync.ops.monitor import RunMonitor
+
+    return RunMonitor(cfg, command, enabled=enabled)
 
 
 def exit_code_of(exc: BaseException) -> int:

@@ -112,6 +112,12 @@ def _read_yaml(p: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start})",
                           hint="save the config file as UTF-8") from None
+    fast = getattr(yaml, "CSafeLoader", None)  # libyaml, where PyYAML was built with it
+    if fast is not None:
+        try:
+            return yaml.load(text, Loader=fast)
+        except yaml.YAMLError:
+            pass  # the pure-Python loader below words the error as it always did
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:

@@ -172,6 +172,22 @@ class EmarsysClient:
         with self._memo_lock:
             self._memo.pop(key, None)
 
+    def remember(self, key: str, value: Any) -> None:
+        """Cache ``value`` as if ``memo(key, ...)`` had loaded it (a copy kept elsewhere,
+        e.g. the state file's metadata cache)."""
+        with self._memo_lock:
+            self._memo[key] = value
+
+    def remembered(self) -> dict[str, Any]:
+        """What the client has cached, by key (a copy of the mapping)."""
+        with self._memo_lock:
+            return dict(self._memo)
+
+    def forget_all(self) -> None:
+        """Drop everything cached: the next reads ask Emarsys."""
+        with self._memo_lock:
+            self._memo.clear()
+
     def close(self) -> None:
         """Close the connections (the token endpoint's too)."""
         self.http.close()

@@ -23,6 +23,8 @@ MAX_GETDATA = 1000
 MAX_DELETE = 1000  # values a POST /contact/delete
 ALREADY_GONE = "2008"  # "no contact found": for a deletion, the contact is gone
 LIST_EXISTS = 3005
+INVALID_LIST = 2020  # an upsert's contact_list_id names no list (it was deleted)
+NO_SUCH_LIST = 3004  # a list call names a list that does not exist
 NOT_INDEXED = 2015
 INVALID_KEY = frozenset({2004, 2006})
 _ENVELOPE_RESERVE = 1024  # bytes for key_id, contact_list_id and the JSON around contacts
@@ -157,10 +159,13 @@ def upsert_batch(client: EmarsysClient, key_field_id: int | str,
 
 def upsert_all(client: EmarsysClient, key_field_id: int | str,
                contacts: Sequence[dict[str, Any]], *, batch_size: int = MAX_BATCH,
-               max_bytes: int = MAX_BYTES, create: bool = True
+               max_bytes: int = MAX_BYTES, create: bool = True,
+               contact_list_id: int | None = None
                ) -> Iterator[tuple[list[dict[str, Any]], UpsertResult]]:
     """Upsert ``contacts`` in as few ``PUT /contact`` requests as the limits allow:
     (the batch as sent, its result) per request, batched as ``split_batches`` does.
+    With ``contact_list_id`` every request also adds its contacts to that list (a
+    deleted list fails the request: ``EmarsysApiError`` with reply code 2020).
 
     The usual case, one request's worth of distinct keys, is encoded once and sent as
     those bytes: sizing each contact first would encode everything twice.
@@ -171,12 +176,16 @@ def upsert_all(client: EmarsysClient, key_field_id: int | str,
         batch = [c for c in contacts if c.get(key) not in (None, "")]
         if len({str(c[key]) for c in batch}) == len(batch):
             batch += keyless  # split_batches' order: keyed contacts, then key-less ones
-            body = jsoncodec.dumps({"key_id": key, "contacts": batch})
+            envelope: dict[str, Any] = {"key_id": key, "contacts": batch}
+            if contact_list_id is not None:
+                envelope["contact_list_id"] = int(contact_list_id)
+            body = jsoncodec.dumps(envelope)
             if len(body) <= max_bytes - _ENVELOPE_RESERVE:
                 yield batch, _put_contacts(client, key, body, create)
                 return
     for batch in split_batches(contacts, key, batch_size, max_bytes):
-        yield batch, upsert_batch(client, key, batch, create=create)
+        yield batch, upsert_batch(client, key, batch, create=create,
+                                  contact_list_id=contact_list_id)
 
 
 def _put_contacts(client: EmarsysClient, key: str, body: bytes, create: bool
@@ -241,6 +250,13 @@ def read_lists(client: EmarsysClient) -> list[ContactList]:
     return [ContactList(int(x["id"]), str(x.get("name") or "")) for x in data]
 
 
+def list_lists(client: EmarsysClient, *, refresh: bool = False) -> list[ContactList]:
+    """Every contact list of the account, read once per client unless ``refresh``."""
+    if refresh:
+        client.forget("lists")
+    return client.memo("lists", lambda: read_lists(client))
+
+
 def find_list(client: EmarsysClient, name: str,
               known: list[ContactList] | None = None) -> ContactList | None:
     """The contact list called ``name`` (exact, else case-insensitive), if any;
@@ -269,7 +285,11 @@ def find_or_create_list(client: EmarsysClient, name: str, key_field_id: int | st
         if found is None:
             raise
         return found
-    return ContactList(int(data["id"]), name, created=True)
+    made = ContactList(int(data["id"]), name, created=True)
+    held = client.remembered().get("lists")
+    if held is not None:  # what list_lists keeps, with the new list
+        client.remember("lists", [*held, ContactList(made.id, name)])
+    return made
 
 
 def add_to_list(client: EmarsysClient, list_id: int, key_field_id: int | str,
@@ -370,6 +390,7 @@ __all__ = [
     "find_or_create_list",
     "get_data",
     "list_fields",
+    "list_lists",
     "merge_duplicates",
     "read_lists",
     "remove_from_list",

@@ -17,19 +17,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from magsync.config import MagentoConfig
 from magsync.http import RetryPolicy
 from magsync.magento.client import MagentoClient
-from magsync.magento.database import Database, DatabaseSettings, DatabaseStats
-from magsync.magento.subscriber_db import (
-    iter_changed_subscribers,
-    iter_subscribers_db,
-    write_guest_optout,
-)
 from magsync.magento.subscribers import GuestOptIn, iter_subscribers, set_guest_subscriptions
 from magsync.model import MirrorRow
+
+if TYPE_CHECKING:  # the database modules load only with ``subscribers: database``
+    from magsync.magento.database import Database, DatabaseSettings, DatabaseStats
 
 GUEST_OPTIN_NOT_WRITTEN = ("subscribers: database writes only guests' opt-outs: a guest's "
                            "opt-in from Emarsys is not written into Magento's database")
@@ -149,9 +146,13 @@ class DatabaseSource(SubscriberSource):
         return self.db.stats
 
     def _read_all(self, totals: list[int] | None) -> Iterator[MirrorRow]:
+        from magsync.magento.subscriber_db import iter_subscribers_db
+
         return iter_subscribers_db(self.db, self.website_ids)
 
     def iter_changed(self, since: datetime, until: datetime) -> Iterator[MirrorRow]:
+        from magsync.magento.subscriber_db import iter_changed_subscribers
+
         return iter_changed_subscribers(self.db, since, until, self.website_ids)
 
     def guest_write_refusal(self, subscribed: bool) -> str | None:
@@ -162,6 +163,8 @@ class DatabaseSource(SubscriberSource):
         return None
 
     def _write_guest(self, row: MirrorRow, subscribed: bool) -> GuestWrite:
+        from magsync.magento.subscriber_db import write_guest_optout
+
         if write_guest_optout(self.db, row.subscriber_id, row.email):
             return APPLIED
         return GuestWrite("refused", f"subscriber {row.subscriber_id} with that email is no "
@@ -176,6 +179,8 @@ class DatabaseSource(SubscriberSource):
 
 def database_settings(cfg: MagentoConfig) -> DatabaseSettings:
     """``magento.database`` as the connection's settings (timeout: ``magento.timeout``)."""
+    from magsync.magento.database import DatabaseSettings
+
     if cfg.database is None:
         raise ValueError("magento.database is not configured")
     db = cfg.database
@@ -187,6 +192,8 @@ def open_database(cfg: MagentoConfig, *, retry: RetryPolicy,
                   sleep: Callable[[float], None] | None = None) -> Database:
     """A (lazily connecting) ``Database`` for ``magento.database``; a ``ConfigError``
     (exit 2) naming ``pip install 'magsync[mysql]'`` when PyMySQL is missing."""
+    from magsync.magento.database import Database
+
     kwargs: dict[str, Any] = {"retry": retry}
     if sleep is not None:
         kwargs["sleep"] = sleep

@@ -13,11 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from typing import TYPE_CHECKING
 
 from magsync.state import StateStore
 from magsync.util.timeutil import utcnow
+
+if TYPE_CHECKING:  # imported where metrics are written: most runs write none
+    from prometheus_client import CollectorRegistry, Gauge
 
 PREFIX = "magsync"
 DRY_RUN_SUFFIX = " (dry run)"
@@ -98,6 +100,8 @@ def build_registry(config_name: str, snap: StateSnapshot | None,
                                         outcome.exit_code, dict(outcome.counts))
         if outcome.exit_code in (0, 1):
             successes[outcome.command] = outcome.ended_at
+    from prometheus_client import CollectorRegistry
+
     registry = CollectorRegistry()
     g = _Gauges(registry)
     for command, run in sorted(runs.items()):
@@ -126,6 +130,8 @@ class _Gauges:
     ``_seconds``/``_timestamp_seconds`` suffix, no ``_total`` on a gauge)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        from prometheus_client import Gauge
+
         def gauge(name: str, doc: str, *labels: str) -> Gauge:
             return Gauge(f"{PREFIX}_{name}", doc, ["config", *labels], registry=registry)
 
@@ -158,6 +164,8 @@ class _Gauges:
 
 def write_metrics(path: Path, registry: CollectorRegistry) -> None:
     """Write the registry to ``path`` atomically (a temporary file renamed over it)."""
+    from prometheus_client import write_to_textfile
+
     write_to_textfile(str(path), registry)
 
 

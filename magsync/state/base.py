@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from magsync.state.integrity import FileInfo, quick_check
+from magsync.util.interrupts import critical
 from magsync.util.redact import scrub
 
 TEXT_LIMIT = 500  # characters of a stored message (run, queue error, report)
@@ -49,16 +50,23 @@ class Tables:
                 finally:
                     self._depth -= 1
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
+            # Ctrl-C or SIGTERM raise wherever the main thread is: right after BEGIN or
+            # COMMIT returned they would leave a transaction open, or report a committed
+            # one as failed. Held back over both (util.interrupts), any stop in between
+            # lands in the try and rolls back.
             self._depth = 1
             try:
+                with critical():
+                    self._conn.execute("BEGIN IMMEDIATE")
                 yield self._conn
+                with critical():
+                    self._conn.execute("COMMIT")
             except BaseException:
-                self._depth = 0
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._depth = 0
-            self._conn.execute("COMMIT")
+            finally:
+                self._depth = 0
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:

@@ -34,6 +34,7 @@ from magsync.state.integrity import (
     FileInfo,
     examine,
 )
+from magsync.state.lists import ListTables
 from magsync.state.queue import QueueTables
 from magsync.state.schema import MIGRATIONS, SCHEMA_VERSION, split_sql
 from magsync.util.timeutil import from_iso, to_iso, utcnow
@@ -54,7 +55,7 @@ class RunInfo:
     pid: int | None = None
 
 
-class StateStore(ContactTables, QueueTables, DeletionTables):
+class StateStore(ContactTables, QueueTables, DeletionTables, ListTables):
     """The state file. Open with ``StateStore.open(path)`` to write (under the run lock),
     or read it with ``read_state(path, fn)``; close when done."""
 

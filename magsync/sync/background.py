@@ -1,5 +1,6 @@
 """``magsync sync-background`` (daily): the changes of background-only mode, a full read
-after a mapping change, a full subscriber scan, the failsafe queue drained, then
+after a mapping change, a full subscriber scan, the failsafe queue drained, every contact
+added to the lists it belongs on but is not recorded in (``lists.py``), then
 ``reconcile``'s deletions."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from magsync.config import Config
 from magsync.magento.customers import Window, count_customers, iter_changed_customers
 from magsync.state import StateStore
 from magsync.sync.feed import Sync, mirror_refresher, new_engine
+from magsync.sync.lists import join_owed_lists
 from magsync.sync.queue import drain_queue
 from magsync.sync.readiness import CUSTOMERS, allowed_kinds, missing_kinds, stop_if_missing
 from magsync.sync.realtime import SyncOptions, window_start
@@ -29,7 +31,7 @@ def sync_background(cfg: Config, store: StateStore, opts: SyncOptions,
         with Runtime.open(cfg, store=store, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
                           verbose=opts.verbose,
                           alongside=mirror_refresher(store, counts, progress)) as rt, \
-                new_engine(rt, store, counts, run_id) as engine:
+                new_engine(rt, store, counts, run_id, defer_lists=True) as engine:
             sync = Sync(rt, store, engine, counts, progress, kinds=ready)
             mapping_changed = store.get_meta("mapping_hash") != rt.mapping.hash
             if cfg.contacts.customers.enabled and CUSTOMERS in ready:
@@ -48,6 +50,7 @@ def sync_background(cfg: Config, store: StateStore, opts: SyncOptions,
             engine.drain()
             drain_queue(sync)
             engine.drain()
+            join_owed_lists(rt, store, counts)
             sync.mark_diffed()
             if not opts.dry_run and CUSTOMERS in ready:
                 # without customers read, neither their window nor the mapping is done

@@ -1,7 +1,8 @@
 """The send pipeline: contacts in, Emarsys requests out, results committed batch by batch.
 
 The main thread diffs each contact against the state file and groups what must be sent
-into jobs of at most ``batch_size`` contacts of one key kind. ``emarsys.concurrency``
+into jobs of at most ``batch_size`` contacts of one key kind and one list joined (an
+upsert carries one list, ``contact_list_id``). ``emarsys.concurrency``
 worker threads run the jobs (getdata for first sends, attach/adopt, the upsert, the list
 calls) while the main thread goes on reading Magento, so both sides work at once. The main
 thread alone writes the state file: it commits each finished job in one transaction, and
@@ -24,6 +25,7 @@ from magsync.sync.items import Item, Job, JobResult, Outcome
 from magsync.sync.jobs import run_job
 from magsync.sync.runtime import Runtime
 from magsync.sync.tracking import PageTracker, RunCounts
+from magsync.util.interrupts import critical
 from magsync.util.logs import get_logger
 
 log = get_logger("sync")
@@ -35,7 +37,8 @@ class Engine:
     def __init__(self, rt: Runtime, store: StateStore, counts: RunCounts, *,
                  run_id: int | None, restart: bool = False, tracker: PageTracker | None = None,
                  on_progress: Callable[[], None] | None = None,
-                 magento_writer: Callable[[Contact, int], str | None] | None = None) -> None:
+                 magento_writer: Callable[[Contact, int], str | None] | None = None,
+                 defer_lists: bool = False) -> None:
         self.rt = rt
         self.store = store
         self.counts = counts
@@ -52,7 +55,12 @@ class Engine:
         self._max_inflight = rt.cfg.emarsys.concurrency + 1
         self._inflight: dict[Future[JobResult], Job] = {}
         self._keys_in_flight: set[str] = set()
-        self._pending: dict[int, list[Item]] = {}
+        # pending items by (key field, the list their upsert carries, whether they need an
+        # Emarsys read): those that do wait apart, so that a run's few opt-in checks
+        # share one getdata instead of adding one to every job (see flush)
+        self._pending: dict[tuple[int, str | None, bool], list[Item]] = {}
+        # lists beyond the one an upsert carries are left to the run's end
+        self.defer_lists = defer_lists
         # The queued keys, kept a superset of the queue table's (only this engine adds
         # to it while it runs), so that committing skips keys that are not queued.
         self._queued = store.queued_keys()
@@ -72,10 +80,11 @@ class Engine:
             if self._plan_locally(item):
                 unsent.append(item)
                 continue
-            group = self._pending.setdefault(item.contact.key_field, [])
+            group_key = (item.contact.key_field, _carried_list(item), not item.decided)
+            group = self._pending.setdefault(group_key, [])
             group.append(item)
             if len(group) >= self.batch_size:
-                self._dispatch(self._pending.pop(item.contact.key_field))
+                self._dispatch(self._pending.pop(group_key), group_key[1])
         self.counts.add("read", read)
         if unsent:
             self._finish_unsent(unsent)
@@ -107,24 +116,28 @@ class Engine:
                 queued = self._queued & {it.contact.key for it in items}
                 if queued:
                     self.store.dequeue(queued)
-                    self._queued -= queued
+            self._queued -= queued
         self._page_done(items)
 
     def flush(self) -> None:
-        """Send the partial batches."""
-        for key_field in list(self._pending):
-            group = self._pending.pop(key_field)
-            if group:
-                self._dispatch(group)
+        """Send the partial batches: the items that need a read with those that do not,
+        in as few jobs as ``batch_size`` allows (the reads all in the first)."""
+        for key_field, carried in dict.fromkeys((k, c) for k, c, _ in self._pending):
+            group = self._pending.pop((key_field, carried, True), []) \
+                + self._pending.pop((key_field, carried, False), [])
+            for start in range(0, len(group), self.batch_size):
+                self._dispatch(group[start:start + self.batch_size], carried)
 
-    def _dispatch(self, items: list[Item]) -> None:
+    def _dispatch(self, items: list[Item], list_role: str | None) -> None:
         keys = {it.contact.key for it in items}
         while len(self._inflight) >= self._max_inflight or keys & self._keys_in_flight:
             self.collect(block=True)
-        job = Job(items=items, key_field=items[0].contact.key_field, restart=self.restart)
-        self._keys_in_flight |= keys
-        future = self._pool.submit(run_job, self.rt, job, self.magento_writer)
-        self._inflight[future] = job
+        job = Job(items=items, key_field=items[0].contact.key_field, restart=self.restart,
+                  list_role=list_role, defer_lists=self.defer_lists)
+        with critical():  # a job handed to a worker is tracked, whatever signal comes
+            self._keys_in_flight |= keys
+            future = self._pool.submit(run_job, self.rt, job, self.magento_writer)
+            self._inflight[future] = job
 
     # -- committing -----------------------------------------------------------------------
     def collect(self, *, block: bool) -> None:
@@ -135,17 +148,24 @@ class Engine:
                        return_when=FIRST_COMPLETED)
         error: BaseException | None = None
         for future in done:
-            job = self._inflight.pop(future)
-            self._keys_in_flight -= {it.contact.key for it in job.items}
             try:
                 result = future.result()
             except BaseException as exc:  # commit the other finished jobs first
+                self._forget(future)
                 error = error or exc
                 continue
-            self._commit(result)
+            # Committed whole (Ctrl-C or SIGTERM wait for its end), and only then out of
+            # the in-flight set: a commit that failed half-way is _settle's to finish.
+            with critical():
+                self._commit(result)
+            self._forget(future)
             error = error or result.error  # committed what it did, then stop
         if error is not None:
             raise error
+
+    def _forget(self, future: Future[JobResult]) -> None:
+        job = self._inflight.pop(future)
+        self._keys_in_flight -= {it.contact.key for it in job.items}
 
     def drain(self) -> None:
         """Send everything queued and commit it all."""
@@ -167,7 +187,7 @@ class Engine:
             return
         wait(list(self._inflight))
         for future in list(self._inflight):
-            del self._inflight[future]
+            self._forget(future)
             if future.cancelled() or future.exception() is not None:
                 continue
             try:
@@ -182,20 +202,36 @@ class Engine:
         self.close(cancel=exc_type is not None)
 
     def _commit(self, result: JobResult) -> None:
+        """Save a finished job's records, then count it; each once (``_settle`` may
+        finish a commit a signal interrupted)."""
         outcomes = result.outcomes
+        if self.rt.dry_run:
+            if not result.counted:
+                self.samples.extend(result.samples[: max(0, 3 - len(self.samples))])
+        elif not result.committed:
+            try:
+                with self.store.atomic():
+                    result.queue_counts = self._write(outcomes)
+                    result.committed = True
+            except BaseException:
+                result.committed = False  # rolled back
+                raise
+            self._queued.difference_update(o.item.contact.key for o in outcomes
+                                           if o.error is None)
+        if result.counted:
+            return
+        result.counted = True
         tally: Counter[str] = Counter(o.status for o in outcomes)
         for o in outcomes:
             if o.extra_counts:
                 tally.update(o.extra_counts)
+        tally.update(result.queue_counts)
         self.counts.update(tally)
-        if self.rt.dry_run:
-            self.samples.extend(result.samples[: max(0, 3 - len(self.samples))])
-            self._page_done([o.item for o in outcomes])
-            return
-        self._write(outcomes)
-        self._page_done([o.item for o in outcomes if o.done])
+        self._page_done([o.item for o in outcomes if o.done or self.rt.dry_run])
 
-    def _write(self, outcomes: list[Outcome]) -> None:
+    def _write(self, outcomes: list[Outcome]) -> dict[str, int]:
+        """The job's rows (in the caller's transaction); its queued and dead counts."""
+        counts = {"queued": 0, "dead": 0}
         with self.store.atomic():
             saved = [o.record for o in outcomes if o.record is not None]
             if saved:
@@ -210,19 +246,18 @@ class Engine:
                        if o.error is None and o.item.contact.key in self._queued]
             if ok_keys:
                 self.store.dequeue(ok_keys)
-                self._queued.difference_update(ok_keys)
             reports: list[tuple[str, str | None, str]] = []
             for o in outcomes:
                 reports += o.item.reports + o.reports
                 if o.error is not None:
-                    self.counts.add("queued")
+                    counts["queued"] += 1
                     self._queued.add(o.item.contact.key)
                     dead = self.store.enqueue(o.item.contact.key, o.item.contact.email,
                                               o.error, max_attempts=self.max_attempts)
-                    if dead:
-                        self.counts.add("dead")
+                    counts["dead"] += int(dead)
             if reports:
                 self.store.add_reports(self.run_id, reports)
+        return {k: n for k, n in counts.items() if n}
 
     def _page_done(self, items: list[Item]) -> None:
         for it in items:
@@ -232,3 +267,11 @@ class Engine:
             self.on_progress()
 
 
+_LIST_ORDER = ("customers", "subscribers")
+
+
+def _carried_list(item: Item) -> str | None:
+    """The list an item's upsert carries: the first it joins (None: it joins none)."""
+    base = item.record if item.record is not None else item.inherit
+    joins = item.contact.lists if base is None else item.contact.lists - base.lists
+    return next((role for role in _LIST_ORDER if role in joins), None) if joins else None

@@ -41,6 +41,7 @@ from magsync.sync.feed import (
     mirror_refresher,
     new_engine,
 )
+from magsync.sync.lists import join_owed_lists
 from magsync.sync.readiness import CUSTOMERS, SUBSCRIBERS, enabled_kinds, mark_exported
 from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
 from magsync.sync.runtime import DEFAULT_RETRY, Runtime
@@ -90,6 +91,7 @@ def export_initial(cfg: Config, store: StateStore, opts: ExportOptions,
                 run.customers()
                 run.guests()
                 run.engine.drain()
+                join_owed_lists(rt, store, counts)  # the second list of customers...
             finally:
                 run.engine.close(cancel=True)
                 finish_counts(report, counts, store, run_id)
@@ -175,7 +177,8 @@ class _Export:
         self._seq = itertools.count()
         self.engine: Engine = new_engine(rt, store, counts, run_id,
                                          restart=bool(checkpoint.get("restart")),
-                                         tracker=self.tracker, on_progress=self._committed)
+                                         tracker=self.tracker, on_progress=self._committed,
+                                         defer_lists=True)
 
     # -- customers ----------------------------------------------------------------------
     def customers(self) -> None:

@@ -283,6 +283,7 @@ def chunked(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 def new_engine(rt: Runtime, store: StateStore, counts: RunCounts, run_id: int, **kw: Any
                ) -> Engine:
+    """The run's engine (``defer_lists=True``: the run ends with ``join_owed_lists``)."""
     from magsync.sync.optin_writer import MagentoOptinWriter
 
     writer = None if rt.dry_run else MagentoOptinWriter(rt, store)

@@ -28,9 +28,15 @@ class Item:
 
 @dataclass(eq=False)
 class Job:
+    """Items of one key kind for one worker; ``list_role``: the list its upsert carries
+    (``contact_list_id``) for the items that join it; ``defer_lists``: the other lists
+    its items join are left to the run's end (``lists.join_owed_lists``), not added here."""
+
     items: list[Item]
     key_field: int
     restart: bool = False
+    list_role: str | None = None
+    defer_lists: bool = False
 
 
 @dataclass(eq=False)
@@ -57,3 +63,8 @@ class JobResult:
     outcomes: list[Outcome]
     samples: list[dict[str, Any]] = field(default_factory=list)
     error: BaseException | None = None
+    # set by the engine: its records are in the state file / its counts are taken (a
+    # signal that stops a commit half-way leaves the rest for the engine's way out)
+    committed: bool = False
+    counted: bool = False
+    queue_counts: dict[str, int] = field(default_factory=dict)  # queued/dead, once saved

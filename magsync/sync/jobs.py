@@ -2,9 +2,11 @@
 batch of contacts of one key kind.
 
 Order matters: identities first (a registered guest's contact gets the customer id, an
-existing key-less contact is adopted), then the upsert keyed on our own key, then the
-list calls. The job only talks to the remote systems; it returns outcomes (and the
-records to save) for the main thread to commit.
+existing key-less contact is adopted), then the upsert keyed on our own key, which carries
+the list the job's contacts join (``contact_list_id``), then list calls for any other list
+they join (or none: a run that defers them adds them at its end). The job only talks to
+the remote systems; it returns outcomes (and the records to save) for the main thread to
+commit.
 """
 
 from __future__ import annotations
@@ -21,16 +23,25 @@ from magsync.consent import (
     unapplied_record,
 )
 from magsync.diff import IdentityPlan, plan_identity, plan_send, record_after_send
-from magsync.emarsys.contacts import add_to_list, get_data, upsert_all, upsert_batch
-from magsync.errors import MagsyncError
+from magsync.emarsys.client import EmarsysApiError
+from magsync.emarsys.contacts import (
+    INVALID_KEY,
+    INVALID_LIST,
+    get_data,
+    upsert_all,
+    upsert_batch,
+)
+from magsync.errors import MagsyncError, RemoteConfigError
 from magsync.model import EMAIL_FIELD, OPTIN, OPTIN_FIELD, Contact
 from magsync.sync.items import Item, Job, JobResult, Outcome
+from magsync.sync.lists import join_lists
 from magsync.sync.optin_writer import NOT_APPLIED
 from magsync.sync.runtime import Runtime
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024 - 64 * 1024
 NOT_FOUND = "2008"
 AMBIGUOUS = "2010"
+INVALID_VALUE = "2007"  # e.g. a choice id Emarsys no longer has: read the metadata again
 FAILED_LOOKUPS = frozenset({"ambiguous", "unanswered"})
 MagentoWriter = Callable[[Contact, int], "str | None"]
 
@@ -47,6 +58,7 @@ class _Plan:
     accepted: bool = False
     list_failed: bool = False  # accepted, but a list call it needed did not go through
     emarsys_id: str | None = None  # the contact's internal id, as the upsert answered
+    carried: str | None = None  # the list role its upsert joined (contact_list_id)
 
 
 def run_job(rt: Runtime, job: Job, writer: MagentoWriter | None) -> JobResult:
@@ -70,7 +82,7 @@ def _run_job(rt: Runtime, job: Job, writer: MagentoWriter | None) -> JobResult:
             # Upserted before, only a list call is owed: no upsert to repeat.
             p.accepted = _list_only(job, p)
         _upsert(rt, job, [p for p in sendable if not p.accepted])
-        _join_lists(rt, job, [p for p in sendable if p.accepted])
+        join_lists(rt, job, [p for p in sendable if p.accepted])
     except MagsyncError as exc:
         # An outage (or a refused request) stopped the job: what Emarsys already took
         # is committed all the same, so the next run does not send it again.
@@ -88,7 +100,9 @@ def _list_only(job: Job, p: _Plan) -> bool:
 # -- reading Emarsys ----------------------------------------------------------------------
 
 def _read_emarsys(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
-    """getdata for first sends (by subscriber id and by email) and for opt-in checks.
+    """getdata for first sends (by email), for guests magsync sent who registered (by
+    subscriber id: no other contact can carry one, see ``_first_identity``) and for opt-in
+    checks (by their own key).
 
     A per-key error other than 2008 (not found) is an answer too: 2010 (several contacts
     hold the key) makes the contact ambiguous, any other means the lookup did not
@@ -96,16 +110,17 @@ def _read_emarsys(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
     """
     m = rt.mapping
     fields = [m.customer_key_field, m.subscriber_key_field, OPTIN_FIELD, EMAIL_FIELD]
-    # Contacts never sent are looked up by subscriber id and email (rules 4 and 6); the
-    # others (also under --restart) by their own key, for their current opt-in: their
-    # email may be on several contacts (2010) without that making them ambiguous.
+    # Contacts never sent are looked up by email (rule 6), registered guests by their
+    # subscriber id (rule 4); the others (also under --restart) by their own key, for
+    # their current opt-in: their email may be on several contacts (2010) without that
+    # making them ambiguous.
     firsts = [p for p in plans if not p.item.decided and p.item.inherit is None
               and p.item.record is None]
     inherits = [p for p in plans if not p.item.decided and p.item.inherit is not None]
     first_ids = {id(p) for p in firsts}
     checks = [p for p in plans if not p.item.decided and id(p) not in first_ids
               and p.item.inherit is None]
-    sub_ids = {str(p.item.contact.subscriber_id) for p in firsts + inherits
+    sub_ids = {str(p.item.contact.subscriber_id) for p in inherits
                if p.item.contact.subscriber_id is not None}
     email_keys = {_email_key(p.item.contact) for p in firsts if p.item.contact.email}
     own_keys = {p.item.contact.key_value for p in checks}
@@ -118,7 +133,7 @@ def _read_emarsys(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
     by_sub, by_email, own = (next(found) if values else _Found()
                              for _, values, _ in reads)
     for p in firsts:
-        p.identity = _first_identity(p.item.contact, by_sub, by_email)
+        p.identity = _first_identity(p.item.contact, by_email)
     for p in checks:
         key = p.item.contact.key_value
         p.identity = own.failure(key, p.item.contact.key) or _existing(own.rows.get(key))
@@ -128,14 +143,20 @@ def _read_emarsys(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
             or _existing(by_sub.rows.get(sid))
 
 
-def _first_identity(c: Contact, by_sub: _Found, by_email: _Found) -> IdentityPlan:
-    """Rules 4 and 6 from the lookups, unless either lookup answered with an error."""
-    sid = str(c.subscriber_id) if c.subscriber_id is not None else None
+def _first_identity(c: Contact, by_email: _Found) -> IdentityPlan:
+    """Rules 4 and 6 from the email lookup, unless it answered with an error. Its rows
+    that carry the contact's subscriber id count as found by subscriber id: a guest
+    upserted by a run killed before it recorded it, who registered before the next run."""
     email = _email_key(c) if c.email else None
-    return (by_sub.failure(sid, f"subscriber id {sid}")
-            or by_email.failure(email, f"email {c.email}")
-            or plan_identity(c, by_sub.rows.get(sid) if sid else None,
-                             by_email.rows.get(email, []) if email else []))
+    failed = by_email.failure(email, f"email {c.email}")
+    if failed is not None:
+        return failed
+    rows = by_email.rows.get(email, []) if email else []
+    sid = str(c.subscriber_id) if c.subscriber_id is not None else None
+    subscriber_key = str(c.key_fields[1])
+    by_sub = [r for r in rows if sid is not None
+              and str(r.get(subscriber_key) or "").strip() == sid] or None
+    return plan_identity(c, by_sub, rows)
 
 
 def _email_key(c: Contact) -> str:
@@ -234,23 +255,61 @@ def _attach_and_adopt(rt: Runtime, plans: list[_Plan]) -> None:
 
 
 def _upsert(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
+    """The upserts: the plans that join the job's list carry it on the request (SPEC 3);
+    a list Emarsys lost (2020) is found or created again and the request sent again."""
+    role = job.list_role
+    joining = [p for p in plans if role is not None and role in p.send.join_lists]
+    if len(joining) < len(plans):
+        carried = {id(p) for p in joining}
+        _upsert_batches(rt, job, [p for p in plans if id(p) not in carried], None)
+    if not joining or role is None:
+        return
+    list_id = rt.list_ids.get(role)
+    try:
+        _upsert_batches(rt, job, joining, list_id)
+    except EmarsysApiError as exc:
+        if exc.reply_code != INVALID_LIST or list_id is None:
+            raise
+        list_id = rt.replace_list(role, list_id)
+        _upsert_batches(rt, job, [p for p in joining if not p.accepted and p.error is None],
+                        list_id)
+    for p in joining:
+        if p.accepted and list_id is not None:
+            p.carried = role
+
+
+def _upsert_batches(rt: Runtime, job: Job, plans: list[_Plan], list_id: int | None
+                    ) -> None:
     if not plans:
         return
     key = str(job.key_field)
     by_key = {str(p.send.payload[key]): p for p in plans}
     payloads = [p.send.payload for p in plans]
-    for batch, result in upsert_all(rt.emarsys, key, payloads,
-                                    batch_size=rt.cfg.emarsys.batch_size,
-                                    max_bytes=MAX_REQUEST_BYTES):
-        ids = _ids_in_order(batch, key, result.ids, result.errors)
-        for contact in batch:
-            p = by_key[str(contact[key])]
-            errors = result.errors.get(str(contact[key]))
-            if errors:
-                p.error = _error_text(errors)
-            else:
-                p.accepted = True
-                p.emarsys_id = next(ids, None)
+    try:
+        for batch, result in upsert_all(rt.emarsys, key, payloads,
+                                        batch_size=rt.cfg.emarsys.batch_size,
+                                        max_bytes=MAX_REQUEST_BYTES,
+                                        contact_list_id=list_id):
+            _settle_batch(rt, batch, key, by_key, result)
+    except RemoteConfigError as exc:
+        if exc.code in INVALID_KEY:  # a field Emarsys no longer has? read them again
+            rt.recheck_fields(exc)
+        raise
+
+
+def _settle_batch(rt: Runtime, batch: list[dict[str, Any]], key: str,
+                  by_key: dict[str, _Plan], result: Any) -> None:
+    ids = _ids_in_order(batch, key, result.ids, result.errors)
+    for contact in batch:
+        p = by_key[str(contact[key])]
+        errors = result.errors.get(str(contact[key]))
+        if errors:
+            p.error = _error_text(errors)
+            if INVALID_VALUE in errors:
+                rt.metadata_stale = True  # a choice id may have gone: read them next run
+        else:
+            p.accepted = True
+            p.emarsys_id = next(ids, None)
 
 
 def _ids_in_order(batch: list[dict[str, Any]], key: str, ids: list[str],
@@ -259,47 +318,6 @@ def _ids_in_order(batch: list[dict[str, Any]], key: str, ids: list[str],
     their number does not match (then no id is guessed)."""
     accepted = sum(1 for c in batch if str(c[key]) not in errors)
     return iter(ids if len(ids) == accepted else [])
-
-
-def _join_lists(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
-    """Add accepted contacts to the lists they are not in yet; a failed add leaves the
-    role unrecorded, so the next run tries again."""
-    adds: list[tuple[str, list[_Plan], int]] = []
-    for role in ("customers", "subscribers"):
-        members = [p for p in plans if role in p.send.join_lists]
-        list_id = rt.list_ids.get(role)
-        if members and list_id is not None:
-            adds.append((role, members, list_id))
-    results = rt.side_by_side(*(
-        functools.partial(_add_members, rt, list_id, job.key_field,
-                          [p.item.contact.key_value for p in members])
-        for _, members, list_id in adds))
-    failure: MagsyncError | None = None
-    for (role, members, _), result in zip(adds, results, strict=True):
-        if isinstance(result, MagsyncError):
-            failure = failure or result
-            for p in members:
-                p.send, p.list_failed = _without_role(p.send, role), True
-            continue
-        for p in members:
-            if p.item.contact.key_value in result[1]:
-                p.send = _without_role(p.send, role)
-    if failure is not None:  # after every role of every add is settled
-        raise failure
-
-
-def _add_members(rt: Runtime, list_id: int, key_field: int, keys: list[str]
-                 ) -> tuple[int, dict[str, Any]] | MagsyncError:
-    """``add_to_list``, its failure returned rather than raised (the other adds of the
-    job still count)."""
-    try:
-        return add_to_list(rt.emarsys, list_id, key_field, keys)
-    except MagsyncError as exc:
-        return exc
-
-
-def _without_role(send: Any, role: str) -> Any:
-    return replace(send, join_lists=send.join_lists - {role})
 
 
 # -- results ----------------------------------------------------------------------------------

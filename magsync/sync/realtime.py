@@ -54,7 +54,8 @@ def sync_realtime(cfg: Config, store: StateStore, opts: SyncOptions,
         startup = mirror_refresher(store, counts, progress) if scan else \
             change_reader(store, counts, since, start, changes)
         with Runtime.open(cfg, store=store, dry_run=opts.dry_run, retry=REALTIME_RETRY,
-                          verbose=opts.verbose, alongside=startup) as rt, \
+                          verbose=opts.verbose, alongside=startup,
+                          cached_metadata=True) as rt, \
                 new_engine(rt, store, counts, run_id) as engine:
             sync = Sync(rt, store, engine, counts, progress, kinds=ready)
             sync.defer_queued = True

@@ -1,4 +1,11 @@
-"""What a sync run holds: both clients, the resolved mapping and the contact lists."""
+"""What a sync run holds: both clients, the resolved mapping and the contact lists.
+
+Emarsys's metadata (fields, choices, lists) comes from the state file's copy when the run
+may use it (``cached_metadata``: sync-realtime) and it is fresh (``metadata.py``); every
+check runs on it, and a check that fails on the copy is made again on a fresh read before
+it stops the run. When Emarsys later calls a field or a list invalid, ``recheck_fields``
+and ``replace_list`` read it again, so no request is made with a stale id.
+"""
 
 from __future__ import annotations
 
@@ -15,16 +22,24 @@ from magsync.emarsys.contacts import (
     ContactList,
     find_list,
     find_or_create_list,
-    read_lists,
+    list_lists,
 )
-from magsync.emarsys.fields import find_field, fit_problem, read_choices, resolve_field
-from magsync.errors import RemoteConfigError
+from magsync.emarsys.fields import (
+    find_field,
+    fit_problem,
+    list_fields,
+    read_choices,
+    resolve_field,
+)
+from magsync.errors import RemoteConfigError, StateError
 from magsync.http import Abort, RetryPolicy, apply_retry_budget_override
 from magsync.magento.client import MagentoClient
 from magsync.magento.subscriber_source import SubscriberSource, open_subscriber_source
 from magsync.mapping import ResolvedMapping, build_mapping, customer_fields_filter
 from magsync.state import StateStore
 from magsync.state.binding import KeyField, enforce_key_fields, read_binding
+from magsync.sync.lists import bind_lists
+from magsync.sync.metadata import MetadataCache
 from magsync.util.logs import get_logger
 
 log = get_logger("sync")
@@ -36,6 +51,8 @@ SideTask = Callable[[MagentoClient, SubscriberSource | None], object]
 REALTIME_RETRY = RetryPolicy(budget=15.0, base_delay=0.5, max_delay=5.0)
 DEFAULT_RETRY = RetryPolicy()
 LIST_ROLES = ("customers", "subscribers")
+# what resolve_remote finds: the mapping, the list id per role, the id of each field ref
+Resolved = tuple[ResolvedMapping, dict[str, "int | None"], dict[FieldRef, int]]
 
 
 @dataclass
@@ -56,6 +73,13 @@ class Runtime:
     # other workers leave free (at the end of a run, when fewer jobs are left).
     request_slots: threading.Semaphore = field(init=False)
     side_requests: ThreadPoolExecutor = field(init=False)
+    # every mapped field's id as resolved at start (to tell whether Emarsys changed them)
+    field_ids: dict[FieldRef, int] = field(default_factory=dict)
+    # the state file's copy of the metadata; ``metadata_stale``: drop it when closing
+    metadata: MetadataCache | None = None
+    metadata_stale: bool = False
+    key_guard: _KeyFieldGuard | None = None  # the binding's key fields (None: no state)
+    _repair: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         concurrency = self.cfg.emarsys.concurrency
@@ -71,8 +95,8 @@ class Runtime:
     @classmethod
     def open(cls, cfg: Config, *, dry_run: bool = False, retry: RetryPolicy = DEFAULT_RETRY,
              verbose: int = 0, sleep: Callable[[float], None] | None = None,
-             alongside: SideTask | None = None,
-             store: StateStore | None = None) -> Runtime:
+             alongside: SideTask | None = None, store: StateStore | None = None,
+             cached_metadata: bool = False) -> Runtime:
         """Connect both clients, open the subscriber source, resolve every mapped field
         and find (or create) the lists.
 
@@ -80,29 +104,19 @@ class Runtime:
         does a key field that is not the one ``store`` is bound to (its first resolution is
         recorded there). ``alongside`` (e.g. the subscriber scan) runs on the Magento side
         meanwhile, so the start-up reads of both sides overlap instead of adding up.
+        ``cached_metadata``: Emarsys's metadata may come from ``store``'s copy (if fresh).
         """
-        on_keys = _key_field_guard(store, record=not dry_run) if store is not None else None
-        secrets = iter_secrets(cfg)
-        retry = apply_retry_budget_override(retry)
-        # One stop signal for both clients: once any request gave up, none goes on
-        # retrying (the run stops within one retry budget).
-        kwargs: dict[str, Any] = {"retry": retry, "secrets": secrets, "abort": Abort()}
-        if sleep is not None:
-            kwargs["sleep"] = sleep
-        magento = MagentoClient.from_config(cfg.magento, **kwargs)
-        try:
-            subscribers = open_subscriber_source(cfg.magento, magento, retry=retry,
-                                                 sleep=sleep)
-        except BaseException:
-            magento.close()
-            raise
-        emarsys = EmarsysClient.from_config(cfg.emarsys, **kwargs)
+        guard = _KeyFieldGuard(store) if store is not None else None
+        magento, subscribers, emarsys = _connect(cfg, retry, sleep)
+        cache = MetadataCache(store, cfg) if store is not None else None
+        seeded = cache is not None and cached_metadata and cache.seed(emarsys)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="startup") as pool:
             side = pool.submit(alongside, magento, subscribers) \
                 if alongside is not None else None
             try:
-                mapping, list_ids = resolve_remote(cfg, emarsys, create_lists=not dry_run,
-                                                   on_key_fields=on_keys)
+                resolved = _resolve_checked(
+                    cfg, emarsys, create_lists=not dry_run, cached=seeded,
+                    on_key_fields=guard.recording(not dry_run) if guard else None)
                 if side is not None:
                     side.result()
             except BaseException:
@@ -111,12 +125,62 @@ class Runtime:
                     wait([side])
                 _close_all(magento, emarsys, subscribers)
                 raise
+        mapping, list_ids, field_ids = resolved
+        if store is not None and not dry_run:
+            bind_lists(store, cfg, list_ids)
+            if cache is not None:
+                cache.save(emarsys)
         return cls(cfg, magento, emarsys, mapping, list_ids, dry_run, verbose,
-                   subscribers=subscribers)
+                   subscribers=subscribers, field_ids=field_ids, metadata=cache,
+                   key_guard=guard)
 
     def close(self) -> None:
         self.side_requests.shutdown(wait=True, cancel_futures=True)
-        _close_all(self.magento, self.emarsys, self.subscribers)
+        try:
+            if self.metadata_stale and self.metadata is not None and not self.dry_run:
+                self.metadata.clear()
+        finally:
+            _close_all(self.magento, self.emarsys, self.subscribers)
+
+    def replace_list(self, role: str, stale: int) -> int:
+        """The id of ``role``'s list once Emarsys said ``stale`` is no list (it was deleted):
+        found again by name, else created (SPEC 3). The first worker to ask does it."""
+        with self._repair:
+            current = self.list_ids.get(role)
+            if current is not None and current != stale:
+                return current  # another worker did it already
+            self.metadata_stale = True
+            name = (self.cfg.contacts.customers.list if role == "customers"
+                    else self.cfg.contacts.subscribers.list)
+            key = (self.mapping.customer_key_field if role == "customers"
+                   else self.mapping.subscriber_key_field)
+            found = find_or_create_list(self.emarsys, name, key,
+                                        list_lists(self.emarsys, refresh=True))
+            self.list_ids[role] = found.id
+        log.warning("the Emarsys contact list %r (id %s) no longer exists: %s as id %s; "
+                    "the next sync-background adds every contact that belongs on it",
+                    name, stale, "created it again" if found.created else "found it",
+                    found.id)
+        return found.id
+
+    def recheck_fields(self, error: RemoteConfigError) -> None:
+        """After Emarsys called a field invalid (2004/2006): read the fields again and
+        stop with what they say (a mapped field gone, or ids that changed while this run
+        used them); ``error`` itself when they did not change."""
+        with self._repair:
+            self.metadata_stale = True
+            list_fields(self.emarsys, refresh=True)
+            now = resolve_field_ids(self.cfg, self.emarsys)  # exit 2 naming a missing field
+            if self.key_guard is not None:  # exit 2: a key field replaced in Emarsys
+                self.key_guard.recording(False)(resolve_key_fields(self.cfg, self.emarsys))
+        changed = sorted(f"{ref!r}: id {old} -> {now.get(ref)}"
+                         for ref, old in self.field_ids.items() if now.get(ref) != old)
+        if not changed:
+            raise error
+        raise RemoteConfigError(
+            f"Emarsys fields changed while this run used them ({'; '.join(changed)}); it "
+            "stopped rather than write with the old ids", service="Emarsys",
+            hint="the next run reads the fields again; `magsync fields` shows them")
 
     def side_by_side(self, *calls: Callable[[], T]) -> list[T]:
         """Run ``calls`` (each one Emarsys request) at once where a free request slot
@@ -160,12 +224,35 @@ def _close_all(magento: MagentoClient, emarsys: EmarsysClient,
         emarsys.close()
 
 
-def _key_field_guard(store: StateStore, *, record: bool
-                     ) -> Callable[[dict[str, KeyField]], None]:
-    """Checks the resolved key fields against the binding, read now: before the start-up
+def _connect(cfg: Config, retry: RetryPolicy, sleep: Callable[[float], None] | None
+             ) -> tuple[MagentoClient, SubscriberSource | None, EmarsysClient]:
+    """Both clients and the subscriber source, sharing one stop signal: once any request
+    gave up, none goes on retrying (the run stops within one retry budget)."""
+    retry = apply_retry_budget_override(retry)
+    kwargs: dict[str, Any] = {"retry": retry, "secrets": iter_secrets(cfg), "abort": Abort()}
+    if sleep is not None:
+        kwargs["sleep"] = sleep
+    magento = MagentoClient.from_config(cfg.magento, **kwargs)
+    try:
+        subscribers = open_subscriber_source(cfg.magento, magento, retry=retry, sleep=sleep)
+    except BaseException:
+        magento.close()
+        raise
+    return magento, subscribers, EmarsysClient.from_config(cfg.emarsys, **kwargs)
+
+
+class _KeyFieldGuard:
+    """Checks resolved key fields against the binding, read now: before the start-up
     threads, which may hold the state file for a while (the subscriber scan)."""
-    stored = read_binding(store)
-    return lambda resolved: enforce_key_fields(store, stored, resolved, record=record)
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.stored = read_binding(store)
+
+    def recording(self, record: bool) -> Callable[[dict[str, KeyField]], None]:
+        """The check, recording a first resolution (or a renamed field) when ``record``."""
+        return lambda resolved: enforce_key_fields(self.store, self.stored, resolved,
+                                                   record=record)
 
 
 def resolve_key_fields(cfg: Config, emarsys: EmarsysClient) -> dict[str, KeyField]:
@@ -178,32 +265,58 @@ def resolve_key_fields(cfg: Config, emarsys: EmarsysClient) -> dict[str, KeyFiel
     return out
 
 
+def _resolve_checked(cfg: Config, emarsys: EmarsysClient, *, create_lists: bool,
+                     on_key_fields: Callable[[dict[str, KeyField]], None] | None,
+                     cached: bool) -> Resolved:
+    """``resolve_remote``; when it fails on a cached copy of the metadata, once more on
+    a fresh read (a field created or fixed since the copy was taken)."""
+    try:
+        return resolve_remote(cfg, emarsys, create_lists=create_lists,
+                              on_key_fields=on_key_fields)
+    except (RemoteConfigError, StateError) as exc:
+        if not cached:
+            raise
+        log.debug("the cached Emarsys metadata did not pass (%s); reading it again", exc)
+    emarsys.forget_all()
+    return resolve_remote(cfg, emarsys, create_lists=create_lists,
+                          on_key_fields=on_key_fields)
+
+
 def resolve_remote(cfg: Config, emarsys: EmarsysClient, *, create_lists: bool,
                    on_key_fields: Callable[[dict[str, KeyField]], None] | None = None
-                   ) -> tuple[ResolvedMapping, dict[str, int | None]]:
-    """The mapping and the list ids. After the field list, the choice lists and the
-    contact lists are read at once (each start-up request in a row costs a round trip,
-    and sync-realtime starts every minute); a missing list is created only once the
-    mapping (and ``on_key_fields``, the binding check) passed, so an error writes
-    nothing."""
+                   ) -> Resolved:
+    """The mapping, the list ids and the field ids. After the field list, the choice
+    lists and the contact lists are read at once (each start-up request in a row costs a
+    round trip, and sync-realtime starts every minute); a missing list is created only
+    once the mapping (and ``on_key_fields``, the binding check) passed, so an error
+    writes nothing. What the client already holds (the state file's copy) is not read."""
     field_ids = resolve_field_ids(cfg, emarsys)
     if on_key_fields is not None:
         on_key_fields(resolve_key_fields(cfg, emarsys))
     check_field_fit(cfg, emarsys)
     wanted = {field_ids[fm.field] for fm in cfg.contacts.customers.fields
               if fm.convert in ("country", "choice", "gender")}
-    with ThreadPoolExecutor(max_workers=min(len(wanted) + 1, cfg.emarsys.concurrency),
-                            thread_name_prefix="startup-emarsys") as pool:
-        known = pool.submit(read_lists, emarsys)
-        reads = {fid: pool.submit(read_choices, emarsys, fid) for fid in sorted(wanted)}
-        choices = {fid: [(str(c.id), c.label) for c in f.result()] for fid, f in reads.items()}
-        lists = known.result()
+    held = emarsys.remembered()
+    unread = [fid for fid in sorted(wanted) if f"choices:{fid}" not in held]
+    if unread or "lists" not in held:
+        with ThreadPoolExecutor(max_workers=min(len(unread) + 1, cfg.emarsys.concurrency),
+                                thread_name_prefix="startup-emarsys") as pool:
+            pending: list[Future[object]] = [pool.submit(read_choices, emarsys, fid)
+                                             for fid in unread]
+            if "lists" not in held:
+                pending.append(pool.submit(list_lists, emarsys))
+            wait(pending)
+            for f in pending:
+                f.result()  # its error, if any
+    choices = {fid: [(str(c.id), c.label) for c in read_choices(emarsys, fid)]
+               for fid in sorted(wanted)}
     mapping = build_mapping(cfg, field_ids, choices)
     if mapping.country_unmatched:
         log.debug("Emarsys country labels matched to no ISO code: %s",
                   ", ".join(mapping.country_unmatched))
     keys = (mapping.customer_key_field, mapping.subscriber_key_field)
-    return mapping, resolve_lists(cfg, emarsys, keys, lists, create=create_lists)
+    lists = resolve_lists(cfg, emarsys, keys, list_lists(emarsys), create=create_lists)
+    return mapping, lists, field_ids
 
 
 def resolve_field_ids(cfg: Config, emarsys: EmarsysClient) -> dict[FieldRef, int]:
@@ -249,12 +362,16 @@ def resolve_lists(cfg: Config, emarsys: EmarsysClient, key_fields: tuple[int, in
     ``known`` is the account's lists as just read."""
     names = {"customers": (cfg.contacts.customers.list, key_fields[0]),
              "subscribers": (cfg.contacts.subscribers.list, key_fields[1])}
-    if not create:
-        found = {role: find_list(emarsys, name, known) for role, (name, _) in names.items()}
+    found = {role: find_list(emarsys, name, known) for role, (name, _) in names.items()}
+    missing = [role for role, lst in found.items() if lst is None]
+    if not create or not missing:
         return {role: lst.id if lst else None for role, lst in found.items()}
     # A first run creates both lists: at once, as the other start-up reads.
-    workers = max(1, min(len(names), cfg.emarsys.concurrency))
+    workers = max(1, min(len(missing), cfg.emarsys.concurrency))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="startup-lists") as pool:
-        made = {role: pool.submit(find_or_create_list, emarsys, name, key_field, known)
-                for role, (name, key_field) in names.items()}
-        return {role: f.result().id for role, f in made.items()}
+        made = {role: pool.submit(find_or_create_list, emarsys, *names[role], known)
+                for role in missing}
+        ids: dict[str, int | None] = {role: lst.id if lst else None
+                                      for role, lst in found.items()}
+        ids.update((role, f.result().id) for role, f in made.items())
+        return ids

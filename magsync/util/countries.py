@@ -10,13 +10,15 @@ unknown or ambiguous label is reported, never guessed.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import threading
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-
-import pycountry
+from typing import Any
 
 # Names Emarsys (or older clients) use that pycountry does not carry for the country.
 # From API-NOTES "Country labels", plus a few long-established short forms.
@@ -91,6 +93,8 @@ def _normalize_one(name: str) -> str:
 
 def iter_country_names(code: str) -> Iterable[str]:
     """Every name the country with alpha-2 ``code`` goes by."""
+    import pycountry  # loads its database: only when a table is built
+
     country = pycountry.countries.get(alpha_2=code.upper())
     if country is not None:
         for attr in ("name", "official_name", "common_name"):
@@ -103,6 +107,8 @@ def iter_country_names(code: str) -> Iterable[str]:
 @lru_cache(maxsize=1)
 def _name_index() -> dict[str, str]:
     """Normalised name -> alpha-2, without the names that fit more than one country."""
+    import pycountry
+
     seen: dict[str, set[str]] = {}
     codes = {c.alpha_2 for c in pycountry.countries} | set(ALIASES)
     for code in codes:
@@ -119,12 +125,50 @@ def identify_country(label: str) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
+# Tables built (or given back by ``remember_tables``) in this process, by their choices'
+# digest: a table is built once, and a run that restores them needs no pycountry at all.
+_TABLES: dict[str, CountryTable] = {}
+_TABLES_LOCK = threading.Lock()
+
+
+def table_key(choices: list[tuple[str, str]]) -> str:
+    """What a field's (choice id, label) list is known by in ``known_tables``."""
+    return hashlib.sha256(json.dumps(choices).encode()).hexdigest()[:32]
+
+
 def build_country_table(choices: Iterable[tuple[str, str]]) -> CountryTable:
     """Match a field's (choice id, label) list to alpha-2 codes.
 
     A code that two labels claim is left out (reported as unmatched) rather than
     picked at random.
     """
+    listed = [(str(i), str(label)) for i, label in choices]
+    key = table_key(listed)
+    with _TABLES_LOCK:
+        known = _TABLES.get(key)
+    if known is None:
+        known = _build_table(listed)
+        with _TABLES_LOCK:
+            _TABLES[key] = known
+    return known
+
+
+def known_tables() -> dict[str, Any]:
+    """The tables built so far, in a JSON-ready form for ``remember_tables``."""
+    with _TABLES_LOCK:
+        return {k: [t.by_iso, list(t.unmatched)] for k, t in _TABLES.items()}
+
+
+def remember_tables(data: Mapping[str, Any]) -> None:
+    """Take back tables ``known_tables`` gave (e.g. kept in the state file)."""
+    with _TABLES_LOCK:
+        for key, (by_iso, unmatched) in data.items():
+            _TABLES.setdefault(str(key), CountryTable(
+                by_iso={str(k): str(v) for k, v in by_iso.items()},
+                unmatched=tuple(str(u) for u in unmatched)))
+
+
+def _build_table(choices: list[tuple[str, str]]) -> CountryTable:
     by_iso: dict[str, str] = {}
     labels: dict[str, str] = {}
     unmatched: list[str] = []

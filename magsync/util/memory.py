@@ -9,7 +9,6 @@ the GIL anyway, so one arena costs nothing measurable and keeps RSS steady.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 M_ARENA_MAX = -8  # from glibc's malloc.h
@@ -19,12 +18,8 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     """Cap glibc's malloc arenas (unless MALLOC_ARENA_MAX is set); False off glibc."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+    try:  # the process's own symbols hold libc's: no ldconfig run to find it by name
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl, macOS)
         return False
     return bool(mallopt(M_ARENA_MAX, arenas))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
-from dateutil import parser as dateparser
-
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 MAGENTO_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -44,6 +42,8 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
             return now - parse_duration(text)
         except OverflowError:
             raise ValueError(f"{text!r} reaches back before year 1") from None
+    from dateutil import parser as dateparser  # only here: most commands never parse
+
     try:
         parsed = dateparser.isoparse(text)
     except (ValueError, OverflowError) as exc:
@@ -72,7 +72,13 @@ def to_iso(dt: datetime) -> str:
 
 def from_iso(text: str) -> datetime:
     """Parse what ``to_iso`` wrote (or any ISO 8601 string with a zone)."""
-    parsed = dateparser.isoparse(text)
+    try:  # the stdlib reads what to_iso writes (its "Z" spelled as an offset for 3.10)
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z")
+                                        else text)
+    except ValueError:
+        from dateutil import parser as dateparser
+
+        parsed = dateparser.isoparse(text)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed.astimezone(timezone.utc)

@@ -52,6 +52,7 @@ class EmarsysControl:
             ("GET", r"/_sandbox/deleted", self.deleted),
             ("GET", r"/_sandbox/lists", self.lists),
             ("DELETE", r"/_sandbox/lists/(?P<lid>\d+)", self.delete_list),
+            ("DELETE", r"/_sandbox/fields/(?P<fid>\d+)", self.delete_field),
             ("GET", r"/_sandbox/emarsys-switches", self.switches),
             ("POST", r"/_sandbox/emarsys-switches", self.switches),
             ("POST", r"/_sandbox/emarsys-faults", self.faults),
@@ -143,6 +144,15 @@ class EmarsysControl:
         except KeyError:
             return Response.json({"message": f"no contact list {lid}"}, 404)
         return Response.json({"deleted": lid})
+
+    def delete_field(self, req: Request) -> Response:
+        """DELETE /_sandbox/fields/{id}: a custom field is deleted, as in the Emarsys UI."""
+        fid = int(req.params["fid"])
+        try:
+            self.acc.delete_field(fid)
+        except KeyError:
+            return Response.json({"message": f"no custom field {fid}"}, 404)
+        return Response.json({"deleted": fid})
 
     def switches(self, req: Request) -> Response:
         """GET|POST /_sandbox/emarsys-switches {"getdata_multi": "error"|"rows"}."""

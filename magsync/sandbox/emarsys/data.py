@@ -82,7 +82,8 @@ class EmarsysAccount(ListOps, KeyedCalls):
         self.deleted: list[DeletionEntry] = []
         self.getdata_multi = GETDATA_MULTI_ERROR
         self._injected: dict[tuple[str, str], tuple[int, str]] = {}
-        # field-id text as sent -> (id, normaliser) of a writable field (fields never change)
+        # field-id text as sent -> (id, normaliser) of a writable field (emptied when a
+        # field is deleted)
         self._writable: dict[str, tuple[int, Callable[[Any], str | None]]] = {}
 
     # -- fields ----------------------------------------------------------------------
@@ -97,6 +98,19 @@ class EmarsysAccount(ListOps, KeyedCalls):
             self._next_field_id += 1
             self.fields[fld.id] = fld
             return fld
+
+    def delete_field(self, field_id: int) -> None:
+        """The field is deleted, as in the Emarsys UI (its values with it): a request that
+        names its id answers 2004/2006 from now on; KeyError for no such custom field."""
+        with self.lock:
+            fld = self.fields.get(int(field_id))
+            if fld is None or fld.id < FIRST_CUSTOM_FIELD_ID:
+                raise KeyError(f"no custom field {field_id}")
+            del self.fields[fld.id]
+            self._writable.clear()
+            self._index.pop(fld.id, None)
+            for values in self.contacts.values():
+                values.pop(fld.id, None)
 
     def field_by_name(self, name: str) -> Field | None:
         """The field called ``name`` (case-insensitive), if any."""
