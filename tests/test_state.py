@@ -356,3 +356,39 @@ def test_lookups_of_any_length_find_exactly_the_stored_records(store: StateStore
         assert all(found[k].sent == {"1": k[2:]} for k in found)
     # lists of any length share a handful of statements (the sqlite3 statement cache)
     assert len(texts) <= 6
+
+
+def test_schema_3_file_migrates_without_the_contact_email_index(tmp_path: Path) -> None:
+    """Schema 4 drops the unused email index and keeps only contacts with a subscriber id
+    in the subscriber index; what a schema 3 file holds stays readable."""
+    from magsync.state.schema import MIGRATIONS
+
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    for script in MIGRATIONS[:3]:
+        conn.executescript(script)
+    conn.execute("PRAGMA user_version = 3")
+    conn.executemany("INSERT INTO contacts (key, customer_id, subscriber_id, email, sent, "
+                     "lists, updated_at) VALUES (?, ?, ?, ?, ?, ?, '2024-05-01T10:30:00Z')",
+                     [("c:17", 17, 4, "a@example.com", '{"1":"Ann","_m31":1}',
+                       '["customers","subscribers"]'),
+                      ("c:18", 18, None, "b@example.com", '{"1":"Bo"}', '["customers"]')])
+    conn.commit()
+    conn.close()
+    with StateStore.open(path) as s:
+        assert s.schema_version == SCHEMA_VERSION == 4
+        assert s.get_contact("c:17") == ContactRecord(
+            "c:17", 17, 4, "a@example.com", None, {"1": "Ann", "_m31": 1},
+            frozenset({"customers", "subscribers"}))
+        assert s.find_contact_by_subscriber(4).key == "c:17"  # type: ignore[union-attr]
+        assert s.get_contact("c:18").sent == {"1": "Bo"}  # type: ignore[union-attr]
+    conn = sqlite3.connect(path)
+    indexes = {r[0]: r[1] for r in conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'contacts'"
+        " AND sql IS NOT NULL")}
+    plan = " ".join(str(r[-1]) for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT key FROM contacts WHERE subscriber_id = 4"))
+    conn.close()
+    assert "contacts_email" not in indexes
+    assert "WHERE subscriber_id IS NOT NULL" in indexes["contacts_subscriber"]
+    assert "contacts_subscriber" in plan
