@@ -13,7 +13,7 @@ flight.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from magsync.consent import NOT_READ, decide_send, needs_emarsys_read
@@ -183,10 +183,11 @@ class Engine:
 
     def _commit(self, result: JobResult) -> None:
         outcomes = result.outcomes
-        tally: Counter[str] = Counter(o.status for o in outcomes)
+        tally: Counter[str] = Counter()
         for o in outcomes:
-            if o.extra_counts:
-                tally.update(o.extra_counts)
+            tally[o.status] += 1
+            for extra in o.extra_counts:
+                tally[extra] += 1
         self.counts.update(tally)
         if self.rt.dry_run:
             self.samples.extend(result.samples[: max(0, 3 - len(self.samples))])
@@ -213,7 +214,10 @@ class Engine:
                 self._queued.difference_update(ok_keys)
             reports: list[tuple[str, str | None, str]] = []
             for o in outcomes:
-                reports += o.item.reports + o.reports
+                if o.item.reports:
+                    reports += o.item.reports
+                if o.reports:
+                    reports += o.reports
                 if o.error is not None:
                     self.counts.add("queued")
                     self._queued.add(o.item.contact.key)
@@ -225,9 +229,11 @@ class Engine:
                 self.store.add_reports(self.run_id, reports)
 
     def _page_done(self, items: list[Item]) -> None:
-        for it in items:
-            if it.token is not None:
-                self.tracker.done(it.lane, it.token)
+        # A job's items come from a few pages: one tracker call per page, not per item.
+        pages: Counter[tuple[Hashable, Hashable]] = Counter(
+            (it.lane, it.token) for it in items if it.token is not None)
+        for (lane, token), n in pages.items():
+            self.tracker.done(lane, token, n)
         if self.on_progress is not None:
             self.on_progress()
 

@@ -35,7 +35,7 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 # containers at once (decoded pages, contacts, jobs in flight), so at CPython's default
 # of 700 it ran collections over them all the time (an eighth of an export's CPU), to
 # find nearly nothing: what magsync builds is freed by reference counting.
-GC_YOUNG_THRESHOLD = 20_000
+GC_YOUNG_THRESHOLD = 100_000
 
 
 def tune_gc() -> None:
