@@ -392,3 +392,38 @@ def test_schema_3_file_migrates_without_the_contact_email_index(tmp_path: Path) 
     assert "contacts_email" not in indexes
     assert "WHERE subscriber_id IS NOT NULL" in indexes["contacts_subscriber"]
     assert "contacts_subscriber" in plan
+
+
+class _InterruptAfter:
+    """A connection whose ``execute`` of one statement runs it, then raises as a signal
+    handler would right after it (Ctrl-C between two statements)."""
+
+    def __init__(self, conn: sqlite3.Connection, statement: str) -> None:
+        self._conn, self._statement, self.fired = conn, statement, False
+
+    def execute(self, sql: str, *args: object) -> object:
+        result = self._conn.execute(sql, *args)
+        if sql == self._statement and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+        return result
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+
+@pytest.mark.parametrize("statement", ["BEGIN IMMEDIATE", "COMMIT"])
+def test_a_signal_right_after_begin_or_commit_leaves_no_transaction_open(
+        store: StateStore, statement: str) -> None:
+    real = store._conn
+    store._conn = _InterruptAfter(real, statement)  # type: ignore[assignment]
+    try:
+        with pytest.raises(KeyboardInterrupt), store.atomic():
+            store.set_meta("k", "v")
+        assert store._conn.fired  # type: ignore[attr-defined]
+    finally:
+        store._conn = real
+    assert not real.in_transaction
+    store.set_meta("after", "ok")  # the run can still record how it ended
+    assert store.get_meta("after") == "ok"
+    assert store.get_meta("k") == ("v" if statement == "COMMIT" else None)

@@ -49,23 +49,27 @@ class Tables:
                 finally:
                     self._depth -= 1
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
+            # BEGIN and COMMIT inside the try: a signal (Ctrl-C, SIGTERM) raised between
+            # two statements here must not leave the transaction open, or every later
+            # write of the run (recording it as interrupted) would fail.
             self._depth = 1
             try:
+                self._conn.execute("BEGIN IMMEDIATE")
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._depth = 0
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._depth = 0
-            self._conn.execute("COMMIT")
+            finally:
+                self._depth = 0
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
         """The reads inside see one state of the file (one read transaction)."""
         with self._lock:
-            self._conn.execute("BEGIN")
             try:
+                self._conn.execute("BEGIN")
                 yield
             finally:
                 with suppress(sqlite3.Error):  # already ended by an error
