@@ -25,6 +25,7 @@ from magsync.sync.jobs import run_job
 from magsync.sync.runtime import Runtime
 from magsync.sync.tracking import PageTracker, RunCounts
 from magsync.util.logs import get_logger
+from magsync.util.signals import signals_held
 
 log = get_logger("sync")
 
@@ -142,7 +143,10 @@ class Engine:
             except BaseException as exc:  # commit the other finished jobs first
                 error = error or exc
                 continue
-            self._commit(result)
+            # Emarsys has applied what the job sent: an interrupt in the middle of its
+            # commit would roll it back and the next run would send it again.
+            with signals_held():
+                self._commit(result)
             error = error or result.error  # committed what it did, then stop
         if error is not None:
             raise error
