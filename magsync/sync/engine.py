@@ -70,7 +70,8 @@ class Engine:
                 self.counts.add("unconvertible", len(item.contact.problems))
                 item.reports += [("unconvertible", item.contact.key, p)
                                  for p in item.contact.problems]
-            if self._plan_locally(item):
+            # A first send (no record) is planned in its job, after the Emarsys reads.
+            if item.record is not None and self._plan_locally(item):
                 unsent.append(item)
                 continue
             group = self._pending.setdefault(item.contact.key_field, [])
