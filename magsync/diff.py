@@ -42,10 +42,12 @@ def plan_send(contact: Contact, record: ContactRecord | None, decision: OptinDec
     clear = on_empty == "clear"
     payload: dict[str, Any]
     if (record is None or restart) and not clear:
-        # A first send (an export is nearly all of them): every non-empty value.
+        # A first send (an export is nearly all of them): every non-empty value. A
+        # truthy value is kept at once; opt-in and key are taken out after the copy.
         payload = {fid: value for fid, value in contact.fields.items()
-                   if value is not None and value != "" and fid != OPTIN
-                   and fid != key_field}
+                   if value or (value is not None and value != "")}
+        payload.pop(OPTIN, None)
+        payload.pop(key_field, None)
     else:
         previous: Mapping[str, Any] = {} if record is None or restart else record.sent
         payload = {}
