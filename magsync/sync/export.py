@@ -86,9 +86,12 @@ def export_initial(cfg: Config, store: StateStore, opts: ExportOptions,
         try:
             with Runtime.open(cfg, store=store, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
                               verbose=opts.verbose,
-                              alongside=_startup_reads(store, counts, plan_ranges_early,
-                                                       planned, progress, early,
-                                                       _fields_filter(cfg))) as rt:
+                              alongside=_startup_reads(
+                                  store, counts, plan_ranges_early, planned, progress,
+                                  # with a progress display the ranges are counted first
+                                  # (magento.concurrency requests at most at any time)
+                                  early if progress is None else None,
+                                  _fields_filter(cfg))) as rt:
                 checkpoint.setdefault("mapping_hash", rt.mapping.hash)
                 run = _Export(rt, store, counts, run_id, checkpoint, opts, progress)
                 run.planned = planned[0] if planned else None
