@@ -20,15 +20,30 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     """Cap glibc's malloc arenas (unless MALLOC_ARENA_MAX is set); False off glibc."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
+    libc = _glibc()
+    if libc is None:
         return False
     try:
-        libc = ctypes.CDLL(name)
         mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS)
+    except AttributeError:  # not glibc (musl, macOS)
         return False
     return bool(mallopt(M_ARENA_MAX, arenas))
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """glibc by its usual name; ``find_library`` (which runs ``ldconfig``, ~10 ms of
+    every run's start-up) only where that name is not found."""
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        pass
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
 
 
 # The cyclic collector's young generation: a send pipeline holds thousands of fresh
