@@ -214,17 +214,55 @@ class ChildResult:
 
     exit_code: int
     wall_seconds: float
-    peak_rss_kb: int
+    peak_rss_kb: int  # the child's own peak (VmHWM), not wait4's ru_maxrss
     cpu_seconds: float  # user + system time of the child alone
     stdout: str
     stderr: str
 
 
+# ``python -m MODULE ...`` run so that the child prints its own peak RSS at exit. wait4's
+# ru_maxrss would not do: it keeps the RSS the parent had at fork across exec, so a
+# benchmark that holds a large sandbox shop or generated rows would report its own size.
+PEAK_MARK = "magsync-bench-VmHWM-kB"
+_WITH_PEAK_RSS = f"""
+import atexit, runpy, sys
+def _peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            print("{PEAK_MARK}", line.split()[1], file=sys.stderr)
+atexit.register(_peak)
+module = sys.argv.pop(1)
+sys.argv[0] = module
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+def own_peak_argv(argv: list[str]) -> list[str]:
+    """``[python, -m, MODULE, args...]`` as a child that reports its own VmHWM."""
+    if len(argv) >= 3 and argv[1] == "-m":
+        return [argv[0], "-c", _WITH_PEAK_RSS, argv[2], *argv[3:]]
+    return argv
+
+
+def split_peak(stderr: str) -> tuple[int | None, str]:
+    """The peak RSS (kB) a wrapped child printed, and its stderr without that line."""
+    peak = None
+    kept = []
+    for line in stderr.splitlines(keepends=True):
+        if line.startswith(PEAK_MARK + " "):
+            peak = int(line.split()[1])
+        else:
+            kept.append(line)
+    return peak, "".join(kept)
+
+
 def run_measured(argv: list[str]) -> ChildResult:
-    """Run ``argv``; wall time and the peak RSS of that one child (``wait4`` rusage)."""
+    """Run ``argv``; wall time, CPU (``wait4`` rusage of that one child) and its own peak
+    RSS. A ``python -m MODULE`` child reports its VmHWM itself (see ``own_peak_argv``);
+    for any other the figure falls back to ru_maxrss."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
+        proc = subprocess.Popen(own_peak_argv(argv), stdout=out, stderr=err, text=True)
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:
@@ -235,9 +273,10 @@ def run_measured(argv: list[str]) -> ChildResult:
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         out.seek(0)
         err.seek(0)
+        peak, stderr = split_peak(err.read())
         # ru_maxrss is in kilobytes on Linux
-        return ChildResult(proc.returncode, wall, int(usage.ru_maxrss),
-                           usage.ru_utime + usage.ru_stime, out.read(), err.read())
+        return ChildResult(proc.returncode, wall, peak or int(usage.ru_maxrss),
+                           usage.ru_utime + usage.ru_stime, out.read(), stderr)
 
 
 def magsync_json(config: Path, *args: str) -> Any:

@@ -65,6 +65,8 @@ class PullDecision:
 
 def parse_optin(value: Any) -> int | None:
     """An opt-in as 1, 2 or None from any spelling Emarsys or the state use."""
+    if type(value) is int and 0 <= value <= 2:  # what the state and Magento hold
+        return value or 2
     if value is None or isinstance(value, _NotRead):
         return None
     if isinstance(value, bool):

@@ -42,10 +42,12 @@ def plan_send(contact: Contact, record: ContactRecord | None, decision: OptinDec
     clear = on_empty == "clear"
     payload: dict[str, Any]
     if (record is None or restart) and not clear:
-        # A first send (an export is nearly all of them): every non-empty value.
+        # A first send (an export is nearly all of them): every non-empty value. A
+        # truthy value is kept at once; opt-in and key are taken out after the copy.
         payload = {fid: value for fid, value in contact.fields.items()
-                   if value is not None and value != "" and fid != OPTIN
-                   and fid != key_field}
+                   if value or (value is not None and value != "")}
+        payload.pop(OPTIN, None)
+        payload.pop(key_field, None)
     else:
         previous: Mapping[str, Any] = {} if record is None or restart else record.sent
         payload = {}
@@ -124,6 +126,8 @@ def plan_identity(contact: Contact, by_subscriber: list[dict[str, Any]] | None,
     or it was not looked up); ``by_email``: rows found by its email. Rows are getdata
     results: "id", the key field ids, "31", "3", all as strings.
     """
+    if not by_subscriber and not by_email:  # nearly every first send of an export
+        return _CREATE
     customer_key, subscriber_key = (str(f) for f in contact.key_fields)
     if by_subscriber:
         plan = _plan_by_subscriber(contact, by_subscriber, customer_key, subscriber_key)
@@ -147,6 +151,11 @@ def plan_identity(contact: Contact, by_subscriber: list[dict[str, Any]] | None,
         return IdentityPlan("adopt", key_id="id", update=update, emarsys_id=_value(row, "id"),
                             emarsys_optin=_optin(row), ignored=others)
     return IdentityPlan("create", ignored=others)
+
+
+# The plan of a contact that nothing in Emarsys matched: shared, as every plan is treated
+# as immutable.
+_CREATE = IdentityPlan("create")
 
 
 def _plan_by_subscriber(contact: Contact, rows: list[dict[str, Any]], customer_key: str,

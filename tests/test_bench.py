@@ -50,3 +50,39 @@ def test_benchmark_reports_a_failed_export() -> None:
     result = run_bench("--customers", "5", "--subscribers", "1", "--page-size", "301")
     assert result.returncode == 1
     assert "export-initial exited 2" in result.stderr
+
+
+def test_peak_rss_is_the_measured_childs_own() -> None:
+    """wait4's ru_maxrss keeps the parent's RSS at fork across exec: a benchmark holding
+    a large shop would report its own size for the child. The child reports VmHWM."""
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import common  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    held = bytearray(300 * 1024 * 1024)  # touched: resident in this process
+    for i in range(0, len(held), 4096):
+        held[i] = 1
+    child = common.run_measured([sys.executable, "-m", "platform"])
+    assert child.exit_code == 0 and child.stdout.strip()
+    assert "VmHWM" not in child.stderr
+    assert 0 < child.peak_rss_kb < 200 * 1024
+    del held
+
+
+FLOOR = next((p / "shared" / "bench" / "floor.py" for p in BENCH.parents
+              if (p / "shared" / "bench" / "floor.py").is_file()), None)
+
+
+def test_floor_ratio_reports_both_figures() -> None:
+    if FLOOR is None:
+        import pytest
+        pytest.skip("shared/bench/floor.py is not beside the repository")
+    result = subprocess.run([sys.executable, str(BENCH.parent / "floor_ratio.py"),
+                             "--customers", "300", "--runs", "1", "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    f = json.loads(result.stdout)
+    (r,) = f["rounds"]
+    assert r["floor_us"] > 0 and r["magsync_us"] > 0
+    assert abs(r["ratio"] - r["magsync_us"] / r["floor_us"]) < 1e-9

@@ -6,6 +6,7 @@ command's options and its configuration errors.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -335,3 +336,21 @@ def test_second_run_while_locked_exits_75_naming_the_holder(
     assert result.out == ""
     assert (quiet.code, quiet.out, quiet.err) == (75, "", "")
     assert pair.emarsys.requests() == [] and pair.magento.requests() == []
+
+
+def test_customer_pages_are_read_while_emarsys_is_still_starting_up(
+        pair: SandboxPair, magsync: Any) -> None:
+    """Magento need not be idle while Emarsys resolves fields and lists: once the
+    subscriber list is read, the first customer pages are fetched (and wait)."""
+    from urllib.parse import unquote
+
+    pair.emarsys.faults.set_latency(300)  # a slow Emarsys start-up: several round trips
+    result = magsync("export-initial")
+    assert result.code == 0, result
+    startup = [r.at for r in pair.emarsys.requests()
+               if not re.search(r"/contact/|/add$", r.path)]
+    pages = [r.at for r in pair.magento.requests("GET", r"customers/search")
+             if "[condition_type]=gt" in unquote(r.query_string)]
+    assert startup and pages
+    assert min(pages) < max(startup)  # the first page came back before Emarsys was ready
+    assert_export_complete(pair)

@@ -109,3 +109,23 @@ def test_memory_is_flat_from_5000_to_50000_customers(sandbox_process: Any) -> No
                             check=True).stdout
     guests = 30_000 - int(30_000 * 0.6)
     assert json.loads(status)["contacts"] == 50_000 + guests
+
+
+def test_malloc_arenas_are_capped_without_running_ldconfig(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every run caps glibc's arenas at start-up; finding glibc by its usual name spares
+    ``ctypes.util.find_library``, which runs ``ldconfig`` (~10 ms of each run)."""
+    import ctypes.util
+    import platform
+
+    from magsync.util.memory import limit_malloc_arenas
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+
+    def no_ldconfig(name: str) -> str | None:
+        raise AssertionError("find_library ran")
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.setattr(ctypes.util, "find_library", no_ldconfig)
+    assert limit_malloc_arenas() is True

@@ -108,3 +108,37 @@ def test_a_signal_stops_the_export_gracefully_and_the_next_run_resumes(
     ids = assert_export_complete(big_pair)
     again = upserted_keys(big_pair)[sent_before:]
     assert len(again) == len(set(again)) == len(ids) - committed  # nothing sent twice
+
+
+def test_an_interrupt_while_a_job_is_committed_waits_for_the_commit(
+        big_pair: SandboxPair, cfg: Path, tmp_path: Path, magsync: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C landing in the middle of committing a job that Emarsys applied: the commit
+    finishes first (rolled back, the next run would send those contacts again)."""
+    from magsync.state.contacts import ContactTables
+
+    real = ContactTables.save_contacts
+    fired: list[int] = []
+
+    def save_then_interrupted(self: ContactTables, records: Any) -> None:
+        records = list(records)
+        if not fired:
+            fired.append(len(records))
+            os.kill(os.getpid(), signal.SIGINT)  # arrives inside the transaction
+        real(self, records)
+
+    monkeypatch.setattr(ContactTables, "save_contacts", save_then_interrupted)
+    result = magsync("export-initial", config=cfg)
+    assert result.code == 130, result
+    assert fired
+    with StateStore.open(tmp_path / "state.db") as store:
+        committed = store.count_contacts()
+    assert committed >= fired[0]
+    assert committed == len(upserted_keys(big_pair))  # every contact Emarsys applied
+
+    monkeypatch.setattr(ContactTables, "save_contacts", real)
+    resumed = magsync("export-initial", config=cfg)
+    assert resumed.code == 0, resumed
+    ids = assert_export_complete(big_pair)
+    again = upserted_keys(big_pair)[committed:]
+    assert len(again) == len(set(again)) == len(ids) - committed  # nothing sent twice

@@ -356,3 +356,74 @@ def test_lookups_of_any_length_find_exactly_the_stored_records(store: StateStore
         assert all(found[k].sent == {"1": k[2:]} for k in found)
     # lists of any length share a handful of statements (the sqlite3 statement cache)
     assert len(texts) <= 6
+
+
+def test_schema_4_file_migrates_without_the_contact_email_index(tmp_path: Path) -> None:
+    """Schema 5 drops the unused email index and keeps only contacts with a subscriber id
+    in the subscriber index; what a schema 4 file holds stays readable."""
+    from magsync.state.schema import MIGRATIONS
+
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    for script in MIGRATIONS[:4]:
+        conn.executescript(script)
+    conn.execute("PRAGMA user_version = 4")
+    conn.executemany("INSERT INTO contacts (key, customer_id, subscriber_id, email, sent, "
+                     "lists, updated_at) VALUES (?, ?, ?, ?, ?, ?, '2024-05-01T10:30:00Z')",
+                     [("c:17", 17, 4, "a@example.com", '{"1":"Ann","_m31":1}',
+                       '["customers","subscribers"]'),
+                      ("c:18", 18, None, "b@example.com", '{"1":"Bo"}', '["customers"]')])
+    conn.commit()
+    conn.close()
+    with StateStore.open(path) as s:
+        assert s.schema_version == SCHEMA_VERSION == 5
+        assert s.get_contact("c:17") == ContactRecord(
+            "c:17", 17, 4, "a@example.com", None, {"1": "Ann", "_m31": 1},
+            frozenset({"customers", "subscribers"}))
+        assert s.find_contact_by_subscriber(4).key == "c:17"  # type: ignore[union-attr]
+        assert s.get_contact("c:18").sent == {"1": "Bo"}  # type: ignore[union-attr]
+    conn = sqlite3.connect(path)
+    indexes = {r[0]: r[1] for r in conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'contacts'"
+        " AND sql IS NOT NULL")}
+    plan = " ".join(str(r[-1]) for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT key FROM contacts WHERE subscriber_id = 4"))
+    conn.close()
+    assert "contacts_email" not in indexes
+    assert "WHERE subscriber_id IS NOT NULL" in indexes["contacts_subscriber"]
+    assert "contacts_subscriber" in plan
+
+
+class _InterruptAfter:
+    """A connection whose ``execute`` of one statement runs it, then raises as a signal
+    handler would right after it (Ctrl-C between two statements)."""
+
+    def __init__(self, conn: sqlite3.Connection, statement: str) -> None:
+        self._conn, self._statement, self.fired = conn, statement, False
+
+    def execute(self, sql: str, *args: object) -> object:
+        result = self._conn.execute(sql, *args)
+        if sql == self._statement and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+        return result
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+
+@pytest.mark.parametrize("statement", ["BEGIN IMMEDIATE", "COMMIT"])
+def test_a_signal_right_after_begin_or_commit_leaves_no_transaction_open(
+        store: StateStore, statement: str) -> None:
+    real = store._conn
+    store._conn = _InterruptAfter(real, statement)  # type: ignore[assignment]
+    try:
+        with pytest.raises(KeyboardInterrupt), store.atomic():
+            store.set_meta("k", "v")
+        assert store._conn.fired  # type: ignore[attr-defined]
+    finally:
+        store._conn = real
+    assert not real.in_transaction
+    store.set_meta("after", "ok")  # the run can still record how it ended
+    assert store.get_meta("after") == "ok"
+    assert store.get_meta("k") == ("v" if statement == "COMMIT" else None)

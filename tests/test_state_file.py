@@ -148,7 +148,7 @@ def test_check_reads_the_whole_file(magsync: Any, tmp_path: Path) -> None:
     assert magsync("export-initial").code == 0
     state = tmp_path / "state.db"
     conn = sqlite3.connect(state)
-    page = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'contacts_email'"
+    page = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'subscribers_email'"
                         ).fetchone()[0]
     size = conn.execute("PRAGMA page_size").fetchone()[0]
     conn.close()

@@ -60,9 +60,10 @@ for _module in (inspect, queue, setup, state, sync, deletions):
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the CLI and map every error to its exit code."""
-    from magsync.util.memory import limit_malloc_arenas
+    from magsync.util.memory import limit_malloc_arenas, tune_gc
 
     limit_malloc_arenas()
+    tune_gc()
     stop_on_sigterm()
     sys.exit(run(argv))  # run() reads --debug and -q from the arguments itself
 

@@ -66,11 +66,12 @@ class GetDataResult:
         codes in ``ignore`` (e.g. 2008, which only says "not found")."""
         skip = set(ignore)
         out: dict[str, dict[str, str]] = {}
-        for e in self.errors:
-            key = str(e.get("key") if e.get("key") is not None else "")
-            code = str(e.get("errorCode") if e.get("errorCode") is not None else "")
+        for e in self.errors:  # nearly all of them 2008 in an export: skipped first
+            code = e.get("errorCode")
+            code = "" if code is None else str(code)
             if code in skip:
                 continue
+            key = str(e.get("key") if e.get("key") is not None else "")
             key = key.strip().lower() if fold else key
             out.setdefault(key, {})[code] = str(e.get("errorMsg") or "")
         return out

@@ -26,7 +26,7 @@ from magsync.magento.client import (
     explain_gave_up,
     fill_placeholders,
 )
-from magsync.magento.prefetch import fan_in
+from magsync.magento.prefetch import ReadAhead, fan_in
 from magsync.magento.search import MAX_PAGE_SIZE, SearchCriteria
 from magsync.model import Customer
 from magsync.util.timeutil import to_magento
@@ -129,6 +129,15 @@ def iter_all_customers(client: MagentoClient, *, after_id: int = 0,
     readers = [functools.partial(read_range, client, r, fields=fields) for r in ranges]
     workers = max(1, min(client.cfg.concurrency, len(readers)))
     return fan_in(readers, workers=workers, depth=workers)
+
+
+def read_customers_ahead(client: MagentoClient, ranges: Sequence[IdRange], *,
+                         fields: str | None = None) -> ReadAhead[Page]:
+    """``iter_all_customers`` over ``ranges`` whose readers start at once; ``close()``
+    it when done (also when its pages are never used)."""
+    readers = [functools.partial(read_range, client, r, fields=fields) for r in ranges]
+    workers = max(1, min(client.cfg.concurrency, len(readers)))
+    return ReadAhead(readers, workers=workers, depth=workers)
 
 
 def iter_changed_customers(client: MagentoClient, since: datetime, until: datetime, *,

@@ -36,6 +36,7 @@ class _FanIn(Generic[T]):
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self.work, name=f"magento-read-{i}",
                                          daemon=True) for i in range(max(1, workers))]
+        self.started = False
 
     def work(self) -> None:
         try:
@@ -61,9 +62,15 @@ class _FanIn(Generic[T]):
                 continue
         return False
 
+    def start(self) -> None:
+        """Start the workers (once): ``consume`` does on its first item."""
+        if not self.started:
+            self.started = True
+            for t in self.threads:
+                t.start()
+
     def consume(self) -> Generator[T, None, None]:
-        for t in self.threads:
-            t.start()
+        self.start()
         running = len(self.threads)
         try:
             while running:
@@ -86,3 +93,24 @@ def fan_in(producers: Sequence[Callable[[], Iterable[T]]], *, workers: int = 1,
     ``depth`` items; each producer's own items keep their order. ``close()`` it (or
     exhaust it) to stop the threads."""
     return _FanIn(producers, workers, depth).consume()
+
+
+class ReadAhead(Generic[T]):
+    """``fan_in`` whose workers start reading at once, before anyone iterates (e.g.
+    while the other side's start-up requests are under way). ``close()`` stops them,
+    whether or not the items were consumed."""
+
+    def __init__(self, producers: Sequence[Callable[[], Iterable[T]]], *, workers: int = 1,
+                 depth: int = 1) -> None:
+        self._fan = _FanIn(producers, workers, depth)
+        self._fan.start()
+        self._items = self._fan.consume()
+
+    def __iter__(self) -> Generator[T, None, None]:
+        return self._items
+
+    def close(self) -> None:
+        self._fan.stop.set()
+        self._items.close()
+        for t in self._fan.threads:
+            t.join(timeout=5)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from magsync.mapping.converters import is_empty
 from magsync.mapping.resolve import ResolvedMapping
 from magsync.model import OPTIN, STATUS_OPTIN, Contact, MirrorRow
 
@@ -21,28 +20,28 @@ def customer_contact(customer: Mapping[str, Any], subscriber_rows: list[MirrorRo
                      m: ResolvedMapping) -> Contact:
     """The contact of one Magento customer (with its subscriber row, if any)."""
     customer_id = int(customer["id"])
+    id_text = str(customer_id)
     fields, problems = _mapped_fields(customer, m)
     email = customer.get("email")
     if not m.maps_email:
-        fields[str(m.email_field)] = email or None
-    row = choose_subscriber_row(customer, subscriber_rows)
+        fields[m.email_key] = email or None
+    row = choose_subscriber_row(customer, subscriber_rows) if subscriber_rows else None
     if m.subscribers_mode == "none":
         row = None
         optin = _is_subscribed_optin(customer)
     else:
         optin = STATUS_OPTIN.get(row.status) if row is not None else 2
-    fields[str(m.customer_key_field)] = str(customer_id)
+    fields[m.customer_key] = id_text
     lists = _CUSTOMER_LISTS
     if row is not None:
-        fields[str(m.subscriber_key_field)] = str(row.subscriber_id)
+        fields[m.subscriber_key] = str(row.subscriber_id)
         lists = _SUBSCRIBED_CUSTOMER_LISTS
     if optin is not None:
         fields[OPTIN] = optin
     return Contact(
-        key=f"c:{customer_id}", key_field=m.customer_key_field, key_value=str(customer_id),
-        customer_id=customer_id, subscriber_id=row.subscriber_id if row else None,
-        email=email, fields=fields, optin=optin, lists=lists,
-        problems=tuple(problems), key_fields=(m.customer_key_field, m.subscriber_key_field))
+        "c:" + id_text, m.customer_key_field, id_text, customer_id,
+        row.subscriber_id if row is not None else None, email, fields, optin, lists,
+        tuple(problems) if problems else (), (m.customer_key_field, m.subscriber_key_field))
 
 
 def guest_contact(row: MirrorRow, m: ResolvedMapping) -> Contact:
@@ -91,11 +90,11 @@ def _mapped_fields(customer: Mapping[str, Any], m: ResolvedMapping
     fields: dict[str, Any] = {}
     problems: list[str] = []
     addresses: dict[str, Any] = {}
-    for f in m.compiled:
-        raw = f.read(customer, addresses)
+    get = customer.get
+    # Runs for every entry of every customer: one tuple per entry (see ``steps``).
+    for key, top, read, value, path in m.steps:
         try:
-            # convert_value inlined: it runs for every entry of every customer.
-            fields[f.key] = None if is_empty(raw) else f.convert(raw, f.entry)
+            fields[key] = value(get(top) if top is not None else read(customer, addresses))
         except ValueError as exc:
-            problems.append(f"{f.entry.path}: {exc}")
+            problems.append(f"{path}: {exc}")
     return fields, problems

@@ -92,5 +92,51 @@ def convert_value(value: Any, entry: MappedField) -> Any:
     return CONVERTER_FUNCS[entry.convert](value, entry)
 
 
+def fused_converter(entry: MappedField) -> Callable[[Any], Any]:
+    """``convert_value`` for one entry as a one-argument function, with a shortcut for
+    the type Magento sends nearly always (a string; an int for gender): it runs for every
+    mapped field of every customer. Same results and errors as ``convert_value``."""
+    convert = CONVERTER_FUNCS[entry.convert]
+
+    def general(value: Any) -> Any:
+        return None if is_empty(value) else convert(value, entry)
+
+    if entry.convert == "text":
+        def text(value: Any) -> Any:
+            if type(value) is str:
+                return value.strip() or None
+            return general(value)
+        return text
+    if entry.convert == "date":
+        def to_date(value: Any) -> Any:
+            if type(value) is str and value[:1].isdigit():
+                try:  # convert_date's own way, without its type checks
+                    return date.fromisoformat(value.strip()[:10]).isoformat()
+                except ValueError:
+                    pass  # let convert_date word the error
+            return general(value)
+        return to_date
+    if entry.convert == "gender":
+        by_int = {1: entry.choices.get("1"), 2: entry.choices.get("2")}
+
+        def gender(value: Any) -> Any:
+            if type(value) is int:  # str(1) == "1": looked up directly
+                return by_int.get(value)
+            return general(value)
+        return gender
+    if entry.convert == "country":
+        # codes that convert_country finds as they are (upper case, no spaces)
+        exact = {k: v for k, v in entry.choices.items() if len(k) == 2 and k == k.strip().upper()}
+
+        def country(value: Any) -> Any:
+            if type(value) is str:
+                found = exact.get(value)
+                if found is not None:
+                    return found
+            return general(value)
+        return country
+    return general
+
+
 def fold(text: str) -> str:
     return " ".join(str(text).split()).casefold()

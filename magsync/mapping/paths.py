@@ -44,6 +44,14 @@ def compile_path(path: str) -> Reader:
     return read_top
 
 
+def top_level_key(path: str) -> str | None:
+    """The customer key a path reads directly (``customer.get(path)``), None for a
+    structured path (custom, extension or address attribute)."""
+    if path.startswith(("custom_attributes.", "extension_attributes.", *_ADDRESS_PREFIXES)):
+        return None
+    return path
+
+
 def _custom_reader(code: str) -> Reader:
     def read_custom(customer: Mapping[str, Any], _: dict[str, Any]) -> Any:
         for attr in customer.get("custom_attributes") or ():

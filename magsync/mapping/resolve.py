@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import Any
 
 from magsync.config import Config, FieldRef
 from magsync.errors import ConfigError
-from magsync.mapping.converters import CONVERTER_FUNCS, Converter, MappedField, fold
-from magsync.mapping.paths import Reader, compile_path
+from magsync.mapping.converters import (
+    CONVERTER_FUNCS,
+    Converter,
+    MappedField,
+    fold,
+    fused_converter,
+)
+from magsync.mapping.paths import Reader, compile_path, top_level_key
 from magsync.model import EMAIL_FIELD, OPTIN, OPTIN_FIELD
 from magsync.util.countries import build_country_table
 
@@ -47,6 +54,25 @@ class ResolvedMapping:
         rather than once per customer."""
         return tuple(CompiledField(e, str(e.field_id), compile_path(e.path),
                                    CONVERTER_FUNCS[e.convert]) for e in self.entries)
+
+    @cached_property
+    def steps(self) -> tuple[tuple[str, str | None, Reader, Callable[[Any], Any], str], ...]:
+        """The entries as the per-customer loop runs them: (field key, the customer key
+        read directly or None, the path reader, the fused converter, the path)."""
+        return tuple((f.key, top_level_key(f.entry.path), f.read, fused_converter(f.entry),
+                      f.entry.path) for f in self.compiled)
+
+    @cached_property
+    def customer_key(self) -> str:
+        return str(self.customer_key_field)
+
+    @cached_property
+    def subscriber_key(self) -> str:
+        return str(self.subscriber_key_field)
+
+    @cached_property
+    def email_key(self) -> str:
+        return str(self.email_field)
 
     @cached_property
     def maps_email(self) -> bool:

@@ -72,8 +72,8 @@ class Tables:
     def snapshot(self) -> Iterator[None]:
         """The reads inside see one state of the file (one read transaction)."""
         with self._lock:
-            self._conn.execute("BEGIN")
             try:
+                self._conn.execute("BEGIN")
                 yield
             finally:
                 with suppress(sqlite3.Error):  # already ended by an error

@@ -43,8 +43,9 @@ class ContactTables(Tables):
     def save_contacts(self, records: Iterable[ContactRecord]) -> None:
         """Insert or replace records (call inside ``atomic()`` to group with other writes)."""
         now = to_iso(utcnow())
+        sent_text = jsoncodec.sorted_text  # runs for every contact saved
         rows = [(r.key, r.customer_id, r.subscriber_id, r.email, r.emarsys_id,
-                 jsoncodec.dumps_text(r.sent, sort_keys=True), _lists_json(r.lists), now)
+                 sent_text(r.sent), _lists_json(r.lists), now)
                 for r in records]
         with self.atomic() as c:
             c.executemany(

@@ -67,6 +67,16 @@ MIGRATIONS: list[str] = [
     INSERT INTO meta (key, value) SELECT 'erase_needs_vacuum', '1'
         WHERE EXISTS (SELECT 1 FROM contacts);
     """,
+    # 5: less to write per contact saved. Nothing looks contacts up by email (each save
+    # moved an entry to a random place of that index: most of the pages a commit wrote);
+    # only contacts with a subscriber id are looked up by it, so the others (most
+    # customers) need no entry there.
+    """
+    DROP INDEX IF EXISTS contacts_email;
+    DROP INDEX IF EXISTS contacts_subscriber;
+    CREATE INDEX contacts_subscriber ON contacts (subscriber_id)
+        WHERE subscriber_id IS NOT NULL;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

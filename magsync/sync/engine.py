@@ -14,7 +14,7 @@ flight.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from magsync.consent import NOT_READ, decide_send, needs_emarsys_read
@@ -77,7 +77,8 @@ class Engine:
                 self.counts.add("unconvertible", len(item.contact.problems))
                 item.reports += [("unconvertible", item.contact.key, p)
                                  for p in item.contact.problems]
-            if self._plan_locally(item):
+            # A first send (no record) is planned in its job, after the Emarsys reads.
+            if item.record is not None and self._plan_locally(item):
                 unsent.append(item)
                 continue
             group_key = (item.contact.key_field, _carried_list(item), not item.decided)
@@ -248,7 +249,10 @@ class Engine:
                 self.store.dequeue(ok_keys)
             reports: list[tuple[str, str | None, str]] = []
             for o in outcomes:
-                reports += o.item.reports + o.reports
+                if o.item.reports:
+                    reports += o.item.reports
+                if o.reports:
+                    reports += o.reports
                 if o.error is not None:
                     counts["queued"] += 1
                     self._queued.add(o.item.contact.key)
@@ -260,9 +264,11 @@ class Engine:
         return {k: n for k, n in counts.items() if n}
 
     def _page_done(self, items: list[Item]) -> None:
-        for it in items:
-            if it.token is not None:
-                self.tracker.done(it.lane, it.token)
+        # A job's items come from a few pages: one tracker call per page, not per item.
+        pages: Counter[tuple[Hashable, Hashable]] = Counter(
+            (it.lane, it.token) for it in items if it.token is not None)
+        for (lane, token), n in pages.items():
+            self.tracker.done(lane, token, n)
         if self.on_progress is not None:
             self.on_progress()
 

@@ -13,7 +13,7 @@ in Emarsys while a long export ran are read back.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -28,8 +28,11 @@ from magsync.magento.customers import (
     count_customers,
     iter_all_customers,
     plan_ranges,
+    read_customers_ahead,
 )
+from magsync.magento.prefetch import ReadAhead
 from magsync.magento.subscriber_source import SubscriberSource
+from magsync.mapping import customer_fields_filter
 from magsync.state import StateStore
 from magsync.sync.engine import Engine
 from magsync.sync.feed import (
@@ -78,24 +81,34 @@ def export_initial(cfg: Config, store: StateStore, opts: ExportOptions,
         if saved:
             report.notes.append(f"resumed the export started {saved['started_at']}")
         planned: list[list[IdRange]] = []
+        early: list[ReadAhead[Page]] = []  # customer pages read during start-up
         plan_ranges_early = opts.customers and cfg.contacts.customers.enabled \
             and "ranges" not in checkpoint and not checkpoint.get("customers_done")
-        with Runtime.open(cfg, store=store, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
-                          verbose=opts.verbose,
-                          alongside=_startup_reads(store, counts, plan_ranges_early,
-                                                   planned, progress)) as rt:
-            checkpoint.setdefault("mapping_hash", rt.mapping.hash)
-            run = _Export(rt, store, counts, run_id, checkpoint, opts, progress)
-            run.planned = planned[0] if planned else None
-            try:
-                run.customers()
-                run.guests()
-                run.engine.drain()
-                join_owed_lists(rt, store, counts)  # the second list of customers...
-            finally:
-                run.engine.close(cancel=True)
-                finish_counts(report, counts, store, run_id)
-            report.samples = run.engine.samples
+        try:
+            with Runtime.open(cfg, store=store, dry_run=opts.dry_run, retry=DEFAULT_RETRY,
+                              verbose=opts.verbose,
+                              alongside=_startup_reads(
+                                  store, counts, plan_ranges_early, planned, progress,
+                                  # with a progress display the ranges are counted first
+                                  # (magento.concurrency requests at most at any time)
+                                  early if progress is None else None,
+                                  _fields_filter(cfg))) as rt:
+                checkpoint.setdefault("mapping_hash", rt.mapping.hash)
+                run = _Export(rt, store, counts, run_id, checkpoint, opts, progress)
+                run.planned = planned[0] if planned else None
+                run.early = early[0] if early else None
+                try:
+                    run.customers()
+                    run.guests()
+                    run.engine.drain()
+                    join_owed_lists(rt, store, counts)  # the second list of customers...
+                finally:
+                    run.engine.close(cancel=True)
+                    finish_counts(report, counts, store, run_id)
+                report.samples = run.engine.samples
+        finally:
+            for pages in early:
+                pages.close()
         if not opts.dry_run:
             _complete(store, checkpoint, rt.mapping.hash, kinds)
     return report
@@ -118,11 +131,13 @@ def selected_kinds(cfg: Config, opts: ExportOptions) -> tuple[str, ...]:
 
 
 def _startup_reads(store: StateStore, counts: RunCounts, plan: bool,
-                   planned: list[list[IdRange]], progress: ProgressHook | None = None
+                   planned: list[list[IdRange]], progress: ProgressHook | None = None,
+                   early: list[ReadAhead[Page]] | None = None, fields: str | None = None
                    ) -> Callable[[MagentoClient, SubscriberSource | None], None]:
     """What Magento can answer while Emarsys resolves fields and lists: the subscriber
     scan, and beside it (``plan``) the id ranges of a fresh customer export, appended to
-    ``planned``."""
+    ``planned``; then (``early``) the first customer pages of those ranges start to be
+    read, so that Magento is not idle while Emarsys is still starting up."""
     refresh = mirror_refresher(store, counts, progress)
 
     def reads(magento: MagentoClient, source: SubscriberSource | None) -> None:
@@ -133,7 +148,14 @@ def _startup_reads(store: StateStore, counts: RunCounts, plan: bool,
             ranges = pool.submit(plan_ranges, magento)
             refresh(magento, source)
             planned.append(ranges.result())
+        if early is not None:  # after the scan: at most magento.concurrency at once
+            early.append(read_customers_ahead(magento, planned[0], fields=fields))
     return reads
+
+
+def _fields_filter(cfg: Config) -> str:
+    """``Runtime.customer_fields``, known before the runtime is (from the config)."""
+    return customer_fields_filter(f.path for f in cfg.contacts.customers.fields)
 
 
 def _complete(store: StateStore, checkpoint: dict[str, Any], mapping_hash: str,
@@ -172,6 +194,7 @@ class _Export:
         self.tracker = PageTracker()
         self.ranges: ExportProgress | None = None
         self.planned: list[IdRange] | None = None  # read during start-up
+        self.early: ReadAhead[Page] | None = None  # the planned ranges, read from then on
         self.customers_read = 0
         self.customer_total: int | None = None
         self._seq = itertools.count()
@@ -201,8 +224,10 @@ class _Export:
         if not ranges:
             self.checkpoint["customers_done"] = True
             return
-        for page in iter_all_customers(self.rt.magento, ranges=ranges,
-                                       fields=self.rt.customer_fields):
+        pages: Iterable[Page] = self.early if self.early is not None and \
+            ranges is self.planned else iter_all_customers(self.rt.magento, ranges=ranges,
+                                                           fields=self.rt.customer_fields)
+        for page in pages:
             self._customer_page(page)
 
     def _customer_page(self, page: Page) -> None:

@@ -258,9 +258,13 @@ def customer_items(rt: Runtime, store: StateStore, customers: list[dict[str, Any
     """Pipeline items for a page of Magento customers (with their mirror rows)."""
     ids = [int(c["id"]) for c in customers]
     mirror = store.mirror_for_customers(ids)
-    contacts = [customer_contact(c, mirror.get(int(c["id"]), []), rt.mapping)
-                for c in customers]
+    m = rt.mapping
+    contacts = [customer_contact(c, mirror.get(cid, _NO_ROWS), m)
+                for c, cid in zip(customers, ids, strict=True)]
     return plan_items(contacts, store, lane=lane, token=token)
+
+
+_NO_ROWS: list[MirrorRow] = []  # most customers have no subscriber row (never mutated)
 
 
 def guest_items(rt: Runtime, store: StateStore, rows: Iterable[MirrorRow], *,

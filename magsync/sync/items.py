@@ -11,7 +11,7 @@ from magsync.diff import Send
 from magsync.model import Contact, ContactRecord
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Item:
     """One contact on its way through the pipeline."""
 
@@ -39,7 +39,7 @@ class Job:
     defer_lists: bool = False
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Outcome:
     """What happened to one contact; ``record`` is saved, ``error`` queues it."""
 

@@ -46,13 +46,16 @@ FAILED_LOOKUPS = frozenset({"ambiguous", "unanswered"})
 MagentoWriter = Callable[[Contact, int], "str | None"]
 
 
-@dataclass(eq=False)
+_UNDECIDED = OptinDecision()  # shared: decisions are treated as immutable
+
+
+@dataclass(eq=False, slots=True)
 class _Plan:
     """An item's plan inside the job."""
 
     item: Item
     identity: IdentityPlan | None = None
-    decision: OptinDecision = field(default_factory=OptinDecision)
+    decision: OptinDecision = field(default_factory=lambda: _UNDECIDED)
     send: Any = None
     error: str | None = None
     accepted: bool = False

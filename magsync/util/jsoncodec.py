@@ -31,3 +31,8 @@ def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
 def dumps_text(value: Any, *, sort_keys: bool = False) -> str:
     """Encode as compact JSON text (what the state file stores)."""
     return dumps(value, sort_keys=sort_keys).decode()
+
+
+def sorted_text(value: Any) -> str:
+    """``dumps_text(value, sort_keys=True)`` in one call (the per-contact state)."""
+    return orjson.dumps(value, option=_SORTED).decode()

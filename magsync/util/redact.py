@@ -77,6 +77,8 @@ def credentials_in(headers: Mapping[str, str | bytes] | None) -> list[str]:
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every form of every value in ``secrets`` replaced by ``***``."""
+    if len(text) < MIN_LENGTH:  # no form of a secret fits (an API's "OK", every reply)
+        return text
     forms: set[str] = set()
     for s in secrets:
         if s and len(s) >= MIN_LENGTH:
