@@ -5,7 +5,7 @@ see ``jobs.py``); an upsert carries one list, so a customer with a subscriber ro
 the second one later, as does a contact whose list call failed, and every contact that
 belongs on a list Emarsys lost and magsync created again. ``join_owed_lists`` (the end of
 ``export-initial`` and ``sync-background``) finds them all in the state file and adds
-them 10,000 to a request. ``bind_lists`` records which list id the recorded memberships
+them 10,000 to a request. ``metadata.bind_lists`` records which list id the recorded memberships
 mean, and drops them when a run finds the list under another id.
 """
 
@@ -15,7 +15,6 @@ import functools
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from magsync.config import Config
 from magsync.emarsys.client import EmarsysApiError
 from magsync.emarsys.contacts import MAX_LIST_ADD, NO_SUCH_LIST, add_to_list
 from magsync.errors import MagsyncError
@@ -42,25 +41,6 @@ class Joining(Protocol):
     send: Any  # diff.Send: its join_lists are the roles still to record
     carried: str | None
     list_failed: bool
-
-
-def bind_lists(store: StateStore, cfg: Config, list_ids: dict[str, int | None]) -> None:
-    """Record the list id of each role; a role whose list is not the recorded one (the
-    list was deleted and created again, or the config names another) is dropped from
-    every contact, so the next ``sync-background`` adds them all to the list."""
-    for role, list_id in list_ids.items():
-        if list_id is None:
-            continue
-        bound = store.list_binding(role)
-        if bound == list_id:
-            continue
-        dropped = store.bind_list(role, list_id, drop_members=bound is not None)
-        if bound is not None:
-            name = cfg.contacts.customers.list if role == "customers" \
-                else cfg.contacts.subscribers.list
-            log.warning("the Emarsys contact list %r is now id %s (the state file knew id "
-                        "%s): sync-background adds the %d contact(s) recorded in the old one",
-                        name, list_id, bound, dropped)
 
 
 def join_owed_lists(rt: Runtime, store: StateStore, counts: RunCounts) -> None:

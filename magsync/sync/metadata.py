@@ -142,3 +142,22 @@ def _decode(data: dict[str, Any]) -> dict[str, Any]:
     for fid, choices in (data.get("choices") or {}).items():
         out[_CHOICES + str(fid)] = [Choice(int(i), str(label)) for i, label in choices]
     return out
+
+
+def bind_lists(store: StateStore, cfg: Config, list_ids: dict[str, int | None]) -> None:
+    """Record the list id of each role; a role whose list is not the recorded one (the
+    list was deleted and created again, or the config names another) is dropped from
+    every contact, so the next ``sync-background`` adds them all to the list."""
+    for role, list_id in list_ids.items():
+        if list_id is None:
+            continue
+        bound = store.list_binding(role)
+        if bound == list_id:
+            continue
+        dropped = store.bind_list(role, list_id, drop_members=bound is not None)
+        if bound is not None:
+            name = cfg.contacts.customers.list if role == "customers" \
+                else cfg.contacts.subscribers.list
+            log.warning("the Emarsys contact list %r is now id %s (the state file knew id "
+                        "%s): sync-background adds the %d contact(s) recorded in the old one",
+                        name, list_id, bound, dropped)

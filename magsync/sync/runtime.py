@@ -38,8 +38,7 @@ from magsync.magento.subscriber_source import SubscriberSource, open_subscriber_
 from magsync.mapping import ResolvedMapping, build_mapping, customer_fields_filter
 from magsync.state import StateStore
 from magsync.state.binding import KeyField, enforce_key_fields, read_binding
-from magsync.sync.lists import bind_lists
-from magsync.sync.metadata import MetadataCache
+from magsync.sync.metadata import MetadataCache, bind_lists
 from magsync.util.logs import get_logger
 
 log = get_logger("sync")
