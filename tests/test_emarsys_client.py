@@ -10,7 +10,7 @@ import pytest
 from magsync.emarsys.auth import OAuth2ClientCredentials, WsseAuth, build_wsse_header, wsse_digest
 from magsync.emarsys.client import EmarsysApiError, api_url_for
 from magsync.errors import AuthError, FatalRemoteError, RetriableError
-from magsync.http import RetryPolicy
+from magsync.pacing import RetryPolicy
 from magsync.sandbox.emarsys.server import EmarsysSandbox
 from tests.helpers.emarsys import CLIENT_SECRET, SECRET, make_client, make_config
 

@@ -12,14 +12,8 @@ import requests
 from requests.auth import AuthBase
 
 from magsync.errors import RetriableError
-from magsync.http import (
-    HttpClient,
-    RateLimiter,
-    RetryPolicy,
-    credentials_in,
-    parse_rate_limit_wait,
-    redact,
-)
+from magsync.http import HttpClient, credentials_in, redact
+from magsync.pacing import RateLimiter, RetryPolicy, parse_rate_limit_wait
 from magsync.sandbox.base import Request, Response, SandboxServer
 
 

@@ -10,7 +10,6 @@ import pytest
 
 from magsync.config import MagentoAuth, MagentoConfig, Secret
 from magsync.errors import AuthError, FatalRemoteError, RemoteConfigError, RetriableError
-from magsync.http import RetryPolicy
 from magsync.magento import subscribers as subs_mod
 from magsync.magento.check import check_magento
 from magsync.magento.client import MagentoClient, fill_placeholders
@@ -22,6 +21,7 @@ from magsync.magento.subscribers import (
     set_customer_subscription,
     set_guest_subscriptions,
 )
+from magsync.pacing import RetryPolicy
 from magsync.sandbox.magento.server import MagentoSandbox
 from magsync.sandbox.magento.shop_gen import generate_shop
 from tests.helpers.magento import NO_RETRY, make_cfg, make_client

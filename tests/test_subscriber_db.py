@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from magsync.errors import AuthError, ConfigError, FatalRemoteError, RetriableError
-from magsync.http import RetryPolicy
 from magsync.magento.database import Database, DatabaseSettings
 from magsync.magento.subscriber_db import (
     OptinWriteDisabled,
@@ -23,6 +22,7 @@ from magsync.magento.subscriber_db import (
     write_guest_optout,
 )
 from magsync.model import MirrorRow
+from magsync.pacing import RetryPolicy
 from magsync.sandbox.magento.records import Subscriber
 from magsync.sandbox.magento.shop_gen import generate_shop
 from tests.helpers.mariadb import (

@@ -13,7 +13,6 @@ import pytest
 
 from magsync.config import parse_config
 from magsync.errors import RetriableError
-from magsync.http import RetryPolicy
 from magsync.magento.client import MagentoClient
 from magsync.magento.subscriber_source import (
     GUEST_OPTIN_NOT_WRITTEN,
@@ -25,6 +24,7 @@ from magsync.magento.subscriber_source import (
 )
 from magsync.magento.subscribers import iter_subscribers
 from magsync.model import MirrorRow
+from magsync.pacing import RetryPolicy
 from magsync.sandbox.magento.server import MagentoSandbox
 from magsync.state import StateStore
 from tests.helpers.mariadb import READER, WRITER, MariaDB

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from magsync.errors import FatalRemoteError, RetriableError
-from magsync.http import MAX_REPLY_BYTES, HttpClient, RetryPolicy
+from magsync.http import MAX_REPLY_BYTES, HttpClient
+from magsync.pacing import RetryPolicy
 from magsync.sandbox.pair import SandboxPair
 from tests.helpers.hostile import Hostile, self_signed_context, wait_until
 

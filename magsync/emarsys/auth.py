@@ -23,7 +23,8 @@ import requests
 from requests.auth import AuthBase
 
 from magsync.errors import AuthError, FatalRemoteError
-from magsync.http import DEFAULT_RETRY, HttpClient, RetryPolicy
+from magsync.http import HttpClient
+from magsync.pacing import DEFAULT_RETRY, RetryPolicy
 from magsync.util.redact import add_secrets
 
 REFRESH_MARGIN = 60.0  # seconds before expiry a token is replaced

@@ -22,8 +22,9 @@ from requests.auth import AuthBase
 from magsync.config import EmarsysConfig
 from magsync.emarsys.auth import OAuth2ClientCredentials, WsseAuth
 from magsync.errors import AuthError, FatalRemoteError
-from magsync.http import DEFAULT_RETRY, Abort, HttpClient, RateLimiter, RetryPolicy
+from magsync.http import HttpClient
 from magsync.network import clip, fit, host_of
+from magsync.pacing import DEFAULT_RETRY, Abort, RateLimiter, RetryPolicy
 from magsync.util import jsoncodec
 
 SERVICE = "Emarsys"

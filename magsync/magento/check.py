@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from magsync.config import MagentoConfig
 from magsync.errors import AuthError, MagsyncError, RetriableError
-from magsync.http import RetryPolicy
 from magsync.magento.client import NOT_AUTHORIZED, MagentoClient
 from magsync.magento.search import SearchCriteria
 from magsync.magento.subscribers import SUBSCRIPTIONS_PATH
 from magsync.model import CheckResult
 from magsync.network import host_of
+from magsync.pacing import RetryPolicy
 
 CHECK_BUDGET = 15.0  # seconds of retries per check request: check answers quickly
 

@@ -23,10 +23,11 @@ from magsync.errors import (
     RemoteError,
     RetriableError,
 )
-from magsync.http import Abort, HttpClient, RetryPolicy
+from magsync.http import HttpClient
 from magsync.magento.auth import BEARER_HELP, auth_secrets, build_auth
 from magsync.magento.search import SearchCriteria, encode_query
 from magsync.network import clip, fit, host_of
+from magsync.pacing import Abort, RetryPolicy
 from magsync.util import jsoncodec
 
 SERVICE = "Magento"

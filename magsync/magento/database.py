@@ -30,7 +30,8 @@ from magsync.config.database_url import (
     validate_settings,
 )
 from magsync.errors import AuthError, ConfigError, FatalRemoteError, RetriableError
-from magsync.http import DEFAULT_RETRY, RetryPolicy, redact
+from magsync.http import redact
+from magsync.pacing import DEFAULT_RETRY, RetryPolicy
 from magsync.util.logs import add_secrets
 
 if TYPE_CHECKING:

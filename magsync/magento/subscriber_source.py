@@ -20,10 +20,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from magsync.config import MagentoConfig
-from magsync.http import RetryPolicy
 from magsync.magento.client import MagentoClient
 from magsync.magento.subscribers import GuestOptIn, iter_subscribers, set_guest_subscriptions
 from magsync.model import MirrorRow
+from magsync.pacing import RetryPolicy
 
 if TYPE_CHECKING:  # the database modules load only with ``subscribers: database``
     from magsync.magento.database import Database, DatabaseSettings, DatabaseStats

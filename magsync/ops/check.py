@@ -7,8 +7,8 @@ from typing import Any
 
 from magsync.config import Config, iter_secrets
 from magsync.errors import ConfigError, MagsyncError, StateError
-from magsync.http import RetryPolicy, apply_retry_budget_override
 from magsync.model import CheckResult
+from magsync.pacing import RetryPolicy, apply_retry_budget_override
 from magsync.state import StateStore
 from magsync.state.binding import (
     Binding,

@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 
 from magsync.config import Secret
 from magsync.errors import MagsyncError
-from magsync.http import PING_BUDGET, RetryPolicy, apply_retry_budget_override, ping
+from magsync.http import PING_BUDGET, ping
+from magsync.pacing import RetryPolicy, apply_retry_budget_override
 from magsync.util.logs import add_secrets, get_logger
 
 log = get_logger("monitoring")

@@ -19,10 +19,10 @@ from magsync.config import Config, iter_secrets
 from magsync.emarsys.client import EmarsysClient
 from magsync.emarsys.fields import resolve_field
 from magsync.errors import UsageError
-from magsync.http import apply_retry_budget_override
 from magsync.magento.client import MagentoClient
 from magsync.magento.customers import customer_deleted, find_customer_ids_by_email
 from magsync.magento.subscribers import iter_subscribers
+from magsync.pacing import apply_retry_budget_override
 from magsync.state import StateStore
 from magsync.sync.deletions import DeletionApplier, KeyFields
 from magsync.sync.run import RunReport, finish_counts, recorded_run

@@ -32,10 +32,10 @@ from magsync.emarsys.fields import (
     resolve_field,
 )
 from magsync.errors import RemoteConfigError, StateError
-from magsync.http import Abort, RetryPolicy, apply_retry_budget_override
 from magsync.magento.client import MagentoClient
 from magsync.magento.subscriber_source import SubscriberSource, open_subscriber_source
 from magsync.mapping import ResolvedMapping, build_mapping, customer_fields_filter
+from magsync.pacing import Abort, RetryPolicy, apply_retry_budget_override
 from magsync.state import StateStore
 from magsync.state.binding import KeyField, enforce_key_fields, read_binding
 from magsync.sync.metadata import MetadataCache, bind_lists

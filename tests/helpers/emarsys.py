@@ -6,7 +6,7 @@ from typing import Any
 
 from magsync.config import Config, iter_secrets, parse_config
 from magsync.emarsys.client import EmarsysClient
-from magsync.http import RetryPolicy
+from magsync.pacing import RetryPolicy
 from magsync.sandbox.emarsys.server import EmarsysSandbox
 
 SECRET = "wsse-sekrit-value"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from magsync.config import MagentoAuth, MagentoConfig, Secret
-from magsync.http import RetryPolicy
 from magsync.magento.client import MagentoClient
+from magsync.pacing import RetryPolicy
 from magsync.sandbox.magento.server import MagentoSandbox
 
 NO_RETRY = RetryPolicy(budget=0.0)
