@@ -10,16 +10,63 @@ name only its scheme and host.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
+import requests
+
 from magsync.config import Secret
-from magsync.errors import MagsyncError
-from magsync.http import PING_BUDGET, ping
+from magsync.errors import FatalRemoteError, MagsyncError, RetriableError
+from magsync.http import RETRY_STATUSES, HttpClient
 from magsync.pacing import RetryPolicy, apply_retry_budget_override
 from magsync.util.logs import add_secrets, get_logger
 
 log = get_logger("monitoring")
 MIN_WAIT = 2.0  # a ping makes one attempt whatever its budget (tests shorten it to 0)
+
+
+PING_BUDGET = 10.0  # seconds a monitoring ping may take, retries included
+
+
+# Not HttpClient.request: its budget bounds the waits between attempts, not how long an
+# attempt may take, and a ping must be over within its budget whatever the server does.
+def ping(url: str, *, budget: float = PING_BUDGET,
+         clock: Callable[[], float] = time.monotonic,
+         sleep: Callable[[float], None] = time.sleep) -> None:
+    """``GET url`` (a healthchecks-style monitoring ping) on a session of the one session
+    factory, retried within ``budget`` seconds on connection errors, 429 and 5xx;
+    ``RemoteError`` when no 2xx/3xx came back. The URL is a secret: the error's message
+    holds neither it nor its path."""
+    client = HttpClient("monitoring ping", url, secrets=[url])
+    policy = RetryPolicy(budget=budget, base_delay=0.5, max_delay=2.0)
+    deadline = clock() + budget
+    attempt, reason = 0, "no answer"
+    try:
+        while attempt == 0 or deadline - clock() > 0.1:  # one attempt at least
+            attempt += 1
+            timeout = min(5.0, max(1.0 if attempt == 1 else 0.1, deadline - clock()))
+            try:
+                resp = client.session.get(url, timeout=(timeout, timeout),
+                                          allow_redirects=False)
+                resp.close()
+            except requests.Timeout:
+                reason = "timed out"
+            except requests.RequestException as exc:
+                reason = f"connection failed ({type(exc).__name__})"
+            else:
+                if resp.status_code < 400:
+                    return
+                reason = f"HTTP {resp.status_code}"
+                if resp.status_code not in RETRY_STATUSES:
+                    raise FatalRemoteError(reason, service="monitoring ping",
+                                           status=resp.status_code)
+            sleep(max(0.0, min(policy.backoff(attempt), deadline - clock())))
+    finally:
+        client.close()
+    noun = "attempt" if attempt == 1 else "attempts"
+    raise RetriableError(f"{reason} ({attempt} {noun} in {budget:g} s)",
+                         service="monitoring ping")
 
 
 def origin(url: str) -> str:
