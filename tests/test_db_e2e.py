@@ -95,6 +95,13 @@ def guest(pair: SandboxPair, status: int = STATUS_SUBSCRIBED, skip: int = 0) -> 
     return rows[skip]
 
 
+def subscribed_customer(pair: SandboxPair) -> Any:
+    """The subscribed subscriber row of a customer with the lowest subscriber id."""
+    return min((s for s in pair.magento.shop.subscribers.values()
+                if s.customer_id and s.subscriber_status == STATUS_SUBSCRIBED),
+               key=lambda s: s.subscriber_id)
+
+
 def one(pair: SandboxPair, key: str) -> int:
     found = contact_ids(pair, key)
     assert len(found) == 1, (key, found)
@@ -208,9 +215,7 @@ def test_a_customers_unsubscribe_in_the_database_reaches_emarsys(
         pair: SandboxPair, shop_db: MariaDB, config: Path, magsync: CliRunner) -> None:
     exported(magsync, config)
     shop = pair.magento.shop
-    sub = min((s for s in shop.subscribers.values()
-               if s.customer_id and s.subscriber_status == STATUS_SUBSCRIBED),
-              key=lambda s: s.subscriber_id)
+    sub = subscribed_customer(pair)
     contact = one(pair, f"c:{sub.customer_id}")
     seq = request_seq(pair)
     # Magento changes the row; the customer's REST record follows (is_subscribed)
@@ -464,9 +469,7 @@ def test_pull_optin_writes_a_customers_opt_out_through_rest(
         pair: SandboxPair, shop_db: MariaDB, config: Path, magsync: CliRunner) -> None:
     exported(magsync, config)
     shop = pair.magento.shop
-    sub = min((s for s in shop.subscribers.values()
-               if s.customer_id and s.subscriber_status == STATUS_SUBSCRIBED),
-              key=lambda s: s.subscriber_id)
+    sub = subscribed_customer(pair)
     pair.emarsys.ui_edit(one(pair, f"c:{sub.customer_id}"), {31: 2})
 
     result = magsync("pull-optin", config=config)
