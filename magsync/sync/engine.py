@@ -19,10 +19,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from magsync.consent import NOT_READ, decide_send, needs_emarsys_read
 from magsync.diff import plan_send
-from magsync.model import Contact
 from magsync.state import StateStore
 from magsync.sync.items import Item, Job, JobResult, Outcome
-from magsync.sync.jobs import run_job
+from magsync.sync.jobs import MagentoWriter, run_job
 from magsync.sync.runtime import Runtime
 from magsync.sync.tracking import PageTracker, RunCounts
 from magsync.util.interrupts import critical
@@ -37,7 +36,7 @@ class Engine:
     def __init__(self, rt: Runtime, store: StateStore, counts: RunCounts, *,
                  run_id: int | None, restart: bool = False, tracker: PageTracker | None = None,
                  on_progress: Callable[[], None] | None = None,
-                 magento_writer: Callable[[Contact, int], str | None] | None = None,
+                 magento_writer: MagentoWriter | None = None,
                  defer_lists: bool = False) -> None:
         self.rt = rt
         self.store = store

@@ -12,7 +12,7 @@ commit.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,7 +35,7 @@ from magsync.errors import MagsyncError, RemoteConfigError
 from magsync.model import EMAIL_FIELD, OPTIN, OPTIN_FIELD, Contact
 from magsync.sync.items import Item, Job, JobResult, Outcome
 from magsync.sync.lists import join_lists
-from magsync.sync.optin_writer import NOT_APPLIED
+from magsync.sync.optin_writer import NOT_APPLIED, MagentoOptinWriter
 from magsync.sync.runtime import Runtime
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024 - 64 * 1024
@@ -43,7 +43,7 @@ NOT_FOUND = "2008"
 AMBIGUOUS = "2010"
 INVALID_VALUE = "2007"  # e.g. a choice id Emarsys no longer has: read the metadata again
 FAILED_LOOKUPS = frozenset({"ambiguous", "unanswered"})
-MagentoWriter = Callable[[Contact, int], "str | None"]
+MagentoWriter = MagentoOptinWriter
 
 
 _UNDECIDED = OptinDecision()  # shared: decisions are treated as immutable
@@ -340,17 +340,19 @@ def _outcome(rt: Runtime, p: _Plan, writer: MagentoWriter | None) -> Outcome:
         reports.append(("consent_conflict", c.key, p.decision.conflict))
         extra.append("conflicts")
     problem = None
-    if p.decision.write_magento is not None and writer is not None:
-        problem = writer(c, p.decision.write_magento)
-        if problem:
-            reports.append(("magento_write_failed", c.key, problem))
-        if problem and problem.startswith(NOT_APPLIED):
+    optin = p.decision.write_magento
+    if optin is not None and writer is not None:
+        refusal = writer.guest_refusal(optin) if c.customer_id is None else None
+        if refusal is not None:
             # The configuration does not let magsync write it, now or on a retry: Magento
             # still holds its opt-in, so record that (else the next run would take it for
             # a change in Magento and send it over the Emarsys opt-out).
-            p.decision = replace(p.decision, record=unapplied_record(
-                p.decision.write_magento, c.optin))
-            problem = None
+            reports.append(("magento_write_failed", c.key, NOT_APPLIED + refusal))
+            p.decision = replace(p.decision, record=unapplied_record(optin, c.optin))
+        else:
+            problem = writer(c, optin)
+            if problem:
+                reports.append(("magento_write_failed", c.key, problem))
     base = item.record if item.record is not None else item.inherit
     emarsys_id = p.emarsys_id or (p.identity.emarsys_id if p.identity is not None else None)
     # An opt-out Magento did not take is not recorded as in sync (that would read as a
