@@ -87,11 +87,20 @@ def is_first_send(record: ContactRecord | None) -> bool:
 def needs_emarsys_read(contact: Any, record: ContactRecord | None, *,
                        restart: bool = False) -> bool:
     """Whether the caller must read the contact's Emarsys opt-in before ``decide_send``:
-    on a first send (or restart), and whenever opt-in 1 is about to be sent."""
+    on a first send (or restart), and when opt-in 1 is about to be sent over a value that
+    may be an opt-out magsync did not write."""
     if is_first_send(record) or restart:
         return True
     assert record is not None
-    return contact.optin == 1 and parse_optin(record.sent.get(MAGENTO_OPTIN)) != 1
+    return contact.optin == 1 and _resubscribe_needs_read(record)
+
+
+def _resubscribe_needs_read(record: ContactRecord) -> bool:
+    # Magento went back to subscribed. When Emarsys holds, as far as magsync knows, the
+    # opt-out magsync wrote or applied ("31" == 2), opt-in 1 is sent whatever Emarsys
+    # holds now: its 2 is then no change on that side, and a 1 or an empty value agrees.
+    # The read could change no decision, so it is not made.
+    return _recorded(record, MAGENTO_OPTIN) != 1 and _recorded(record, OPTIN) != 2
 
 
 def decide_send(contact_optin: int | None, record: ContactRecord | None,
@@ -109,7 +118,7 @@ def decide_send(contact_optin: int | None, record: ContactRecord | None,
         return OptinDecision()
     first = is_first_send(record)
     if isinstance(emarsys_optin, _NotRead) and (first or restart or (
-            m == 1 and _recorded(record, MAGENTO_OPTIN) != 1)):
+            m == 1 and record is not None and _resubscribe_needs_read(record))):
         raise ValueError("decide_send needs the Emarsys opt-in read before sending "
                          "opt-in 1 or a first send (see needs_emarsys_read)")
     e = parse_optin(emarsys_optin)

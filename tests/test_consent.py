@@ -116,8 +116,16 @@ def test_adopted_opt_out_survives_a_pending_magento_status() -> None:
 
 
 def test_opt_in_over_a_changed_emarsys_value_needs_a_read() -> None:
-    with pytest.raises(ValueError):
-        decide_send(1, rec(2, 2), NOT_READ)
+    # Emarsys held 1 or nothing as far as magsync knows: a 2 there now is not magsync's.
+    for record in (rec(1, 2), rec(None, 2)):
+        with pytest.raises(ValueError):
+            decide_send(1, record, NOT_READ)
+        assert decide_send(1, record, "2").send is None
+
+
+def test_opt_in_over_magsyncs_own_opt_out_needs_no_read() -> None:
+    assert decide_send(1, rec(2, 2), NOT_READ) == decide_send(1, rec(2, 2), "2") \
+        == OptinDecision(send=1, record={"31": 1, "_m31": 1})
 
 
 def test_emarsys_empty_does_not_block_an_opt_in() -> None:
@@ -139,11 +147,33 @@ def test_restart_resends_unless_it_would_override_an_opt_out(
 def test_needs_emarsys_read() -> None:
     assert needs_emarsys_read(_C(2), None)
     assert needs_emarsys_read(_C(None), None)
-    assert needs_emarsys_read(_C(1), rec(2, 2))
+    assert needs_emarsys_read(_C(1), rec(1, 2))  # Emarsys held 1: a 2 there is a change
+    assert needs_emarsys_read(_C(1), rec(None, 2))
+    # Magento re-subscribes over the opt-out magsync wrote: no Emarsys value changes that.
+    assert not needs_emarsys_read(_C(1), rec(2, 2))
     assert not needs_emarsys_read(_C(1), rec(1, 1))
     assert not needs_emarsys_read(_C(2), rec(1, 1))
     assert not needs_emarsys_read(_C(None), rec(1, 1))
     assert needs_emarsys_read(_C(2), rec(1, 1), restart=True)
+
+
+_RECORDED = [None, 1, 2, "1", "2", ""]
+
+
+@pytest.mark.parametrize("magento", [1, 2, None])
+@pytest.mark.parametrize("sent31", _RECORDED)
+@pytest.mark.parametrize("m31", _RECORDED)
+def test_a_read_is_skipped_only_where_no_emarsys_value_changes_the_decision(
+        magento: int | None, sent31: Any, m31: Any) -> None:
+    record = rec(sent31, m31)
+    decisions = [decide_send(magento, record, e) for e in (None, "", "1", "2", "True",
+                                                           "False")]
+    if not needs_emarsys_read(_C(magento), record):
+        assert all(d == decisions[0] for d in decisions)
+        assert decide_send(magento, record, NOT_READ) == decisions[0]
+    elif magento is not None:  # status 2/4 sends no opt-in, read or not
+        with pytest.raises(ValueError, match="needs_emarsys_read"):
+            decide_send(magento, record, NOT_READ)
 
 
 # -- pull-optin -------------------------------------------------------------------------

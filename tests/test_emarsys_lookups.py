@@ -46,33 +46,79 @@ def test_a_guest_upserted_by_a_killed_run_who_then_registered_keeps_the_contact(
     assert set(_lookups(pair)) == {"3"}  # nobody was looked up by subscriber id
 
 
-def test_a_runs_opt_in_checks_share_one_lookup(pair: SandboxPair, magsync: Any,
-                                               tmp_path: Any) -> None:
-    """Only a re-subscribe needs the Emarsys opt-in read first (consent); the few in a
-    run wait for the last job, so they cost one getdata, not one in every job."""
+def _one_customer_subscriber_per_job(shop: Any, status: int, jobs: int = 3) -> list[Any]:
+    """A customer's subscriber row in each of ``jobs`` jobs of 20 (``batch_size: 20``,
+    customers sent in id order), each set to ``status``."""
+    position = {cid: i for i, cid in enumerate(sorted(shop.customers))}
+    blocks: dict[int, Any] = {}
+    for s in sorted(shop.subscribers.values(), key=lambda s: s.subscriber_id):
+        if s.customer_id:
+            blocks.setdefault(position[s.customer_id] // 20, s)
+    subs = list(blocks.values())[:jobs]
+    assert len(subs) == jobs
+    for s in subs:
+        shop.set_subscriber_status(s.subscriber_id, status)
+    return subs
+
+
+def _resubscribe_run(pair: SandboxPair, magsync: Any, tmp_path: Any,
+                     status_before: int) -> list[str]:
+    """Export with three customers' rows at ``status_before`` (each in its own job),
+    edit every customer, subscribe the three, run sync-realtime; the run's getdata key
+    ids."""
     config = pair.write_config(tmp_path / "m.yaml", tmp_path / "state.db",
                                emarsys={"batch_size": 20},
                                sync={"subscriber_scan_minutes": 0})
-    assert magsync("export-initial", config=config).code == 0
     shop = pair.magento.shop
+    subs = _one_customer_subscriber_per_job(shop, status_before)
+    assert magsync("export-initial", config=config).code == 0
     shop.now = lambda: datetime.now(timezone.utc) - timedelta(seconds=3)
-    position = {cid: i for i, cid in enumerate(sorted(shop.customers))}
-    blocks: dict[int, Any] = {}  # one unsubscribed customer in each of 3 jobs of 20
-    for s in sorted(shop.subscribers.values(), key=lambda s: s.subscriber_id):
-        if s.customer_id and s.subscriber_status == 3:
-            blocks.setdefault(position[s.customer_id] // 20, s)
-    subs = list(blocks.values())[:3]
-    assert len(subs) == 3
     for cid in sorted(shop.customers):  # every customer edited: 6 jobs of 20
         shop.edit_customer(cid, lastname=f"Edited {cid}")
-    for s in subs:  # spread over those jobs, each needs its opt-in read
+    for s in subs:
         shop.subscribe(s.subscriber_id)
     before = len(_lookups(pair))
 
     result = magsync("sync-realtime", config=config)
 
     assert result.code == 0, result
-    assert _lookups(pair)[before:] == [CUSTOMER_KEY]
     for s in subs:
         [contact] = contact_ids(pair, f"c:{s.customer_id}")
         assert pair.emarsys.account.contact(contact)["31"] == "1"
+    return _lookups(pair)[before:]
+
+
+def test_a_runs_opt_in_checks_share_one_lookup(pair: SandboxPair, magsync: Any,
+                                               tmp_path: Any) -> None:
+    """A subscribe whose opt-in magsync never synced (the row was pending, status 2)
+    needs the Emarsys opt-in read first (consent); the few in a run wait for the last
+    job, so they cost one getdata, not one in every job."""
+    assert _resubscribe_run(pair, magsync, tmp_path, status_before=2) == [CUSTOMER_KEY]
+
+
+def test_a_resubscribe_over_magsyncs_own_opt_out_reads_nothing(
+        pair: SandboxPair, magsync: Any, tmp_path: Any) -> None:
+    """Magsync sent the opt-out (status 3) itself: whatever Emarsys holds now, opt-in 1
+    is sent (a 2 there is no change on that side; 1 or empty agree), so no getdata."""
+    assert _resubscribe_run(pair, magsync, tmp_path, status_before=3) == []
+
+
+def test_a_subscribe_over_an_opt_out_made_in_emarsys_is_not_sent(
+        pair: SandboxPair, magsync: Any, tmp_path: Any) -> None:
+    """The row was pending when exported (no opt-in sent); meanwhile the person opted
+    out in Emarsys. Magento's subscribe is read against that and not sent."""
+    config = pair.write_config(tmp_path / "m.yaml", tmp_path / "state.db",
+                               sync={"subscriber_scan_minutes": 0})
+    shop = pair.magento.shop
+    [sub] = _one_customer_subscriber_per_job(shop, 2, jobs=1)
+    assert magsync("export-initial", config=config).code == 0
+    [contact] = contact_ids(pair, f"c:{sub.customer_id}")
+    pair.emarsys.account.ui_edit(contact, {31: 2})
+    shop.now = lambda: datetime.now(timezone.utc) - timedelta(seconds=3)
+    shop.subscribe(sub.subscriber_id)
+
+    result = magsync("sync-realtime", config=config)
+
+    assert result.code == 0, result
+    assert pair.emarsys.account.contact(contact)["31"] == "2"
+    assert "consent" in (result.out + result.err).lower(), result
