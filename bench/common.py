@@ -218,6 +218,8 @@ class ChildResult:
     cpu_seconds: float  # user + system time of the child alone
     stdout: str
     stderr: str
+    started_at: float = 0.0  # time.time() at the child's start and after it was reaped,
+    ended_at: float = 0.0  # on the clock the sandbox stamps its request log with
 
 
 # ``python -m MODULE ...`` run so that the child prints its own peak RSS at exit. wait4's
@@ -261,6 +263,7 @@ def run_measured(argv: list[str]) -> ChildResult:
     RSS. A ``python -m MODULE`` child reports its VmHWM itself (see ``own_peak_argv``);
     for any other the figure falls back to ru_maxrss."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started_at = time.time()
         started = time.perf_counter()
         proc = subprocess.Popen(own_peak_argv(argv), stdout=out, stderr=err, text=True)
         try:
@@ -270,13 +273,15 @@ def run_measured(argv: list[str]) -> ChildResult:
             proc.wait()
             raise
         wall = time.perf_counter() - started
+        ended_at = time.time()
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         out.seek(0)
         err.seek(0)
         peak, stderr = split_peak(err.read())
         # ru_maxrss is in kilobytes on Linux
         return ChildResult(proc.returncode, wall, peak or int(usage.ru_maxrss),
-                           usage.ru_utime + usage.ru_stime, out.read(), stderr)
+                           usage.ru_utime + usage.ru_stime, out.read(), stderr,
+                           started_at, ended_at)
 
 
 def magsync_json(config: Path, *args: str) -> Any:
@@ -333,6 +338,31 @@ def latency_bound(latency_ms: float, requests: dict[str, int], figures: dict[str
             "wall_over_bound": round(wall / bound, 2) if bound > 0 else None}
 
 
+def latency_timeline(latency_ms: float, child: ChildResult,
+                     log: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Where a run's wall time went against the latency bound, from the sandbox's request
+    logs of that run (``GET /_sandbox/log``; each entry is stamped when its reply was
+    ready, so a request left about ``latency`` before its stamp):
+
+    - ``startup_seconds``: from the child's start to its first Magento request;
+    - ``magento_span_seconds``: from the first Magento request to its last reply, against
+      ``bound_magento_seconds`` (the two differ by what each page costs besides the
+      latency: the server building it, the client reading it and sending the next);
+    - ``tail_seconds``: from the last Magento reply to the child's exit (the last pages'
+      lookups and upserts, the list calls at the end, the state's last commit).
+    """
+    seconds = latency_ms / 1000.0
+    magento = sorted(e["at"] for e in log.get("magento", []))
+    if not magento:
+        return {}
+    first = magento[0] - seconds
+    return {
+        "startup_seconds": round(first - child.started_at, 3),
+        "magento_span_seconds": round(magento[-1] - first, 3),
+        "tail_seconds": round(child.ended_at - magento[-1], 3),
+    }
+
+
 def render_measurements(f: dict[str, Any]) -> list[str]:
     """The lines both benchmarks print after their headline: time, memory, requests."""
     lines = [
@@ -351,6 +381,11 @@ def render_measurements(f: dict[str, Any]) -> list[str]:
             f"  latency {f['latency_ms']:g} ms: bound {f['bound_seconds']:.2f} s (Magento "
             f"{f['bound_magento_seconds']:.2f} s, Emarsys {f['bound_emarsys_seconds']:.2f} s)"
             f", wall/bound {f['wall_over_bound']}")
+    if "startup_seconds" in f:
+        lines.append(
+            f"    start-up to the first Magento request {f['startup_seconds']:.2f} s, Magento's "
+            f"first request to its last reply {f['magento_span_seconds']:.2f} s, "
+            f"from there to the exit {f['tail_seconds']:.2f} s")
     return lines
 
 

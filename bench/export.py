@@ -25,6 +25,7 @@ from common import (
     ChildResult,
     Sandboxes,
     add_shop_arguments,
+    latency_timeline,
     magsync_json,
     measurements,
     render_measurements,
@@ -67,18 +68,25 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                    seed=args.seed, one_process=args.one_sandbox_process) as sandbox:
         cfg = tune_config(workdir / "sandbox.yaml", config, workdir / "state.db",
                           config_overrides(args))
+        for side in SIDES:  # the timeline reads this run's requests alone
+            sandbox.control(side, "DELETE", "log")
         before = {side: sandbox.stats(side) for side in SIDES}
         child = run_measured([sys.executable, "-m", "magsync", "--config", str(config), "-q",
                               "export-initial"])
         after = {side: sandbox.stats(side) for side in SIDES}
+        log = {side: sandbox.control(side, "GET", "log") for side in SIDES} \
+            if args.latency > 0 else {}
         subscribers = sandbox.control("magento", "GET", "shop/subscribers")
         emarsys_contacts = sandbox.control("emarsys", "GET", "state")["contacts"]
     if child.exit_code != 0:
         raise BenchError(f"export-initial exited {child.exit_code}: {child.stderr.strip()}")
     counts = magsync_json(config, "status", "--json")["runs"]["export-initial"]["counts"]
     guests = sum(1 for s in subscribers if not s.get("customer_id"))
-    return build_figures(args, cfg, child, counts, before, after, guests=guests,
-                         subscribers=len(subscribers), emarsys_contacts=emarsys_contacts)
+    figures = build_figures(args, cfg, child, counts, before, after, guests=guests,
+                            subscribers=len(subscribers), emarsys_contacts=emarsys_contacts)
+    if log:
+        figures.update(latency_timeline(args.latency, child, log))
+    return figures
 
 
 def build_figures(args: argparse.Namespace, cfg: dict[str, Any], child: ChildResult,

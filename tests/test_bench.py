@@ -30,6 +30,10 @@ def test_export_benchmark_reports_its_figures() -> None:
     assert f["peak_rss_kb"] > 0
     assert f["bound_seconds"] > 0 and f["contacts_per_second"] > 0
     assert (f["page_size"], f["emarsys_concurrency"]) == (300, 4)
+    # the wall time splits into start-up, Magento's span and the tail, each inside it
+    parts = [f["startup_seconds"], f["magento_span_seconds"], f["tail_seconds"]]
+    assert all(0 < part < f["wall_seconds"] for part in parts), parts
+    assert abs(sum(parts) - f["wall_seconds"]) < 0.01, parts
 
 
 def test_benchmark_passes_options_into_the_config() -> None:
@@ -41,7 +45,7 @@ def test_benchmark_passes_options_into_the_config() -> None:
     assert (f["page_size"], f["magento_concurrency"], f["emarsys_concurrency"]) == (10, 1, 2)
     # 30 customers in pages of 10 need at least 3 search requests
     assert f["requests_by_route"]["magento"]["GET /rest/all/V1/customers/search"] >= 3
-    assert "bound_seconds" not in f  # no latency, no bound
+    assert "bound_seconds" not in f and "tail_seconds" not in f  # no latency, no bound
     assert f["contacts_sent"] == f["expected_contacts"] == f["emarsys_contacts"]
 
 
