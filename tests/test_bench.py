@@ -90,3 +90,16 @@ def test_floor_ratio_reports_both_figures() -> None:
     (r,) = f["rounds"]
     assert r["floor_us"] > 0 and r["magsync_us"] > 0
     assert abs(r["ratio"] - r["magsync_us"] / r["floor_us"]) < 1e-9
+
+
+def test_http_cost_reports_the_transport_apart_from_the_json() -> None:
+    result = subprocess.run([sys.executable, str(BENCH.parent / "http_cost.py"),
+                             "--customers", "900", "--batch", "50", "--rounds", "1",
+                             "--json"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    f = json.loads(result.stdout)
+    (r,) = f["rounds"]
+    assert r["pages"] == 4  # 900 customers in pages of 300, the last one empty
+    for request in ("magento_page", "emarsys_upsert", "emarsys_getdata"):
+        assert r[f"{request}_us"] > r[f"{request}_json_us"] > 0, request
+    assert r["transport_us_per_contact"] > 0
