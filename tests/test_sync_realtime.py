@@ -364,3 +364,33 @@ def test_magento_down_exits_3_and_the_next_run_sends_the_change(
 
     assert back.code == 0, back
     assert pair.emarsys.account.contact(_one(pair, f"c:{cid}"))["1"] == "MagentoWasDown"
+
+
+def _modules_of_a_run(config: Path) -> set[str]:
+    """The modules a real ``python -m magsync sync-realtime`` process imported."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "magsync", "--config",
+                           str(config), "-q", "sync-realtime"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+def test_a_run_with_nothing_to_send_loads_no_send_pipeline(
+        pair: SandboxPair, magsync: Any, tmp_path: Path) -> None:
+    """The minutely run that finds no change neither imports the engine and its jobs nor
+    starts their workers; the first change brings them in."""
+    config = pair.write_config(tmp_path / "m.yaml", tmp_path / "state.db")
+    assert magsync("export-initial", config=config).code == 0
+    pair.magento.shop.now = lambda: _now() - timedelta(seconds=3)
+    pipeline = {"magsync.sync.engine", "magsync.sync.jobs", "magsync.diff"}
+
+    assert magsync("sync-realtime", config=config).code == 0  # the export's own tail
+    assert not _modules_of_a_run(config) & pipeline
+
+    pair.magento.shop.edit_customer(sorted(pair.magento.shop.customers)[0],
+                                    firstname="Changed")
+    assert _modules_of_a_run(config) >= pipeline

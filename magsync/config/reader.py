@@ -3,7 +3,6 @@ know the schema. Every problem is collected (never raised) so all are reported a
 
 from __future__ import annotations
 
-import difflib
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -69,6 +68,8 @@ class Reader:
         for key in raw:
             if key not in allowed:
                 where = f"{path}.{key}" if path else str(key)
+                import difflib  # only for a key it does not know
+
                 close = difflib.get_close_matches(str(key), allowed, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else \
                     f" (allowed: {', '.join(allowed)})"

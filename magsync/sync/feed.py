@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from magsync.magento.client import MagentoClient
 from magsync.magento.customers import count_customers, iter_all_customers, iter_customers_by_ids
@@ -13,7 +13,6 @@ from magsync.magento.subscriber_source import SubscriberSource
 from magsync.mapping import customer_contact, guest_contact
 from magsync.model import Contact, MirrorRow
 from magsync.state import StateStore
-from magsync.sync.engine import Engine
 from magsync.sync.items import Item
 from magsync.sync.readiness import CUSTOMERS, KINDS, SUBSCRIBERS
 from magsync.sync.run import ProgressHook
@@ -21,6 +20,9 @@ from magsync.sync.runtime import Runtime
 from magsync.sync.sources import iter_subscriber_changes, subscription_disagrees
 from magsync.sync.tracking import RunCounts
 from magsync.util.timeutil import from_magento
+
+if TYPE_CHECKING:
+    from magsync.sync.engine import Engine
 
 MIRROR_CHUNK = 1000  # change-read rows merged into the mirror per transaction
 CHANGED_ROWS_KEPT = 50_000  # more changes in one window: the whole mirror is diffed
@@ -30,10 +32,18 @@ SUBSCRIBER_PHASE = "subscriber list"
 GUEST_PHASE = "guest subscribers"
 
 
+class Sender(Protocol):
+    """What ``Sync`` hands its items to: an ``Engine``, or an ``OnDemandEngine``."""
+
+    run_id: int | None
+
+    def submit(self, items: Iterable[Item]) -> None: ...
+
+
 class Sync:
     """The parts every sync run shares: reading customers and subscribers into the engine."""
 
-    def __init__(self, rt: Runtime, store: StateStore, engine: Engine, counts: RunCounts,
+    def __init__(self, rt: Runtime, store: StateStore, engine: Sender, counts: RunCounts,
                  progress: ProgressHook | None = None, *,
                  kinds: frozenset[str] = frozenset(KINDS)) -> None:
         self.rt, self.store, self.engine, self.counts = rt, store, engine, counts
@@ -288,10 +298,46 @@ def chunked(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
 def new_engine(rt: Runtime, store: StateStore, counts: RunCounts, run_id: int, **kw: Any
                ) -> Engine:
     """The run's engine (``defer_lists=True``: the run ends with ``join_owed_lists``)."""
+    from magsync.sync.engine import Engine
     from magsync.sync.optin_writer import MagentoOptinWriter
 
     writer = None if rt.dry_run else MagentoOptinWriter(rt, store)
     return Engine(rt, store, counts, run_id=run_id, magento_writer=writer, **kw)
+
+
+class OnDemandEngine:
+    """The run's engine, built when the first item comes: a run with nothing to send
+    (most minutely ``sync-realtime`` runs) never loads the send pipeline's modules nor
+    starts its workers. A context manager, as ``Engine`` is."""
+
+    def __init__(self, rt: Runtime, store: StateStore, counts: RunCounts, run_id: int
+                 ) -> None:
+        self._args = (rt, store, counts, run_id)
+        self.run_id: int | None = run_id
+        self.engine: Engine | None = None
+
+    def submit(self, items: Iterable[Item]) -> None:
+        batch = list(items)
+        if not batch:
+            return
+        if self.engine is None:
+            self.engine = new_engine(*self._args)
+        self.engine.submit(batch)
+
+    def drain(self) -> None:
+        if self.engine is not None:
+            self.engine.drain()
+
+    @property
+    def samples(self) -> list[dict[str, object]]:
+        return self.engine.samples if self.engine is not None else []
+
+    def __enter__(self) -> OnDemandEngine:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self.engine is not None:
+            self.engine.__exit__(exc_type, *exc)
 
 
 def plan_items(contacts: list[Contact], store: StateStore, *, lane: Hashable = None,

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from magsync.diff import Send
 from magsync.model import Contact, ContactRecord
+
+if TYPE_CHECKING:  # a run with nothing to send plans nothing: diff is not loaded
+    from magsync.diff import Send
 
 
 @dataclass(eq=False, slots=True)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from magsync.config import Config
 from magsync.magento.customers import Window, count_customers, iter_changed_customers
 from magsync.state import StateStore
-from magsync.sync.feed import ChangedRows, Sync, change_reader, mirror_refresher, new_engine
+from magsync.sync.feed import ChangedRows, OnDemandEngine, Sync, change_reader, mirror_refresher
 from magsync.sync.readiness import CUSTOMERS, allowed_kinds, stop_if_missing
 from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
 from magsync.sync.runtime import REALTIME_RETRY, Runtime
@@ -56,7 +56,7 @@ def sync_realtime(cfg: Config, store: StateStore, opts: SyncOptions,
         with Runtime.open(cfg, store=store, dry_run=opts.dry_run, retry=REALTIME_RETRY,
                           verbose=opts.verbose, alongside=startup,
                           cached_metadata=True) as rt, \
-                new_engine(rt, store, counts, run_id) as engine:
+                OnDemandEngine(rt, store, counts, run_id) as engine:
             sync = Sync(rt, store, engine, counts, progress, kinds=ready)
             sync.defer_queued = True
             if cfg.contacts.customers.enabled and CUSTOMERS in ready:

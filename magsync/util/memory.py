@@ -9,7 +9,6 @@ the GIL anyway, so one arena costs nothing measurable and keeps RSS steady.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import os
 
@@ -37,7 +36,9 @@ def _glibc() -> ctypes.CDLL | None:
         return ctypes.CDLL("libc.so.6")
     except OSError:
         pass
-    name = ctypes.util.find_library("c")
+    from ctypes.util import find_library  # only here: it imports subprocess and shutil
+
+    name = find_library("c")
     if not name:
         return None
     try:
