@@ -103,3 +103,17 @@ def test_http_cost_reports_the_transport_apart_from_the_json() -> None:
     for request in ("magento_page", "emarsys_upsert", "emarsys_getdata"):
         assert r[f"{request}_us"] > r[f"{request}_json_us"] > 0, request
     assert r["transport_us_per_contact"] > 0
+
+
+def test_scaling_reports_large_over_small() -> None:
+    result = subprocess.run([sys.executable, str(BENCH.parent / "scaling.py"),
+                             "--small", "200", "--large", "400", "--runs", "1",
+                             "--startup-runs", "1", "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    f = json.loads(result.stdout)
+    (r,) = f["rounds"]
+    assert abs(r["whole"] - r["large_us"] / r["small_us"]) < 1e-2
+    assert abs(r["after_startup"] - r["large_after_startup_us"]
+               / r["small_after_startup_us"]) < 1e-2
+    assert f["startup_cpu_seconds"] > 0
