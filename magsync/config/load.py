@@ -20,10 +20,6 @@ from typing import Any, TypeVar
 
 import yaml
 
-from magsync.config.database_url import (
-    DatabaseSettings,
-    settings_secrets,
-)
 from magsync.config.monitoring import parse_monitoring
 from magsync.config.reader import Reader, Secret, kind
 from magsync.config.remotes import field_ref, parse_emarsys, parse_magento
@@ -295,6 +291,8 @@ def iter_secrets(cfg: Any) -> list[str]:
             todo.extend(node.values())
     database = getattr(getattr(cfg, "magento", None), "database", None)
     if database is not None:
+        from magsync.config.database_url import DatabaseSettings, settings_secrets
+
         # the database URL's password also appears percent-decoded (in driver errors)
         values += settings_secrets(DatabaseSettings(url=database.url.reveal()))
     return values

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from magsync.config.database_url import DatabaseSettings, quote_password, validate_settings
 from magsync.config.reader import Reader, kind
 from magsync.config.rules import read_url, url_problem
 from magsync.config.schema import (
@@ -78,6 +77,9 @@ def _database(r: Reader, raw: dict[str, Any], subscribers: str, timeout: float
     if raw.get("database") is None:
         r.problem(f"{p}.url", "is required with magento.subscribers: database "
                               "(mysql://user:${PASSWORD}@host:3306/database)")
+    # Only a shop that reads its subscribers from the database needs the URL's rules.
+    from magsync.config.database_url import DatabaseSettings, quote_password, validate_settings
+
     section = r.section(raw, "database", path="magento")
     r.known(section, p, ("url", "table_prefix", "write_optin"))
     url = r.url_secret(section, "url", p, quote=quote_password,

@@ -13,7 +13,6 @@ from magsync.magento.subscriber_source import SubscriberSource
 from magsync.mapping import customer_contact, guest_contact
 from magsync.model import Contact, MirrorRow
 from magsync.state import StateStore
-from magsync.sync.items import Item
 from magsync.sync.readiness import CUSTOMERS, KINDS, SUBSCRIBERS
 from magsync.sync.run import ProgressHook
 from magsync.sync.runtime import Runtime
@@ -23,6 +22,7 @@ from magsync.util.timeutil import from_magento
 
 if TYPE_CHECKING:
     from magsync.sync.engine import Engine
+    from magsync.sync.items import Item
 
 MIRROR_CHUNK = 1000  # change-read rows merged into the mirror per transaction
 CHANGED_ROWS_KEPT = 50_000  # more changes in one window: the whole mirror is diffed
@@ -343,6 +343,8 @@ class OnDemandEngine:
 def plan_items(contacts: list[Contact], store: StateStore, *, lane: Hashable = None,
                token: Hashable = None) -> list[Item]:
     """Items with their records; a registered guest inherits its guest record (rule 4)."""
+    from magsync.sync.items import Item  # a run with nothing to send makes no item
+
     records = store.get_contacts([c.key for c in contacts])
     # Only a customer magsync never sent can be a guest who registered.
     guest_keys = [f"s:{c.subscriber_id}" for c in contacts if c.key not in records
