@@ -386,7 +386,7 @@ def test_a_run_with_nothing_to_send_loads_no_send_pipeline(
     config = pair.write_config(tmp_path / "m.yaml", tmp_path / "state.db")
     assert magsync("export-initial", config=config).code == 0
     pair.magento.shop.now = lambda: _now() - timedelta(seconds=3)
-    pipeline = {"magsync.sync.engine", "magsync.sync.jobs", "magsync.diff"}
+    pipeline = {"magsync.sync.engine", "magsync.sync.jobs", "magsync.sync.items", "magsync.diff"}
 
     assert magsync("sync-realtime", config=config).code == 0  # the export's own tail
     assert not _modules_of_a_run(config) & pipeline
