@@ -186,6 +186,12 @@ def _lists_json(lists: frozenset[str]) -> str:
     return json.dumps(sorted(lists))
 
 
+@lru_cache(maxsize=64)
+def lists_of(stored: str) -> frozenset[str]:
+    """The list roles ``_lists_json`` stored (decoded once per distinct value)."""
+    return frozenset(json.loads(stored))
+
+
 _GENERATION, _DIFFED = "mirror_generation", "mirror_diffed"
 _MIRROR_SELECT = ("SELECT subscriber_id, customer_id, email, status, website_id, store_id "
                   "FROM subscribers")
@@ -198,4 +204,4 @@ def _mirror(row: Sequence[Any]) -> MirrorRow:
 def _contact(row: Sequence[Any]) -> ContactRecord:
     return ContactRecord(key=row[0], customer_id=row[1], subscriber_id=row[2], email=row[3],
                          emarsys_id=row[4], sent=jsoncodec.loads(row[5]),
-                         lists=frozenset(json.loads(row[6])))
+                         lists=lists_of(row[6]))

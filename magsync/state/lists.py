@@ -11,12 +11,11 @@ record (``drop_list_role``), and the contacts that belong on the list are added 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from magsync.state.base import Tables
-from magsync.state.contacts import _lists_json
+from magsync.state.contacts import _lists_json, lists_of
 
 _META = "list_id:{}"
 _CHUNK = 5000
@@ -55,7 +54,7 @@ class ListTables(Tables):
                 if not rows:
                     break
                 c.executemany("UPDATE contacts SET lists = ? WHERE key = ?",
-                              [(_lists_json(frozenset(json.loads(lists)) - {role}), key)
+                              [(_lists_json(lists_of(lists) - {role}), key)
                                for key, lists in rows])
                 dropped += len(rows)
                 after = rows[-1][0]
@@ -85,7 +84,7 @@ class ListTables(Tables):
         """Record ``role`` for ``members`` (Emarsys took them into its list)."""
         with self.atomic() as c:
             c.executemany("UPDATE contacts SET lists = ? WHERE key = ?",
-                          [(_lists_json(frozenset(json.loads(m.lists)) | {role}), m.key)
+                          [(_lists_json(lists_of(m.lists) | {role}), m.key)
                            for m in members])
 
 
