@@ -8,12 +8,12 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from magsync.sandbox.pair import SandboxPair
 from tests.helpers.export_checks import CUSTOMER_KEY
+from tests.helpers.sandbox import clock_behind
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +41,7 @@ def test_queue_subcommands_each_have_their_own_help(magsync: Any) -> None:
 def test_queue_alone_lists_and_list_has_json(magsync: Any, pair: SandboxPair) -> None:
     assert magsync("export-initial").code == 0
     shop = pair.magento.shop
-    shop.now = lambda: datetime.now(timezone.utc) - timedelta(seconds=3)
+    clock_behind(shop)
     cid = min(shop.customers)
     pair.emarsys.inject_contact_error(int(CUSTOMER_KEY), cid, 2010, "More than one contact")
     shop.edit_customer(cid, firstname="Rejected")

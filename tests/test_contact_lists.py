@@ -6,7 +6,6 @@ next ``sync-background``. End to end through the CLI."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,12 @@ from tests.helpers.export_checks import (
     assert_export_complete,
     contact_ids,
 )
-from tests.helpers.sandbox import request_seq
+from tests.helpers.sandbox import clock_behind, request_seq
 
 UPSERT = r"/contact/?$"
 GETDATA = r"/contact/getdata$"
 LIST_ADD = r"/contactlist/\d+/add$"
 
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _since(pair: SandboxPair, method: str, path: str, seq: int = 0) -> list[Any]:
@@ -72,7 +68,7 @@ def test_a_new_customer_joins_the_customers_list_with_its_upsert(
         pair: SandboxPair, magsync: Any) -> None:
     assert magsync("export-initial").code == 0
     shop = pair.magento.shop
-    shop.now = lambda: _now() - timedelta(seconds=3)
+    clock_behind(shop)
     seq = request_seq(pair)
     new = shop.create_customer(email="joins@example.org", firstname="Jo", lastname="Ins")
 
@@ -89,7 +85,7 @@ def test_a_list_deleted_in_emarsys_is_created_again_and_refilled_by_sync_backgro
         pair: SandboxPair, magsync: Any) -> None:
     assert magsync("export-initial").code == 0
     shop = pair.magento.shop
-    shop.now = lambda: _now() - timedelta(seconds=3)
+    clock_behind(shop)
     old = _list_id(pair, CUSTOMERS_LIST)
     pair.emarsys.account.delete_list(old)
     new_cid = shop.create_customer(email="after.delete@example.org", firstname="Af",

@@ -33,7 +33,7 @@ from tests.helpers.export_checks import (
     contact_ids,
 )
 from tests.helpers.mariadb import POWER, READER, WRITER, MariaDB, free_port
-from tests.helpers.sandbox import request_seq
+from tests.helpers.sandbox import lowest_row, request_seq
 from tests.helpers.shop_db import (
     PASSWORD_ENV,
     add_guest,
@@ -93,13 +93,6 @@ def guest(pair: SandboxPair, status: int = STATUS_SUBSCRIBED, skip: int = 0) -> 
                    if not s.customer_id and s.subscriber_status == status),
                   key=lambda s: s.subscriber_id)
     return rows[skip]
-
-
-def subscribed_customer(pair: SandboxPair) -> Any:
-    """The subscribed subscriber row of a customer with the lowest subscriber id."""
-    return min((s for s in pair.magento.shop.subscribers.values()
-                if s.customer_id and s.subscriber_status == STATUS_SUBSCRIBED),
-               key=lambda s: s.subscriber_id)
 
 
 def one(pair: SandboxPair, key: str) -> int:
@@ -215,7 +208,7 @@ def test_a_customers_unsubscribe_in_the_database_reaches_emarsys(
         pair: SandboxPair, shop_db: MariaDB, config: Path, magsync: CliRunner) -> None:
     exported(magsync, config)
     shop = pair.magento.shop
-    sub = subscribed_customer(pair)
+    sub = lowest_row(pair)
     contact = one(pair, f"c:{sub.customer_id}")
     seq = request_seq(pair)
     # Magento changes the row; the customer's REST record follows (is_subscribed)
@@ -469,7 +462,7 @@ def test_pull_optin_writes_a_customers_opt_out_through_rest(
         pair: SandboxPair, shop_db: MariaDB, config: Path, magsync: CliRunner) -> None:
     exported(magsync, config)
     shop = pair.magento.shop
-    sub = subscribed_customer(pair)
+    sub = lowest_row(pair)
     pair.emarsys.ui_edit(one(pair, f"c:{sub.customer_id}"), {31: 2})
 
     result = magsync("pull-optin", config=config)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 from magsync.sandbox.base import CONTROL_PREFIX, Request, Response
 from magsync.sandbox.pair import SandboxPair
 from tests.helpers.export_checks import assert_export_complete
+from tests.helpers.sandbox import clock_behind
 
 
 class InFlight:
@@ -70,7 +70,7 @@ def test_a_jobs_reads_go_side_by_side_when_slots_are_free(
                             emarsys={"concurrency": 4, "batch_size": 1000})
     assert magsync("export-initial", config=cfg).code == 0
     shop = pair.magento.shop
-    shop.now = lambda: datetime.now(timezone.utc) - timedelta(seconds=3)
+    clock_behind(shop)
     guests = [s for s in sorted(shop.subscribers.values(), key=lambda s: s.subscriber_id)
               if not s.customer_id][:2]
     for g in guests:

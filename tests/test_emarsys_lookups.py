@@ -4,7 +4,6 @@ carry a subscriber id but one magsync sent. End to end through the CLI."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from magsync.sandbox.pair import SandboxPair
@@ -14,6 +13,7 @@ from tests.helpers.export_checks import (
     assert_export_complete,
     contact_ids,
 )
+from tests.helpers.sandbox import clock_behind
 
 GETDATA = r"/contact/getdata$"
 
@@ -72,7 +72,7 @@ def _resubscribe_run(pair: SandboxPair, magsync: Any, tmp_path: Any,
     shop = pair.magento.shop
     subs = _one_customer_subscriber_per_job(shop, status_before)
     assert magsync("export-initial", config=config).code == 0
-    shop.now = lambda: datetime.now(timezone.utc) - timedelta(seconds=3)
+    clock_behind(shop)
     for cid in sorted(shop.customers):  # every customer edited: 6 jobs of 20
         shop.edit_customer(cid, lastname=f"Edited {cid}")
     for s in subs:
@@ -114,7 +114,7 @@ def test_a_subscribe_over_an_opt_out_made_in_emarsys_is_not_sent(
     assert magsync("export-initial", config=config).code == 0
     [contact] = contact_ids(pair, f"c:{sub.customer_id}")
     pair.emarsys.account.ui_edit(contact, {31: 2})
-    shop.now = lambda: datetime.now(timezone.utc) - timedelta(seconds=3)
+    clock_behind(shop)
     shop.subscribe(sub.subscriber_id)
 
     result = magsync("sync-realtime", config=config)

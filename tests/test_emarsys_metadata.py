@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +16,13 @@ from magsync.errors import EXIT_CONFIG
 from magsync.sandbox.pair import DEFAULT_MAPPING, SandboxPair
 from magsync.state import StateStore
 from magsync.sync.metadata import META_KEY, MetadataCache
+from magsync.util.timeutil import utcnow
 from tests.helpers.export_checks import contact_ids
-from tests.helpers.sandbox import request_seq
+from tests.helpers.sandbox import clock_behind, request_seq
 
 GROUP = "Magento Group"
 UPSERT = r"/contact/?$"
 
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @pytest.fixture
@@ -42,7 +40,7 @@ def _config(pair: SandboxPair, tmp_path: Path) -> Path:
 
 def _exported(magsync: Any, pair: SandboxPair, config: Path) -> None:
     assert magsync("export-initial", config=config).code == 0
-    pair.magento.shop.now = lambda: _now() - timedelta(seconds=3)  # edits fall in the window
+    clock_behind(pair.magento.shop)  # edits fall in the window
 
 
 def _requests_since(pair: SandboxPair, seq: int) -> list[str]:
@@ -193,9 +191,9 @@ def test_the_copy_belongs_to_one_account_and_is_not_trusted_from_the_future(
             MetadataCache(store, cfg).save(client)
             assert MetadataCache(store, cfg).seed(client) is True
             assert MetadataCache(store, other).seed(client) is False  # another API user
-            later = MetadataCache(store, cfg, now=lambda: _now() + timedelta(minutes=61))
+            later = MetadataCache(store, cfg, now=lambda: utcnow() + timedelta(minutes=61))
             assert later.seed(client) is False  # an hour old
-            earlier = MetadataCache(store, cfg, now=lambda: _now() - timedelta(minutes=10))
+            earlier = MetadataCache(store, cfg, now=lambda: utcnow() - timedelta(minutes=10))
             assert earlier.seed(client) is False  # stamped ahead of this clock
     finally:
         client.close()

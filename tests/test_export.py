@@ -25,6 +25,7 @@ from tests.helpers.export_checks import (
     expected_contacts,
     upserted_keys,
 )
+from tests.helpers.sandbox import lowest_row
 
 WRITE_PATHS = r"/contact/?$|/contactlist/\d+/add"
 
@@ -102,24 +103,11 @@ def test_second_export_sends_nothing(pair: SandboxPair, magsync: Any) -> None:
 
 # -- existing Emarsys contacts (SPEC section 3, rule 6) -------------------------------------
 
-def _subscribed_customer(pair: SandboxPair) -> tuple[int, str]:
-    sub = next(s for s in sorted(pair.magento.shop.subscribers.values(),
-                                 key=lambda s: s.subscriber_id)
-               if s.customer_id and s.subscriber_status == 1)
-    return sub.customer_id, pair.magento.shop.customers[sub.customer_id]["email"]
-
-
-def _guest(pair: SandboxPair, status: int = 1) -> Any:
-    return next(s for s in sorted(pair.magento.shop.subscribers.values(),
-                                  key=lambda s: s.subscriber_id)
-                if not s.customer_id and s.subscriber_status == status)
-
-
 def test_existing_contacts_are_adopted_not_duplicated(pair: SandboxPair,
                                                       magsync: Any) -> None:
     shop = pair.magento.shop
     cid = min(shop.customers)
-    guest = _guest(pair)
+    guest = lowest_row(pair, guest=True)
     # a differently cased address is the same person
     seeded_c = pair.emarsys.seed_contact({3: shop.customers[cid]["email"].upper(), 1: "Old"})
     seeded_g = pair.emarsys.seed_contact({3: guest.subscriber_email})
@@ -136,7 +124,8 @@ def test_existing_contacts_are_adopted_not_duplicated(pair: SandboxPair,
 
 def test_adopted_opt_out_is_kept_and_reported_as_consent_conflict(
         pair: SandboxPair, magsync: Any) -> None:
-    cid, email = _subscribed_customer(pair)
+    cid = lowest_row(pair).customer_id
+    email = pair.magento.shop.customers[cid]["email"]
     seeded = pair.emarsys.seed_contact({3: email, 31: 2})
 
     result = magsync("export-initial")

@@ -21,6 +21,7 @@ from magsync.sync.readiness import KINDS, exported_at
 from magsync.util.timeutil import to_iso
 from tests.helpers.cli import status_of
 from tests.helpers.export_checks import CUSTOMER_KEY, contact_ids
+from tests.helpers.sandbox import lowest_row
 
 UPSERT = r"/contact/?$"
 
@@ -40,11 +41,6 @@ def fast_export_polls(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _state(tmp_path: Path) -> StateStore:
     return StateStore.open(tmp_path / "state.db")
-
-
-def _guest(pair: SandboxPair, status: int = 1) -> int:
-    return min(s.subscriber_id for s in pair.magento.shop.subscribers.values()
-               if not s.customer_id and s.subscriber_status == status)
 
 
 def _scan_every_run(pair: SandboxPair, tmp_path: Path) -> Path:
@@ -107,7 +103,7 @@ def test_subscribers_alone_let_the_syncs_send_guests_but_not_customers(
         assert "sync-background" not in store.watermarks()
         assert store.get_meta("mapping_hash") is None
         assert set(exported_at(store)) == {"subscribers"}
-    gsid = _guest(pair)
+    gsid = lowest_row(pair, guest=True).subscriber_id
     shop.unsubscribe(gsid)
     cid = min(shop.customers)
     shop.edit_customer(cid, firstname="Changed")
@@ -150,7 +146,7 @@ def test_customers_alone_record_the_mapping_and_leave_guests_waiting(
         started = store.last_runs()["export-initial"].started_at
         assert store.get_watermark("sync-realtime") == started
         assert store.get_meta("mapping_hash") is not None
-    gsid = _guest(pair)
+    gsid = lowest_row(pair, guest=True).subscriber_id
 
     result = magsync("sync-realtime", config=config)
 

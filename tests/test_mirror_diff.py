@@ -19,7 +19,7 @@ from magsync.sync.pull import EXPORT_POLL_ENV
 from magsync.sync.sources import vanished_customers
 from magsync.util.timeutil import to_iso
 from tests.helpers.export_checks import SUBSCRIBER_KEY, contact_ids
-from tests.helpers.sandbox import request_seq
+from tests.helpers.sandbox import lowest_row, request_seq
 
 
 @pytest.fixture
@@ -43,11 +43,6 @@ def _writes_since(pair: SandboxPair, contact: int, seq: int) -> list[dict[str, A
     return [fields for s, fields in pair.emarsys.writes_for(contact) if s > seq]
 
 
-def _guest(pair: SandboxPair) -> int:
-    return min(s.subscriber_id for s in pair.magento.shop.subscribers.values()
-               if not s.customer_id and s.subscriber_status == 1)
-
-
 def _scan_not_due_after(magsync: Any) -> None:
     """The default schedule (a scan every 60 minutes): the export just read the mirror,
     and a first sync-realtime sends what that read holds (nothing new)."""
@@ -58,7 +53,7 @@ def _scan_not_due_after(magsync: Any) -> None:
 def test_a_mirror_refreshed_by_pull_optin_is_sent_by_the_next_realtime_run(
         pair: SandboxPair, magsync: Any) -> None:
     _scan_not_due_after(magsync)
-    gsid = _guest(pair)
+    gsid = lowest_row(pair, guest=True).subscriber_id
     contact = _one(pair, f"s:{gsid}")
     pair.magento.shop.unsubscribe(gsid)
     assert magsync("pull-optin").code == 0  # reads the subscriber list into the mirror
@@ -80,7 +75,7 @@ def test_a_run_killed_after_its_scan_leaves_the_differences_to_the_next_run(
     with StateStore.open(tmp_path / "state.db") as store:  # the scan is due again
         store.set_meta("mirror_read_at",
                        to_iso(datetime.now(timezone.utc) - timedelta(hours=2)))
-    gsid = _guest(pair)
+    gsid = lowest_row(pair, guest=True).subscriber_id
     contact = _one(pair, f"s:{gsid}")
     pair.magento.shop.unsubscribe(gsid)
     before = pair.emarsys.before_route

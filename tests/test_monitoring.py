@@ -5,7 +5,6 @@ pings, received by a loopback server."""
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from magsync.sandbox.pair import SandboxPair
 from magsync.state.lock import StateLock
 from tests.helpers.export_checks import CUSTOMER_KEY
 from tests.helpers.pings import PingServer
+from tests.helpers.sandbox import clock_behind
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -45,7 +45,7 @@ def write(pair: SandboxPair, tmp_path: Path, name: str = "magsync.yaml", **monit
 def reject_one(pair: SandboxPair) -> int:
     """Make Emarsys reject one customer, and edit it so the next sync sends it."""
     shop = pair.magento.shop
-    shop.now = lambda: datetime.now(timezone.utc) - timedelta(seconds=3)
+    clock_behind(shop)
     cid = min(shop.customers)
     pair.emarsys.inject_contact_error(int(CUSTOMER_KEY), cid, 2010, "More than one contact")
     shop.edit_customer(cid, firstname="Rejected")

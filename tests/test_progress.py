@@ -5,7 +5,6 @@ subscriber list's count), the subscriber list and the guest subscribers shown.""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -14,6 +13,7 @@ from magsync.sandbox.pair import SandboxPair
 from magsync.state import StateStore
 from magsync.sync.export import ExportOptions, export_initial
 from magsync.sync.realtime import SyncOptions, sync_realtime
+from tests.helpers.sandbox import clock_behind
 
 Calls = dict[str, list[tuple[int, int | None]]]
 
@@ -52,7 +52,7 @@ def test_a_sync_counts_its_change_window(pair: SandboxPair, config_file: Path,
     with StateStore.open(tmp_path / "state.db") as store:
         export_initial(cfg, store, ExportOptions())
         shop = pair.magento.shop
-        shop.now = lambda: datetime.now(timezone.utc) - timedelta(seconds=3)
+        clock_behind(shop)
         for cid in sorted(shop.customers)[:3]:
             shop.edit_customer(cid, firstname="Edited")
         hook = Recorder()

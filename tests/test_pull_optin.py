@@ -30,6 +30,7 @@ from magsync.sync.pull import (
 from magsync.sync.pull_rows import find_columns, parse_row
 from tests.helpers.export_checks import CUSTOMER_KEY, SUBSCRIBER_KEY, contact_ids
 from tests.helpers.pull import counts_of, export_and_pull, fast_pulls
+from tests.helpers.sandbox import clock_behind
 
 CUSTOMER_PUT = r"/V1/customers/\d+$"
 GUEST_POST = r"/V1/emarsys/subscriptions$"
@@ -425,7 +426,7 @@ def test_guest_who_registered_is_written_as_the_customer_and_keeps_one_contact(
     shop = exported.magento.shop
     # The shop's clock runs a few seconds behind, so that the customer's updated_at is
     # safely inside the next sync's window (its upper bound is exclusive, in seconds).
-    shop.now = lambda: datetime.now(timezone.utc) - timedelta(seconds=5)
+    clock_behind(shop, timedelta(seconds=5))
     gsid = guest(shop, 1)
     contact_id = edit_optin(exported, f"s:{gsid}", 2)
     cid = shop.register_guest(shop.subscribers[gsid].subscriber_email)

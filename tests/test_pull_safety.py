@@ -17,6 +17,7 @@ from magsync.sandbox.pair import SandboxPair
 from magsync.state import StateStore
 from tests.helpers.export_checks import contact_ids
 from tests.helpers.pull import export_and_pull, fast_pulls
+from tests.helpers.sandbox import lowest_row
 
 CUSTOMER_PUT = r"/V1/customers/\d+$"
 
@@ -38,8 +39,7 @@ def exported(pair: SandboxPair, magsync: Any) -> SandboxPair:
 
 
 def _subscribed(pair: SandboxPair) -> tuple[int, int]:
-    sub = min((s for s in pair.magento.shop.subscribers.values()
-               if s.customer_id and s.subscriber_status == 1), key=lambda s: s.subscriber_id)
+    sub = lowest_row(pair)
     return sub.customer_id, sub.subscriber_id
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 from magsync.sandbox.pair import SandboxPair
 from tests.helpers.cli import status_of
 from tests.helpers.export_checks import CUSTOMER_KEY, SUBSCRIBER_KEY, contact_ids
-from tests.helpers.sandbox import request_seq
+from tests.helpers.sandbox import clock_behind, request_seq
 
 UPSERT = r"/contact/?$"
 REJECTED = (2010, "More than one contact found with the external id")
@@ -65,7 +65,7 @@ def _rejecting(run: Any, pair: SandboxPair) -> int:
     """Export, then make Emarsys reject one edited customer; returns its id."""
     assert run("export-initial").code == 0
     shop = pair.magento.shop
-    shop.now = lambda: datetime.now(timezone.utc) - timedelta(seconds=3)
+    clock_behind(shop)
     cid = min(shop.customers)
     pair.emarsys.inject_contact_error(int(CUSTOMER_KEY), cid, *REJECTED)
     shop.edit_customer(cid, firstname="Rejected")

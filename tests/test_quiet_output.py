@@ -13,6 +13,7 @@ from typing import Any
 from magsync.sandbox.pair import SandboxPair
 from magsync.util.timeutil import to_iso
 from tests.helpers.export_checks import CUSTOMER_KEY
+from tests.helpers.sandbox import clock_behind
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -22,7 +23,7 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 def reject_one(pair: SandboxPair) -> None:
     shop = pair.magento.shop
-    shop.now = lambda: datetime.now(timezone.utc) - timedelta(seconds=3)
+    clock_behind(shop)
     cid = min(shop.customers)
     pair.emarsys.inject_contact_error(int(CUSTOMER_KEY), cid, 2010, "More than one contact")
     shop.edit_customer(cid, firstname="Rejected")

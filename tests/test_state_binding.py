@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from magsync.state import StateStore
 from magsync.state.binding import Binding, accounts_of, fingerprint
 from magsync.state.integrity import APPLICATION_ID
 from tests.helpers.cli import status_of
+from tests.helpers.sandbox import clock_behind
 
 WRITES = ("PUT", "POST", "DELETE")
 
@@ -213,7 +213,7 @@ def test_a_key_field_replaced_within_the_hour_stops_sync_realtime_at_its_first_u
     the fields are read again and the run stops as the binding check says."""
     assert magsync("export-initial").code == 0
     account, shop = pair.emarsys.account, pair.magento.shop
-    shop.now = lambda: datetime.now(timezone.utc) - timedelta(seconds=3)
+    clock_behind(shop)
     old = account.field_by_name("Magento Customer ID")
     assert old is not None
     account.delete_field(old.id)

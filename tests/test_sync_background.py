@@ -4,7 +4,7 @@ widens the window), a mapping change reaching every contact, ``--dry-run`` and a
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +13,11 @@ import pytest
 from magsync.sandbox.pair import DEFAULT_MAPPING, SandboxPair
 from tests.helpers.cli import status_of
 from tests.helpers.export_checks import CUSTOMER_KEY, contact_ids
-from tests.helpers.sandbox import request_seq
+from tests.helpers.sandbox import clock_behind, request_seq
 
 UPSERT = r"/contact/?$"
 LOYALTY = "custom_attributes.loyalty_tier"
 
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _upserted(pair: SandboxPair, since: int) -> dict[str, dict[str, Any]]:
@@ -52,7 +49,7 @@ def test_background_only_mode_sends_the_changes_since_its_last_run(
         pair: SandboxPair, magsync: Any, background: Path) -> None:
     shop = pair.magento.shop
     assert magsync("export-initial", config=background).code == 0
-    shop.now = lambda: _now() - timedelta(seconds=3)
+    clock_behind(shop)
     edited = sorted(shop.customers)[:5]
     for cid in edited:
         shop.edit_customer(cid, lastname=f"Background{cid}")
@@ -83,7 +80,7 @@ def test_since_widens_the_window_to_older_changes(pair: SandboxPair, magsync: An
     assert magsync("export-initial", config=background).code == 0
     old = min(shop.customers)
     # a change Magento dated three days back (e.g. an import that kept its timestamps)
-    shop.now = lambda: _now() - timedelta(days=3)
+    clock_behind(shop, timedelta(days=3))
     shop.edit_customer(old, firstname="ThreeDaysAgo")
     seq = request_seq(pair)
 
@@ -111,7 +108,7 @@ def test_since_takes_an_iso_date_too(pair: SandboxPair, magsync: Any,
     shop = pair.magento.shop
     assert magsync("export-initial", config=background).code == 0
     old = max(shop.customers)
-    shop.now = lambda: _now() - timedelta(days=5)
+    clock_behind(shop, timedelta(days=5))
     shop.edit_customer(old, firstname="FiveDaysAgo")
     when = (datetime.now() - timedelta(days=6)).date().isoformat()  # local date
 
@@ -157,7 +154,7 @@ def test_a_newly_mapped_field_reaches_every_customer_through_sync_background(
     field = pair.emarsys.account.field_by_name("Loyalty tier")
     assert field is not None
     fid = str(field.id)
-    shop.now = lambda: _now() - timedelta(seconds=3)
+    clock_behind(shop)
     edited = min(shop.customers)
     shop.edit_customer(edited, firstname="RealtimeFirst")
 
@@ -225,7 +222,7 @@ def test_emarsys_down_holds_the_background_watermark_and_the_mapping(
     shop = pair.magento.shop
     assert magsync("export-initial", config=background).code == 0
     before = status_of(magsync, background)
-    shop.now = lambda: _now() - timedelta(seconds=3)
+    clock_behind(shop)
     shop.edit_customer(min(shop.customers), firstname="AfterOutage")
     pair.emarsys.faults.fail_next(100000, 503)
     try:

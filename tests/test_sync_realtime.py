@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 
 from magsync.sandbox.pair import SandboxPair
 from magsync.state.lock import StateLock
+from magsync.util.timeutil import utcnow
 from tests.helpers.cli import status_of
 from tests.helpers.export_checks import (
     CUSTOMER_KEY,
@@ -27,16 +27,13 @@ from tests.helpers.export_checks import (
     assert_export_complete,
     contact_ids,
 )
-from tests.helpers.sandbox import request_seq
+from tests.helpers.sandbox import clock_behind, lowest_row, request_seq
 from tests.helpers.state import mark_exported
 
 UPSERT = r"/contact/?$"
 SEARCH = r"/V1/customers/search"
 LIST_ADD = r"/contactlist/\d+/add$"
 
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _upserts(pair: SandboxPair) -> list[Any]:
@@ -57,23 +54,8 @@ def _exported(magsync: Any, pair: SandboxPair) -> int:
     """Run the initial export; afterwards the shop clock runs a few seconds behind, so
     every edit lands safely inside the next run's window. Returns the request seq."""
     assert magsync("export-initial").code == 0
-    pair.magento.shop.now = lambda: _now() - timedelta(seconds=3)
+    clock_behind(pair.magento.shop)
     return request_seq(pair)
-
-
-def _subscribed_customer(pair: SandboxPair, skip: set[int] = frozenset()  # type: ignore
-                         ) -> tuple[int, int]:
-    """(customer id, subscriber id) of a customer whose subscriber row is subscribed."""
-    sub = next(s for s in sorted(pair.magento.shop.subscribers.values(),
-                                 key=lambda s: s.subscriber_id)
-               if s.customer_id and s.subscriber_status == 1 and s.customer_id not in skip)
-    return sub.customer_id, sub.subscriber_id
-
-
-def _guest(pair: SandboxPair, status: int = 1) -> Any:
-    return next(s for s in sorted(pair.magento.shop.subscribers.values(),
-                                  key=lambda s: s.subscriber_id)
-                if not s.customer_id and s.subscriber_status == status)
 
 
 # -- what a run sends -----------------------------------------------------------------------
@@ -82,10 +64,11 @@ def test_changes_after_an_export_are_sent_once_with_only_the_changed_fields(
         pair: SandboxPair, magsync: Any) -> None:
     shop = pair.magento.shop
     seq = _exported(magsync, pair)
-    unsub_cid, unsub_sid = _subscribed_customer(pair)
+    unsub = lowest_row(pair)
+    unsub_cid, unsub_sid = unsub.customer_id, unsub.subscriber_id
     edited = next(c for c in sorted(shop.customers) if c != unsub_cid)
     moved = next(c for c in sorted(shop.customers) if c not in (unsub_cid, edited))
-    guest = _guest(pair)
+    guest = lowest_row(pair, guest=True)
     guest_contact = _one(pair, f"s:{guest.subscriber_id}")
     before = {k: _one(pair, f"c:{k}") for k in (edited, moved, unsub_cid)}
 
@@ -136,7 +119,7 @@ def test_first_run_without_a_watermark_reads_the_lookback(pair: SandboxPair,
     # A state file whose export left no watermark (the export rule only counts as done)
     mark_exported(tmp_path / "state.db")
     shop = pair.magento.shop
-    shop.now = lambda: _now() - timedelta(seconds=3)
+    clock_behind(shop)
     cid = shop.create_customer(email="fresh@example.org", firstname="Fresh", lastname="One")
 
     result = magsync("sync-realtime")
@@ -151,7 +134,7 @@ def test_a_customer_updated_during_a_run_is_sent_by_the_next_run(
         pair: SandboxPair, magsync: Any) -> None:
     shop = pair.magento.shop
     _exported(magsync, pair)
-    shop.now = lambda: _now()  # the real clock: the edit lands in the run's last second
+    shop.now = utcnow  # the real clock: the edit lands in the run's last second
     cid = min(shop.customers)
     reads_before = len(pair.magento.requests("GET", SEARCH))
     edited = threading.Event()
@@ -189,7 +172,7 @@ def test_a_guest_unsubscribe_is_sent_when_the_subscriber_scan_is_due(
     config = pair.write_config(tmp_path / "scan.yaml", tmp_path / "state.db",
                                sync={"subscriber_scan_minutes": 0})
     assert magsync("export-initial", config=config).code == 0
-    guest = _guest(pair)
+    guest = lowest_row(pair, guest=True)
     contact = _one(pair, f"s:{guest.subscriber_id}")
     seq = request_seq(pair)
     pair.magento.shop.unsubscribe(guest.subscriber_id)
@@ -385,7 +368,7 @@ def test_a_run_with_nothing_to_send_loads_no_send_pipeline(
     starts their workers; the first change brings them in."""
     config = pair.write_config(tmp_path / "m.yaml", tmp_path / "state.db")
     assert magsync("export-initial", config=config).code == 0
-    pair.magento.shop.now = lambda: _now() - timedelta(seconds=3)
+    clock_behind(pair.magento.shop)
     pipeline = {"magsync.sync.engine", "magsync.sync.jobs", "magsync.sync.items", "magsync.diff"}
 
     assert magsync("sync-realtime", config=config).code == 0  # the export's own tail
