@@ -216,6 +216,11 @@ def _errors_by_key(raw: Any) -> dict[str, dict[str, str]]:
             if isinstance(v, dict) else {"": str(v)} for k, v in raw.items()}
 
 
+def error_text(errors: dict[str, str]) -> str:
+    """One contact's per-contact errors (code -> message) as one line."""
+    return "; ".join(f"{code}: {text}" for code, text in errors.items())
+
+
 def _raise_config_errors(client: EmarsysClient, key: str,
                          errors: dict[str, dict[str, str]]) -> None:
     codes = {int(c) for errs in errors.values() for c in errs if c.isdigit()}

@@ -19,12 +19,14 @@ from magsync.emarsys.client import EmarsysClient
 from magsync.emarsys.contacts import (
     ALREADY_GONE,
     delete_contacts,
+    error_text,
     remove_from_list,
     upsert_batch,
 )
 from magsync.errors import RemoteError
 from magsync.model import MAGENTO_OPTIN, OPTIN, ContactRecord
 from magsync.state import StateStore
+from magsync.sync.feed import chunked
 from magsync.sync.runtime import Runtime
 from magsync.sync.tracking import RunCounts
 
@@ -67,14 +69,15 @@ class DeletionApplier:
         for key in dict.fromkeys(keys):
             groups.setdefault(self.keys.of(key)[0], []).append(key)
         todo = [chunk for group in groups.values()
-                for chunk in _chunks(group, self.batch_size)]
+                for chunk in chunked(group, self.batch_size)]
         for i, chunk in enumerate(todo):
             records = self.store.get_contacts(chunk)  # a batch at a time: memory stays flat
             try:
                 errors = self._send(mode, chunk, records)
             except RemoteError as exc:
-                for rest in todo[i:]:
-                    self._queue(rest, mode, self.store.get_contacts(rest), f"no answer: {exc}")
+                for rest in todo[i:]:  # this batch's records are read already
+                    self._queue(rest, mode, records if rest is chunk
+                                else self.store.get_contacts(rest), f"no answer: {exc}")
                 raise
             failed += self._commit(mode, chunk, records, errors)
         return failed
@@ -134,16 +137,12 @@ class DeletionApplier:
         self.counts.add("failed", len(keys))
 
 
-def _chunks(items: list[str], size: int) -> list[list[str]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
-
-
 def _unconfirmed(errors: Errors, values: dict[str, str]) -> dict[str, str]:
     """Key -> error text for every value whose error is not 2008 (already gone)."""
     out: dict[str, str] = {}
     for value, errs in errors.items():
         if value in values and any(code != ALREADY_GONE for code in errs):
-            out[values[value]] = "; ".join(f"{code}: {text}" for code, text in errs.items())
+            out[values[value]] = error_text(errs)
     return out
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from magsync.config import Config, iter_secrets
 from magsync.emarsys.client import EmarsysClient
-from magsync.emarsys.fields import resolve_field
 from magsync.errors import UsageError
 from magsync.magento.client import MagentoClient
 from magsync.magento.customers import customer_deleted, find_customer_ids_by_email
@@ -26,7 +25,7 @@ from magsync.pacing import apply_retry_budget_override
 from magsync.state import StateStore
 from magsync.sync.deletions import DeletionApplier, KeyFields
 from magsync.sync.run import RunReport, finish_counts, recorded_run
-from magsync.sync.runtime import DEFAULT_RETRY
+from magsync.sync.runtime import DEFAULT_RETRY, resolve_key_fields
 from magsync.sync.tracking import RunCounts
 
 HELD_HINT = ("delete them in Magento first (Customers > All Customers, or Marketing > "
@@ -75,8 +74,8 @@ def forget(cfg: Config, store: StateStore, who: Person,
                            "erase every row about them in the state file? This cannot be "
                            "undone."):
                 raise UsageError("nothing was deleted")
-            key_fields = KeyFields(resolve_field(emarsys, cfg.emarsys.key_fields.customer_id).id,
-                                   resolve_field(emarsys, cfg.emarsys.key_fields.subscriber_id).id)
+            resolved = resolve_key_fields(cfg, emarsys)
+            key_fields = KeyFields(resolved["customer_id"].id, resolved["subscriber_id"].id)
             store.mark_deleted(keys, "delete")
             applier = DeletionApplier(emarsys, store, key_fields, {}, counts,
                                       batch_size=cfg.emarsys.batch_size)

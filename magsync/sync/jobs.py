@@ -27,6 +27,7 @@ from magsync.emarsys.client import EmarsysApiError
 from magsync.emarsys.contacts import (
     INVALID_KEY,
     INVALID_LIST,
+    error_text,
     get_data,
     upsert_all,
     upsert_batch,
@@ -186,7 +187,7 @@ class _Found:
         errors = self.errors.get(key) if key is not None else None
         if not errors:
             return None
-        text = _error_text(errors)
+        text = error_text(errors)
         if AMBIGUOUS in errors:
             return IdentityPlan("ambiguous", reason=f"{what} matches several Emarsys "
                                                     f"contacts (Emarsys error {text})")
@@ -245,7 +246,7 @@ def _attach_and_adopt(rt: Runtime, plans: list[_Plan]) -> None:
         for p in attach:
             errors = result.errors.get(str(p.item.contact.subscriber_id))
             if errors and NOT_FOUND not in errors:
-                p.error = _error_text(errors)
+                p.error = error_text(errors)
             # 2008: the guest's contact is gone from Emarsys; the upsert creates one.
     if adopt:
         bodies = [dict(p.identity.update or {}) for p in adopt if p.identity is not None]
@@ -254,7 +255,7 @@ def _attach_and_adopt(rt: Runtime, plans: list[_Plan]) -> None:
             assert p.identity is not None
             errors = result.errors.get(str(p.identity.emarsys_id))
             if errors:
-                p.error = _error_text(errors)
+                p.error = error_text(errors)
 
 
 def _upsert(rt: Runtime, job: Job, plans: list[_Plan]) -> None:
@@ -307,7 +308,7 @@ def _settle_batch(rt: Runtime, batch: list[dict[str, Any]], key: str,
         p = by_key[str(contact[key])]
         errors = result.errors.get(str(contact[key]))
         if errors:
-            p.error = _error_text(errors)
+            p.error = error_text(errors)
             if INVALID_VALUE in errors:
                 rt.metadata_stale = True  # a choice id may have gone: read them next run
         else:
@@ -400,6 +401,3 @@ def _dry_result(plans: list[_Plan], job: Job) -> JobResult:
                 samples.append({"key_id": str(job.key_field), "contact": p.send.payload})
     return JobResult(outcomes, samples)
 
-
-def _error_text(errors: dict[str, str]) -> str:
-    return "; ".join(f"{code}: {text}" for code, text in errors.items())

@@ -37,7 +37,7 @@ from typing import Any
 
 from magsync.config import Config
 from magsync.consent import PullDecision, apply_record, decide_pull, unapplied_record
-from magsync.emarsys.contacts import upsert_batch
+from magsync.emarsys.contacts import error_text, upsert_batch
 from magsync.emarsys.exports import ExportWait
 from magsync.errors import AuthError, FatalRemoteError
 from magsync.magento.customers import get_customer
@@ -324,8 +324,7 @@ class Puller:
         errors = result.errors.get(str(value))
         if not errors:
             return None
-        return "Emarsys refused the opt-out: " + "; ".join(
-            f"{code}: {text}" for code, text in errors.items())
+        return "Emarsys refused the opt-out: " + error_text(errors)
 
 
 def _as_int(value: Any) -> int | None:

@@ -48,21 +48,15 @@ class PullBook:
         database``): reported, never queued, holding no watermark; ``record`` (Emarsys's
         value noted, where there is a record) so it is neither sent back nor repeated."""
         self.counts.add("not_applied")
-        report: Report = ("optin_not_applied", key, why)
+        self._skip(("optin_not_applied", key, why), record)
+
+    def _skip(self, report: Report, record: ContactRecord | None = None) -> None:
         if self.dry_run:
             self.planned.append(report)
             return
         with self.store.atomic():
             if record is not None:
                 self.store.save_contacts([record])
-            self.store.add_reports(self.run_id, [report])
-            self.leave_queue(key)
-
-    def _skip(self, report: Report) -> None:
-        if self.dry_run:
-            self.planned.append(report)
-            return
-        with self.store.atomic():
             self.store.add_reports(self.run_id, [report])
             if report[1] is not None:
                 self.leave_queue(report[1])  # nothing left to retry for it

@@ -27,11 +27,8 @@ USER_ID = "user_id"  # the export's first column: the contact's internal Emarsys
 
 @dataclass(frozen=True)
 class ChangeRow:
-    """One row: the ids it carries, its Emarsys contact and email, its opt-in as exported.
-
-    ``source`` is "changes" (getchanges) or "campaign" (a campaign unsubscribe, read
-    through getresponses and confirmed by getdata).
-    """
+    """One row: the ids it carries, its Emarsys contact and email, its opt-in as exported
+    (by getchanges, or a campaign unsubscribe confirmed by getdata)."""
 
     customer_id: int | None
     subscriber_id: int | None
@@ -39,7 +36,6 @@ class ChangeRow:
     bad_key: str | None = None  # a key value that is not a Magento id
     user_id: str = ""
     email: str = ""
-    source: str = "changes"
 
 
 @dataclass(frozen=True)
@@ -84,19 +80,25 @@ def find_columns(header: Iterable[str], names: Mapping[int, str], customer_field
                    folded.get(USER_ID))
 
 
-def parse_row(row: Mapping[str, str], cols: Columns, source: str = "changes") -> ChangeRow:
+def parse_row(row: Mapping[str, str], cols: Columns) -> ChangeRow:
     """A CSV row as a ``ChangeRow`` (empty keys are None)."""
+    (customer_id, subscriber_id), bad = parse_keys(
+        (row.get(col) or "").strip() if col else "" for col in (cols.customer, cols.subscriber))
+    return ChangeRow(customer_id, subscriber_id, (row.get(cols.optin) or "").strip(), bad,
+                     user_id=_cell(row, cols.user_id), email=_cell(row, cols.email))
+
+
+def parse_keys(texts: Iterable[str]) -> tuple[list[int | None], str | None]:
+    """The key fields' values as Magento ids (None when empty), and the last value that is
+    not one."""
     ids: list[int | None] = []
     bad = None
-    for col in (cols.customer, cols.subscriber):
-        text = (row.get(col) or "").strip() if col else ""
+    for text in texts:
         number = parse_key(text) if text else None
         if text and number is None:
             bad = text
         ids.append(number)
-    return ChangeRow(ids[0], ids[1], (row.get(cols.optin) or "").strip(), bad,
-                     user_id=_cell(row, cols.user_id), email=_cell(row, cols.email),
-                     source=source)
+    return ids, bad
 
 
 def _cell(row: Mapping[str, str], col: str | None) -> str:

@@ -36,7 +36,7 @@ from magsync.sync.pull_rows import (
     ChangeRow,
     Columns,
     find_columns,
-    parse_key,
+    parse_keys,
     parse_row,
 )
 from magsync.sync.runtime import Runtime
@@ -48,7 +48,6 @@ MARGIN = timedelta(days=1)
 CET = ZoneInfo("Europe/Berlin")  # getchanges' time_range is in Emarsys's CET dates
 EXPORT_POLL_ENV = "MAGSYNC_EXPORT_POLL"
 CONFIRM_CHUNK = 1000  # getdata keys per request
-CAMPAIGN = "campaign"
 
 
 def window_start(store: StateStore, start: datetime, since: datetime | None) -> datetime:
@@ -174,15 +173,8 @@ def _confirm(rt: Runtime, user_ids: list[str], counts: RunCounts) -> Iterator[Ch
 
 def _campaign_row(contact: dict[str, Any], customer_key: str, subscriber_key: str
                   ) -> ChangeRow:
-    ids: list[int | None] = []
-    bad = None
-    for key in (customer_key, subscriber_key):
-        value = contact.get(key)
-        text = "" if value is None or value is False else str(value).strip()
-        number = parse_key(text) if text else None
-        if text and number is None:
-            bad = text
-        ids.append(number)
+    ids, bad = parse_keys("" if value is None or value is False else str(value).strip()
+                          for value in (contact.get(customer_key), contact.get(subscriber_key)))
     email = contact.get(EMAIL)
     return ChangeRow(ids[0], ids[1], "2", bad, user_id=str(contact.get("id") or ""),
-                     email="" if not email else str(email).strip(), source=CAMPAIGN)
+                     email="" if not email else str(email).strip())
