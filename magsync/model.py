@@ -16,6 +16,8 @@ EMAIL = str(EMAIL_FIELD)  # the same ids as keys of a contact's field values
 OPTIN = str(OPTIN_FIELD)
 # In ``ContactRecord.sent``: the Magento opt-in magsync last synced (see consent.py).
 MAGENTO_OPTIN = "_m31"
+# The contact lists by role, in the order an upsert picks the one it carries.
+LIST_ROLES = ("customers", "subscribers")
 # Magento subscriber status -> Emarsys opt-in; 2 (not active) and 4 (unconfirmed) send
 # nothing so they never overwrite a confirmed state.
 STATUS_OPTIN: dict[int, int | None] = {1: 1, 2: None, 3: 2, 4: None}

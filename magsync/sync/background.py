@@ -11,7 +11,7 @@ from magsync.state import StateStore
 from magsync.sync.feed import Sync, mirror_refresher, new_engine
 from magsync.sync.lists import join_owed_lists
 from magsync.sync.queue import drain_queue
-from magsync.sync.readiness import CUSTOMERS, allowed_kinds, missing_kinds, stop_if_missing
+from magsync.sync.readiness import CUSTOMERS, allowed_kinds, enabled_kinds, stop_if_missing
 from magsync.sync.realtime import SyncOptions, window_start
 from magsync.sync.reconcile import ReconcileOptions, reconcile_deletions
 from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
@@ -60,7 +60,7 @@ def sync_background(cfg: Config, store: StateStore, opts: SyncOptions,
             # deletions last: a safety stop (exit 2) comes after the run's other work;
             # only once every enabled kind was exported (what was never sent is no loss)
             outcome = reconcile_deletions(sync, ReconcileOptions(dry_run=opts.dry_run)) \
-                if not missing_kinds(cfg, store) else None
+                if ready.issuperset(enabled_kinds(cfg)) else None
             engine.drain()
             finish_counts(report, counts, store, run_id)
             report.samples = engine.samples

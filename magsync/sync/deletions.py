@@ -180,8 +180,10 @@ def applier_for(rt: Runtime, store: StateStore, counts: RunCounts) -> DeletionAp
                            batch_size=rt.cfg.emarsys.batch_size)
 
 
-def retry_deletions(rt: Runtime, store: StateStore, counts: RunCounts) -> None:
-    """Retry the queued deletions (``queue retry``; ``reconcile`` does it too)."""
+def retry_deletions(rt: Runtime, store: StateStore, counts: RunCounts,
+                    applier: DeletionApplier | None = None) -> None:
+    """Retry the queued deletions (``queue retry``; ``reconcile`` does it too, with the
+    applier it goes on with)."""
     if not rt.dry_run:
-        retry_pending(applier_for(rt, store, counts), store,
+        retry_pending(applier or applier_for(rt, store, counts), store,
                       lambda n: counts.add("deletions_retried", n))

@@ -19,6 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from magsync.consent import NOT_READ, decide_send, needs_emarsys_read
 from magsync.diff import plan_send
+from magsync.model import LIST_ROLES
 from magsync.state import StateStore
 from magsync.sync.items import Item, Job, JobResult, Outcome
 from magsync.sync.jobs import MagentoWriter, run_job
@@ -272,11 +273,8 @@ class Engine:
             self.on_progress()
 
 
-_LIST_ORDER = ("customers", "subscribers")
-
-
 def _carried_list(item: Item) -> str | None:
     """The list an item's upsert carries: the first it joins (None: it joins none)."""
     base = item.record if item.record is not None else item.inherit
     joins = item.contact.lists if base is None else item.contact.lists - base.lists
-    return next((role for role in _LIST_ORDER if role in joins), None) if joins else None
+    return next((role for role in LIST_ROLES if role in joins), None) if joins else None

@@ -32,7 +32,6 @@ from magsync.magento.customers import (
 )
 from magsync.magento.prefetch import ReadAhead
 from magsync.magento.subscriber_source import SubscriberSource
-from magsync.mapping import customer_fields_filter
 from magsync.state import StateStore
 from magsync.sync.engine import Engine
 from magsync.sync.feed import (
@@ -47,7 +46,7 @@ from magsync.sync.feed import (
 from magsync.sync.lists import join_owed_lists
 from magsync.sync.readiness import CUSTOMERS, SUBSCRIBERS, enabled_kinds, mark_exported
 from magsync.sync.run import ProgressHook, RunReport, finish_counts, recorded_run
-from magsync.sync.runtime import DEFAULT_RETRY, Runtime
+from magsync.sync.runtime import DEFAULT_RETRY, Runtime, fields_filter
 from magsync.sync.tracking import PageTracker, RunCounts
 from magsync.util.timeutil import from_iso, to_iso
 
@@ -92,7 +91,7 @@ def export_initial(cfg: Config, store: StateStore, opts: ExportOptions,
                                   # with a progress display the ranges are counted first
                                   # (magento.concurrency requests at most at any time)
                                   early if progress is None else None,
-                                  _fields_filter(cfg))) as rt:
+                                  fields_filter(cfg))) as rt:
                 checkpoint.setdefault("mapping_hash", rt.mapping.hash)
                 run = _Export(rt, store, counts, run_id, checkpoint, opts, progress)
                 run.planned = planned[0] if planned else None
@@ -152,10 +151,6 @@ def _startup_reads(store: StateStore, counts: RunCounts, plan: bool,
             early.append(read_customers_ahead(magento, planned[0], fields=fields))
     return reads
 
-
-def _fields_filter(cfg: Config) -> str:
-    """``Runtime.customer_fields``, known before the runtime is (from the config)."""
-    return customer_fields_filter(f.path for f in cfg.contacts.customers.fields)
 
 
 def _complete(store: StateStore, checkpoint: dict[str, Any], mapping_hash: str,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from magsync.emarsys.client import EmarsysApiError
 from magsync.emarsys.contacts import MAX_LIST_ADD, NO_SUCH_LIST, add_to_list
 from magsync.errors import MagsyncError
+from magsync.model import LIST_ROLES
 from magsync.state import StateStore
 from magsync.sync.items import Item, Job
 from magsync.util.logs import get_logger
@@ -31,7 +32,6 @@ log = get_logger("sync")
 # (list role, kind of contact): customers join the customers list; customers with a
 # subscriber row and guests join the subscribers list.
 OWED = (("customers", "c"), ("subscribers", "c"), ("subscribers", "s"))
-ROLES = ("customers", "subscribers")
 
 
 class Joining(Protocol):
@@ -81,7 +81,7 @@ def join_lists(rt: Runtime, job: Job, plans: list[Joining]) -> None:
                 p.send = None  # only a list call was owed: nothing sent now
         return
     adds: list[tuple[str, list[Joining], int]] = []
-    for role in ROLES:
+    for role in LIST_ROLES:
         members = [p for p in plans if role in p.send.join_lists and p.carried != role]
         list_id = rt.list_ids.get(role)
         if members and list_id is not None:

@@ -126,7 +126,7 @@ def reconcile_deletions(sync: Sync, opts: ReconcileOptions) -> Outcome:
     mode = rt.cfg.sync.deletions
     out = Outcome()
     applier = None if rt.dry_run else applier_for(rt, store, counts)
-    retry_deletions(rt, store, counts)
+    retry_deletions(rt, store, counts, applier)
     if rt.dry_run and (pending := store.pending_marks()):
         out.notes.append(f"would retry {len(pending)} queued deletion(s)")
     if mode == "keep":

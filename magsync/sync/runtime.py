@@ -49,7 +49,9 @@ SideTask = Callable[[MagentoClient, SubscriberSource | None], object]
 
 REALTIME_RETRY = RetryPolicy(budget=15.0, base_delay=0.5, max_delay=5.0)
 DEFAULT_RETRY = RetryPolicy()
-LIST_ROLES = ("customers", "subscribers")
+def fields_filter(cfg: Config) -> str:
+    """The response filter of the customer searches: what the mapping reads."""
+    return customer_fields_filter(f.path for f in cfg.contacts.customers.fields)
 # what resolve_remote finds: the mapping, the list id per role, the id of each field ref
 Resolved = tuple[ResolvedMapping, dict[str, "int | None"], dict[FieldRef, int]]
 
@@ -89,7 +91,7 @@ class Runtime:
     @cached_property
     def customer_fields(self) -> str:
         """The response filter of the customer searches: what the mapping reads."""
-        return customer_fields_filter(f.path for f in self.cfg.contacts.customers.fields)
+        return fields_filter(self.cfg)
 
     @classmethod
     def open(cls, cfg: Config, *, dry_run: bool = False, retry: RetryPolicy = DEFAULT_RETRY,
