@@ -586,3 +586,23 @@ def test_a_database_read_that_fails_midway_deletes_nothing(
     assert len(contact_ids(pair, f"s:{gone.subscriber_id}")) == 1
     with StateStore.open(tmp_path / "db.db") as store:
         assert store.mirror_count() == len(pair.magento.shop.subscribers) - 1  # unchanged
+
+
+def test_forget_reads_the_subscribers_from_the_database(
+        pair: SandboxPair, shop_db: MariaDB, config: Path, magsync: CliRunner) -> None:
+    """``forget`` checks that Magento no longer holds the guest in the configured source:
+    the database, not the Emarsys module's REST endpoint (switched off here)."""
+    exported(magsync, config)
+    kept, gone = guest(pair), guest(pair, skip=1)
+
+    refused = magsync("forget", "--subscriber-id", str(kept.subscriber_id), "--yes",
+                      config=config)
+    assert refused.code == 2, refused
+    assert "still holds" in refused.err
+    delete_row(shop_db, gone.subscriber_id)
+    result = magsync("forget", "--subscriber-id", str(gone.subscriber_id), "--yes",
+                     config=config)
+
+    assert result.code == 0, result
+    assert deleted_in_emarsys(pair) == [(SUBSCRIBER_KEY, str(gone.subscriber_id))]
+    assert not pair.magento.requests("GET", MODULE)

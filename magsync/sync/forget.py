@@ -20,7 +20,7 @@ from magsync.emarsys.client import EmarsysClient
 from magsync.errors import UsageError
 from magsync.magento.client import MagentoClient
 from magsync.magento.customers import customer_deleted, find_customer_ids_by_email
-from magsync.magento.subscribers import iter_subscribers
+from magsync.magento.subscriber_source import open_subscriber_source
 from magsync.pacing import apply_retry_budget_override
 from magsync.state import StateStore
 from magsync.sync.deletions import DeletionApplier, KeyFields
@@ -125,9 +125,16 @@ def _refuse_if_held(cfg: Config, magento: MagentoClient, store: StateStore, who:
     if who.email is not None:
         held += [f"c:{cid}" for cid in find_customer_ids_by_email(magento, who.email)]
     guests = [int(k[2:]) for k in keys if k.startswith("s:")]
-    if cfg.magento.subscribers != "none" and (guests or who.email is not None):
-        # a complete read of the subscriber list (it refreshes the mirror too)
-        counts.add("subscribers_read", store.replace_mirror(iter_subscribers(magento)))
+    source = open_subscriber_source(cfg.magento, magento,
+                                    retry=apply_retry_budget_override(DEFAULT_RETRY)) \
+        if guests or who.email is not None else None
+    if source is not None:
+        # a complete read of the subscriber list, from the source the config names (it
+        # refreshes the mirror too)
+        try:
+            counts.add("subscribers_read", store.replace_mirror(source.iter_all()))
+        finally:
+            source.close()
         held += [f"s:{sid}" for sid in guests if store.mirror_get(sid) is not None]
         if who.email is not None:
             held += [f"s:{sid}" for sid in store.mirror_ids_by_email(who.email)]
