@@ -156,8 +156,11 @@ def bind_lists(store: StateStore, cfg: Config, list_ids: dict[str, int | None]) 
             continue
         dropped = store.bind_list(role, list_id, drop_members=bound is not None)
         if bound is not None:
-            name = cfg.contacts.customers.list if role == "customers" \
-                else cfg.contacts.subscribers.list
             log.warning("the Emarsys contact list %r is now id %s (the state file knew id "
                         "%s): sync-background adds the %d contact(s) recorded in the old one",
-                        name, list_id, bound, dropped)
+                        list_name(cfg, role), list_id, bound, dropped)
+
+
+def list_name(cfg: Config, role: str) -> str:
+    """The configured name of the contact list of ``role`` (customers or subscribers)."""
+    return cfg.contacts.customers.list if role == "customers" else cfg.contacts.subscribers.list

@@ -35,10 +35,11 @@ from magsync.errors import RemoteConfigError, StateError
 from magsync.magento.client import MagentoClient
 from magsync.magento.subscriber_source import SubscriberSource, open_subscriber_source
 from magsync.mapping import ResolvedMapping, build_mapping, customer_fields_filter
+from magsync.model import LIST_ROLES
 from magsync.pacing import Abort, RetryPolicy, apply_retry_budget_override
 from magsync.state import StateStore
 from magsync.state.binding import KeyField, enforce_key_fields, read_binding
-from magsync.sync.metadata import MetadataCache, bind_lists
+from magsync.sync.metadata import MetadataCache, bind_lists, list_name
 from magsync.util.logs import get_logger
 
 log = get_logger("sync")
@@ -151,8 +152,7 @@ class Runtime:
             if current is not None and current != stale:
                 return current  # another worker did it already
             self.metadata_stale = True
-            name = (self.cfg.contacts.customers.list if role == "customers"
-                    else self.cfg.contacts.subscribers.list)
+            name = list_name(self.cfg, role)
             key = (self.mapping.customer_key_field if role == "customers"
                    else self.mapping.subscriber_key_field)
             found = find_or_create_list(self.emarsys, name, key,
@@ -361,8 +361,8 @@ def resolve_lists(cfg: Config, emarsys: EmarsysClient, key_fields: tuple[int, in
                   known: list[ContactList], *, create: bool) -> dict[str, int | None]:
     """The ids of both contact lists (None under --dry-run when a list does not exist);
     ``known`` is the account's lists as just read."""
-    names = {"customers": (cfg.contacts.customers.list, key_fields[0]),
-             "subscribers": (cfg.contacts.subscribers.list, key_fields[1])}
+    names = {role: (list_name(cfg, role), key)
+             for role, key in zip(LIST_ROLES, key_fields, strict=True)}
     found = {role: find_list(emarsys, name, known) for role, (name, _) in names.items()}
     missing = [role for role, lst in found.items() if lst is None]
     if not create or not missing:
