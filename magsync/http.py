@@ -66,7 +66,6 @@ class HttpClient:
     """A retrying, rate-limited, redacting session for one remote service.
 
     ``setting`` names the config key of ``base_url`` (``emarsys.api_url``) for hints.
-    ``max_reply`` caps every reply's body (``MAX_REPLY_BYTES``).
     """
 
     def __init__(self, service: str, base_url: str, *, auth: AuthBase | None = None,
@@ -75,7 +74,7 @@ class HttpClient:
                  pool_size: int = 10, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time, setting: str = "",
-                 max_reply: int = MAX_REPLY_BYTES, abort: Abort | None = None) -> None:
+                 abort: Abort | None = None) -> None:
         self.service = service
         self.base_url = base_url.rstrip("/")
         self.auth = auth
@@ -84,7 +83,6 @@ class HttpClient:
         self.limiter = limiter
         self.secrets = tuple(s for s in secrets if s)
         self.setting = setting
-        self.max_reply = max_reply
         self._sleep = sleep
         self._clock = clock
         self._wall_clock = wall_clock
@@ -119,7 +117,7 @@ class HttpClient:
         """Send one request, retrying transient failures within the retry budget.
 
         Returns any answer that is not worth retrying (2xx, most 4xx) for the caller to
-        interpret, its body read (at most ``max_reply`` bytes, else a FatalRemoteError).
+        interpret, its body read (at most ``MAX_REPLY_BYTES``, else a FatalRemoteError).
         With ``stream=True`` a 2xx reply's body is left unread for the caller, who
         streams it under its own bounds (export downloads); other replies are read as
         usual. Raises ``RetriableError`` once the budget is spent, ``FatalRemoteError``
@@ -132,18 +130,19 @@ class HttpClient:
             send_headers.setdefault("Content-Type", "application/json")
         start = self._clock()
         attempt, slept = 0, 0.0
+        status: int | None  # of the last answer; None when the attempt got none
         while True:
             attempt += 1
             self._take_slot()
             try:
                 resp = self._send(method, url, params, data, send_headers, stream)
             except _TRANSIENT as exc:
-                failure = self._network_failure(exc, method, url)
+                failure, status = self._network_failure(exc, method, url), None
                 wait = self.retry.backoff(attempt, self._rng)
             else:
                 if resp.status_code not in RETRY_STATUSES:
                     return resp
-                failure = Failure(self.describe(resp), True)
+                failure, status = Failure(self.describe(resp), True), resp.status_code
                 wait = self._wait_for(resp, attempt)
                 if resp.status_code == 429 and self.limiter is not None:
                     # Every thread of this client waits, not only the one that was told.
@@ -152,7 +151,7 @@ class HttpClient:
             # Counting our own sleeps too keeps a stubbed clock from retrying forever.
             spent = max(self._clock() - start, slept)
             if spent + wait > self.retry.budget:
-                error = self._gave_up(method, url, attempt, spent, failure)
+                error = self._gave_up(method, url, attempt, spent, failure, status)
                 self.abort.trip(error)
                 raise error
             self._pause(wait)
@@ -178,7 +177,7 @@ class HttpClient:
             return resp
         try:
             limit = _ERROR_BODY_BYTES if resp.status_code in RETRY_STATUSES else \
-                self.max_reply
+                MAX_REPLY_BYTES
             _read_body(resp, limit, truncate=resp.status_code in RETRY_STATUSES)
         except _TooLarge:
             resp.close()
@@ -199,8 +198,7 @@ class HttpClient:
                             if isinstance(exc, requests.RequestException) else ())
         failure = classify(exc, host_of(url))
         if not failure.retry:  # without the library's own (long, URL-quoting) error
-            raise self._fatal(f"{self.service} at {host_of(url)}: {failure.what} "
-                              f"({where(method, url)})", failure.hint) from None
+            raise self._unreachable(failure, method, url) from None
         return failure
 
     def _local_failure(self, exc: BaseException, method: str, url: str) -> Exception:
@@ -211,10 +209,12 @@ class HttpClient:
                 f"({where(method, url)})",
                 hint="a credential in the config holds whitespace or a line break")
         if isinstance(exc, requests.RequestException):
-            failure = classify(exc, host_of(url))
-            return self._fatal(f"{self.service} at {host_of(url)}: {failure.what} "
-                               f"({where(method, url)})", failure.hint)
+            return self._unreachable(classify(exc, host_of(url)), method, url)
         raise exc
+
+    def _unreachable(self, failure: Failure, method: str, url: str) -> FatalRemoteError:
+        return self._fatal(f"{self.service} at {host_of(url)}: {failure.what} "
+                           f"({where(method, url)})", failure.hint)
 
     def _fatal(self, message: str, hint: str = "", status: int | None = None
                ) -> FatalRemoteError:
@@ -238,7 +238,7 @@ class HttpClient:
         method = resp.request.method or "GET"
         return self._fatal(
             f"{self.service} at {host_of(resp.url)} sent a reply larger than "
-            f"{_size(self.max_reply)} to {where(method, resp.url)}; refused",
+            f"{_size(MAX_REPLY_BYTES)} to {where(method, resp.url)}; refused",
             "a proxy or a misconfigured server may answer instead of the API",
             status=resp.status_code)
 
@@ -280,19 +280,20 @@ class HttpClient:
         return told if told is not None and told > 0 else backoff
 
     def _gave_up(self, method: str, url: str, attempts: int, spent: float,
-                 failure: Failure) -> RetriableError:
+                 failure: Failure, status: int | None) -> RetriableError:
         noun = "attempt" if attempts == 1 else "attempts"
-        http = failure.what.startswith("HTTP ")
-        hint = (f"{self.service} seems unavailable or overloaded; the next run will try "
-                "again") if http else (f"{failure.hint}; the next run will try again"
-                                      if failure.hint else "the next run will try again")
+        if status is not None:
+            hint = f"{self.service} seems unavailable or overloaded; the next run will try again"
+        else:
+            hint = f"{failure.hint}; the next run will try again" if failure.hint else \
+                "the next run will try again"
+        detail = self.redact(failure.what)
         text, tip = fit(
             f"{self.service} did not answer successfully after {attempts} {noun} in "
             f"{spent:.0f} s ({host_of(url)}: {{detail}}; {where(method, url)})",
-            hint, detail=self.redact(failure.what))
-        status = int(failure.what.split()[1]) if http else None
+            hint, detail=detail)
         return RetriableError(text, service=self.service, status=status, hint=tip,
-                              detail=self.redact(failure.what))
+                              detail=detail)
 
     def describe(self, resp: requests.Response) -> str:
         """``HTTP <status> <first bytes of the body>``, redacted, for error messages."""

@@ -10,7 +10,7 @@ import secrets
 
 from magsync.config import Config, FieldRef
 from magsync.emarsys.client import EmarsysClient
-from magsync.emarsys.contacts import find_list, upsert_batch
+from magsync.emarsys.contacts import find_list, read_lists, upsert_batch
 from magsync.emarsys.fields import (
     EmarsysField,
     find_field,
@@ -75,16 +75,18 @@ def _check_lists(cfg: Config, client: EmarsysClient) -> list[CheckResult]:
         wanted.append(("customers", cfg.contacts.customers.list))
     if cfg.contacts.subscribers.enabled:
         wanted.append(("subscribers", cfg.contacts.subscribers.list))
+    if not wanted:
+        return []
+    try:
+        known = read_lists(client)
+    except MagsyncError as exc:  # no list could be checked: each says why
+        return [CheckResult(f"Emarsys {label} contact list", False, exc.message,
+                            exc.exit_code) for label, _ in wanted]
     out = []
     for label, name in wanted:
-        title = f"Emarsys {label} contact list"
-        try:
-            lst = find_list(client, name)
-        except MagsyncError as exc:
-            out.append(CheckResult(title, False, exc.message, exc.exit_code))
-            continue
+        lst = find_list(client, name, known)
         detail = f"{name!r} (id {lst.id})" if lst else f"{name!r} will be created"
-        out.append(CheckResult(title, True, detail))
+        out.append(CheckResult(f"Emarsys {label} contact list", True, detail))
     return out
 
 

@@ -302,13 +302,9 @@ def add_to_list(client: EmarsysClient, list_id: int, key_field_id: int | str,
                 external_ids: Iterable[Any], *, chunk: int = MAX_LIST_ADD
                 ) -> tuple[int, dict[str, Any]]:
     """Add existing contacts to a list, ``chunk`` ids a call: (inserted, errors by id)."""
-    ids = [str(i) for i in external_ids]
     inserted = 0
     errors: dict[str, Any] = {}
-    for start in range(0, len(ids), max(1, min(chunk, MAX_LIST_ADD))):
-        part = ids[start:start + min(chunk, MAX_LIST_ADD)]
-        data = client.call("POST", f"/contactlist/{int(list_id)}/add",
-                           json={"key_id": str(key_field_id), "external_ids": part}) or {}
+    for data in _list_calls(client, list_id, "add", key_field_id, external_ids, chunk):
         inserted += int(data.get("inserted_contacts") or 0)
         if isinstance(data.get("errors"), dict):
             errors.update({str(k): v for k, v in data["errors"].items()})
@@ -320,15 +316,21 @@ def remove_from_list(client: EmarsysClient, list_id: int, key_field_id: int | st
                      ) -> dict[str, dict[str, str]]:
     """``POST /contactlist/{id}/delete``: take contacts off a list without deleting
     them, ``chunk`` ids a call; per-id errors (2008: not on the list or no such contact)."""
-    ids = [str(i) for i in external_ids]
     errors: dict[str, dict[str, str]] = {}
-    step = max(1, min(chunk, MAX_LIST_ADD))
-    for start in range(0, len(ids), step):
-        data = client.call("POST", f"/contactlist/{int(list_id)}/delete",
-                           json={"key_id": str(key_field_id),
-                                 "external_ids": ids[start:start + step]}) or {}
+    for data in _list_calls(client, list_id, "delete", key_field_id, external_ids, chunk):
         errors.update(_errors_by_key(data.get("errors")))
     return errors
+
+
+def _list_calls(client: EmarsysClient, list_id: int, verb: str, key_field_id: int | str,
+                external_ids: Iterable[Any], chunk: int) -> Iterator[Any]:
+    """The replies of ``POST /contactlist/{id}/{verb}``, ``chunk`` ids a call."""
+    ids = [str(i) for i in external_ids]
+    step = max(1, min(chunk, MAX_LIST_ADD))
+    for start in range(0, len(ids), step):
+        yield client.call("POST", f"/contactlist/{int(list_id)}/{verb}",
+                          json={"key_id": str(key_field_id),
+                                "external_ids": ids[start:start + step]}) or {}
 
 
 # ---------------------------------------------------------------------------------------
@@ -386,21 +388,7 @@ def _getdata_errors(raw: Any) -> list[dict[str, Any]]:
     return []
 
 
-__all__ = [
-    "ContactList",
-    "GetDataResult",
-    "UpsertResult",
-    "add_to_list",
-    "delete_contacts",
-    "find_list",
-    "find_or_create_list",
-    "get_data",
-    "list_fields",
-    "list_lists",
-    "merge_duplicates",
-    "read_lists",
-    "remove_from_list",
-    "split_batches",
-    "upsert_all",
-    "upsert_batch",
-]
+__all__ = ["ContactList", "GetDataResult", "UpsertResult", "add_to_list",
+           "delete_contacts", "find_list", "find_or_create_list", "get_data",
+           "list_fields", "list_lists", "merge_duplicates", "read_lists",
+           "remove_from_list", "split_batches", "upsert_all", "upsert_batch"]

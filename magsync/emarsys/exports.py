@@ -253,12 +253,3 @@ def fetch_changes(client: EmarsysClient, start: date, end: date, fields: Iterabl
     export_id = start_changes_export(client, start, end, fields)
     wait_for_export(client, export_id, wait)
     yield from iter_export_rows(client, export_id, wait)
-
-
-def fetch_responses(client: EmarsysClient, start: datetime, end: datetime,
-                    fields: Iterable[int], wait: ExportWait | None = None,
-                    sources: Sequence[str] = ("unsubscribe",)) -> Iterator[dict[str, str]]:
-    """Start a getresponses export, wait for it, and stream its rows."""
-    export_id = start_responses_export(client, start, end, fields, sources)
-    wait_for_export(client, export_id, wait)
-    yield from iter_export_rows(client, export_id, wait)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,6 +28,7 @@ from magsync.magento.client import (
 )
 from magsync.magento.prefetch import ReadAhead, fan_in
 from magsync.magento.search import MAX_PAGE_SIZE, SearchCriteria
+from magsync.mapping.contacts import is_subscribed_optin
 from magsync.model import Customer
 from magsync.util.timeutil import to_magento
 
@@ -126,8 +127,7 @@ def iter_all_customers(client: MagentoClient, *, after_id: int = 0,
     """
     if ranges is None:
         ranges = plan_ranges(client, after_id)
-    readers = [functools.partial(read_range, client, r, fields=fields) for r in ranges]
-    workers = max(1, min(client.cfg.concurrency, len(readers)))
+    readers, workers = _range_readers(client, ranges, fields)
     return fan_in(readers, workers=workers, depth=workers)
 
 
@@ -135,9 +135,16 @@ def read_customers_ahead(client: MagentoClient, ranges: Sequence[IdRange], *,
                          fields: str | None = None) -> ReadAhead[Page]:
     """``iter_all_customers`` over ``ranges`` whose readers start at once; ``close()``
     it when done (also when its pages are never used)."""
-    readers = [functools.partial(read_range, client, r, fields=fields) for r in ranges]
-    workers = max(1, min(client.cfg.concurrency, len(readers)))
+    readers, workers = _range_readers(client, ranges, fields)
     return ReadAhead(readers, workers=workers, depth=workers)
+
+
+def _range_readers(client: MagentoClient, ranges: Sequence[IdRange], fields: str | None
+                   ) -> tuple[Sequence[Callable[[], Iterator[Page]]], int]:
+    """A reader per range, and how many threads run them: ``magento.concurrency``, but
+    never more than there are ranges."""
+    readers = [functools.partial(read_range, client, r, fields=fields) for r in ranges]
+    return readers, max(1, min(client.cfg.concurrency, len(readers)))
 
 
 def iter_changed_customers(client: MagentoClient, since: datetime, until: datetime, *,
@@ -314,11 +321,8 @@ def find_customer_ids_by_email(client: MagentoClient, email: str) -> list[int]:
 
 
 def _subscribed(customer: Customer) -> bool | None:
-    ext = customer.get("extension_attributes")
-    flag = ext.get("is_subscribed") if isinstance(ext, dict) else None
-    if flag is None:
-        return None
-    return flag is True or str(flag).lower() in ("1", "true")
+    optin = is_subscribed_optin(customer)
+    return None if optin is None else optin == 1
 
 
 def customer_deleted(client: MagentoClient, customer_id: int) -> bool:

@@ -26,7 +26,7 @@ from magsync.model import MirrorRow
 from magsync.pacing import RetryPolicy
 
 if TYPE_CHECKING:  # the database modules load only with ``subscribers: database``
-    from magsync.magento.database import Database, DatabaseSettings, DatabaseStats
+    from magsync.magento.database import Database, DatabaseSettings
 
 GUEST_OPTIN_NOT_WRITTEN = ("subscribers: database writes only guests' opt-outs: a guest's "
                            "opt-in from Emarsys is not written into Magento's database")
@@ -139,11 +139,6 @@ class DatabaseSource(SubscriberSource):
         super().__init__()
         self.db = db
         self.website_ids = tuple(website_ids) if website_ids else None
-
-    @property
-    def stats(self) -> DatabaseStats:
-        """Connections and statements so far (retries included)."""
-        return self.db.stats
 
     def _read_all(self, totals: list[int] | None) -> Iterator[MirrorRow]:
         from magsync.magento.subscriber_db import iter_subscribers_db

@@ -28,7 +28,7 @@ def customer_contact(customer: Mapping[str, Any], subscriber_rows: list[MirrorRo
     row = choose_subscriber_row(customer, subscriber_rows) if subscriber_rows else None
     if m.subscribers_mode == "none":
         row = None
-        optin = _is_subscribed_optin(customer)
+        optin = is_subscribed_optin(customer)
     else:
         optin = STATUS_OPTIN.get(row.status) if row is not None else 2
     fields[m.customer_key] = id_text
@@ -76,7 +76,9 @@ def choose_subscriber_row(customer: Mapping[str, Any], rows: list[MirrorRow]
     return min(candidates, key=lambda r: r.subscriber_id) if candidates else None
 
 
-def _is_subscribed_optin(customer: Mapping[str, Any]) -> int | None:
+def is_subscribed_optin(customer: Mapping[str, Any]) -> int | None:
+    """Magento's ``extension_attributes.is_subscribed`` as an Emarsys opt-in: 1, 2, or
+    None when the customer carries no flag."""
     ext = customer.get("extension_attributes")
     flag = ext.get("is_subscribed") if isinstance(ext, Mapping) else None
     # Without the flag Magento told us nothing; sending 2 could unsubscribe someone.

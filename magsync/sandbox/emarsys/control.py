@@ -138,21 +138,11 @@ class EmarsysControl:
 
     def delete_list(self, req: Request) -> Response:
         """DELETE /_sandbox/lists/{id}: the list is deleted, as in the Emarsys UI."""
-        lid = int(req.params["lid"])
-        try:
-            self.acc.delete_list(lid)
-        except KeyError:
-            return Response.json({"message": f"no contact list {lid}"}, 404)
-        return Response.json({"deleted": lid})
+        return _delete(int(req.params["lid"]), self.acc.delete_list, "contact list")
 
     def delete_field(self, req: Request) -> Response:
         """DELETE /_sandbox/fields/{id}: a custom field is deleted, as in the Emarsys UI."""
-        fid = int(req.params["fid"])
-        try:
-            self.acc.delete_field(fid)
-        except KeyError:
-            return Response.json({"message": f"no custom field {fid}"}, 404)
-        return Response.json({"deleted": fid})
+        return _delete(int(req.params["fid"]), self.acc.delete_field, "custom field")
 
     def switches(self, req: Request) -> Response:
         """GET|POST /_sandbox/emarsys-switches {"getdata_multi": "error"|"rows"}."""
@@ -194,6 +184,14 @@ class EmarsysControl:
         body = req.json()
         self.acc.set_indexed(body["field"], bool(body.get("indexed", True)))
         return Response.json({"ok": True})
+
+
+def _delete(item_id: int, delete: Callable[[int], None], what: str) -> Response:
+    try:
+        delete(item_id)
+    except KeyError:
+        return Response.json({"message": f"no {what} {item_id}"}, 404)
+    return Response.json({"deleted": item_id})
 
 
 def _deletion(entry: DeletionEntry) -> dict[str, Any]:

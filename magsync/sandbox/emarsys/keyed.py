@@ -10,6 +10,7 @@ delete leaves such contacts alone.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from magsync.sandbox.emarsys.fields import Field
@@ -36,6 +37,10 @@ class KeyedCalls:
         def resolve_key(self, key_id: Any) -> int | str: ...
 
         def _drop_contact(self, cid: int) -> dict[int, str | None]: ...
+
+        def _each_single(self, key_id: Any, external_ids: list[Any],
+                         apply: Callable[[set[int], Any], None]
+                         ) -> tuple[int, dict[str, Any]]: ...
 
     def get_data(self, key_id: Any, key_values: list[Any], fields: list[Any]
                  ) -> tuple[list[dict[str, Any]] | bool, list[dict[str, Any]]]:
@@ -93,21 +98,15 @@ class KeyedCalls:
         naming no contact is 2008, several 2010 (none of them deleted)."""
         _check_count(values)
         with self.lock:
-            try:
-                key = self.resolve_key(key_id)
-            except ContactError as exc:
-                return 0, {str(v): {str(exc.code): exc.text} for v in values}, []
-            errors: dict[str, Any] = {}
             entries: list[DeletionEntry] = []
-            for value in values:
-                found = self.find(key, value)
-                if len(found) != 1:
-                    errors[str(value)] = single_contact_error(key, value, found)
-                    continue
+
+            def delete(found: set[int], value: Any) -> None:
                 cid = found.pop()
                 fields = self._drop_contact(cid)
                 entries.append(DeletionEntry(cid, str(key_id), str(value),
                                              {str(f): v for f, v in fields.items()}))
+
+            _, errors = self._each_single(key_id, values, delete)
             self.deleted.extend(entries)
             return len(entries), errors, entries
 

@@ -37,7 +37,7 @@ class ListOps:
             lst = ContactList(self._next_list_id, name)
             self._next_list_id += 1
             self.lists[lst.id] = lst
-            _, errors = self._each_single(key_id, external_ids or [], lst.members.update)
+            _, errors = self._each_single(key_id, external_ids or [], _add_to(lst))
             return lst.id, errors
 
     def add_to_list(self, list_id: int, key_id: Any, external_ids: list[Any]
@@ -45,7 +45,7 @@ class ListOps:
         """``POST /contactlist/{id}/add``: (inserted count, errors); 3002 past 10,000 ids."""
         with self.lock:
             lst = self._list_for_batch(list_id, external_ids)
-            return self._each_single(key_id, external_ids, lst.members.update)
+            return self._each_single(key_id, external_ids, _add_to(lst))
 
     def remove_from_list(self, list_id: int, key_id: Any, external_ids: list[Any]
                          ) -> tuple[int, dict[str, Any]]:
@@ -57,7 +57,7 @@ class ListOps:
             lst = self._list_for_batch(list_id, external_ids)
             removed = 0
 
-            def remove(found: set[int]) -> None:
+            def remove(found: set[int], _value: Any) -> None:
                 nonlocal removed
                 removed += len(found & lst.members)
                 lst.members.difference_update(found)
@@ -99,8 +99,8 @@ class ListOps:
         return lst
 
     def _each_single(self, key_id: Any, external_ids: list[Any],
-                     apply: Callable[[set[int]], None]) -> tuple[int, dict[str, Any]]:
-        """Call ``apply({contact id})`` for each value that names exactly one contact;
+                     apply: Callable[[set[int], Any], None]) -> tuple[int, dict[str, Any]]:
+        """Call ``apply({contact id}, value)`` for each value that names exactly one contact;
         (how many did, per-value errors 2008/2010 or the key's own 2004/2015)."""
         try:
             key = self.resolve_key(key_id)
@@ -113,9 +113,13 @@ class ListOps:
             if len(found) != 1:
                 errors[str(value)] = single_contact_error(key, value, found)
                 continue
-            apply(found)
+            apply(found, value)
             done += 1
         return done, errors
+
+
+def _add_to(lst: ContactList) -> Callable[[set[int], Any], None]:
+    return lambda found, _value: lst.members.update(found)
 
 
 def single_contact_error(key: int | str, value: Any, found: set[int]) -> dict[str, str]:

@@ -125,7 +125,7 @@ class MagentoSandbox(SandboxServer):
     # -- hooks ---------------------------------------------------------------------------
     def before_route(self, req: Request) -> Response | None:
         if self.maintenance:
-            return Response(503, MAINTENANCE_HTML, "text/html; charset=UTF-8")
+            return self._failure(503)
         resource = next((r for rx, r in RESOURCES if rx.match(req.path)), None)
         if resource is None or not self._has_route(req.path):
             return None  # unknown routes 404 before any auth, as Magento's router does
