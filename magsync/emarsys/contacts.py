@@ -389,6 +389,6 @@ def _getdata_errors(raw: Any) -> list[dict[str, Any]]:
 
 
 __all__ = ["ContactList", "GetDataResult", "UpsertResult", "add_to_list",
-           "delete_contacts", "find_list", "find_or_create_list", "get_data",
+           "delete_contacts", "error_text", "find_list", "find_or_create_list", "get_data",
            "list_fields", "list_lists", "merge_duplicates", "read_lists",
            "remove_from_list", "split_batches", "upsert_all", "upsert_batch"]
