@@ -49,8 +49,9 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool,
         log_json: bool, debug: bool, lock_wait: float) -> None:
     """Keep Magento 2 customers and newsletter subscribers in sync with SAP Emarsys."""
     setup_logging(verbose=verbose, quiet=quiet, log_json=log_json)
-    ctx.obj = App(config_path=config_path, verbose=verbose, quiet=quiet, log_json=log_json,
-                  debug=debug, lock_wait=lock_wait, run_cli=run)
+    # --debug is read by run() from the arguments: it must count before click parses them
+    ctx.obj = App(config_path=config_path, verbose=verbose, quiet=quiet, lock_wait=lock_wait,
+                  run_cli=run)
 
 
 for _module in (inspect, queue, setup, state, sync, deletions):
@@ -114,12 +115,12 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return head + moved + command
 
 
-def run(argv: list[str] | None, *, debug: bool = False, quiet: bool = False) -> int:
+def run(argv: list[str] | None) -> int:
     """Run the CLI; returns the exit code (the one place errors become exit codes)."""
     # the global flags count when run() is called directly (tests, demo), not only via main()
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
-    debug = debug or "--debug" in args
-    quiet = quiet or any(a in ("-q", "--quiet") for a in args)
+    debug = "--debug" in args
+    quiet = any(a in ("-q", "--quiet") for a in args)
     # before click parses anything: with --log-json its own errors are JSON too
     setup_logging(quiet=quiet, log_json="--log-json" in args)
     if os.environ.get(COMPLETE_VAR):  # shell completion: click answers and exits

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from magsync.config import Config, load_config, load_state_path
 from magsync.errors import ConfigError, StateError
@@ -17,11 +16,9 @@ from magsync.state import StateStore
 from magsync.state.binding import enforce_accounts
 from magsync.state.integrity import DAMAGED_FIX
 from magsync.state.lock import StateLock
-from magsync.state.store import read_state
 from magsync.util.logs import add_secrets, get_logger, remember_warnings_in
 
 log = get_logger("app")
-T = TypeVar("T")
 
 
 def find_config_path(explicit: str | None) -> Path:
@@ -41,8 +38,6 @@ class App:
     config_path: str | None = None
     verbose: int = 0
     quiet: bool = False
-    log_json: bool = False
-    debug: bool = False
     lock_wait: float = 0.0
     # The CLI itself, for commands that run other commands (demo): a parameter, not an
     # import, so that no command module imports the package that registers it.
@@ -118,8 +113,3 @@ class App:
                                  hint=DAMAGED_FIX) from None
             finally:
                 store.close()
-
-    def read_state(self, read: Callable[[StateStore], T]) -> T | None:
-        """``read(store)`` on the state file, read-only and without the lock (``status``,
-        ``queue list``); None when there is no state file yet."""
-        return read_state(self.state_path(), read)

@@ -4,14 +4,20 @@ under the lock with progress and its report rendered, and a deliberate non-zero 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from magsync.cli.app import App
 from magsync.cli.output import Output
 from magsync.errors import EXIT_CONFIG, EXIT_INTERNAL, MagsyncError, interrupt_exit_code
+from magsync.state import StateStore
+from magsync.state.store import read_state
 from magsync.util.logs import emit
+
+T = TypeVar("T")
+Opts = TypeVar("Opts")
 
 dry_run_option = click.option("--dry-run", is_flag=True,
                               help="Read and plan everything, write nothing.")
@@ -26,7 +32,6 @@ def _when(value: str | None) -> Any:
         return parse_when(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-
 
 since_option = click.option(
     "--since", metavar="WHEN", callback=lambda c, p, v: _when(v),
@@ -53,13 +58,28 @@ def report_output(app: App) -> Output:
     return Output(quiet=False, is_tty=app.is_tty)
 
 
+def read_state_file(path: Path, read: Callable[[StateStore | None], T]) -> T:
+    """``read(store)`` on the state file, read-only and without the lock (``status``,
+    ``queue list``, ``health``); ``read(None)`` when there is no state file yet."""
+    found = read_state(path, read)
+    return read(None) if found is None else found
+
+
+def run_with_options(app: App, command: str, work: Callable[[Any, Any, Opts, Any], Any],
+                     opts: Opts, *, dry_run: bool = False) -> int:
+    """``run_writing`` for a library function called as ``work(cfg, store, opts,
+    progress)``, as the sync commands' are."""
+    return run_writing(app, command, lambda cfg, store, hook: work(cfg, store, opts, hook),
+                       dry_run=dry_run)
+
+
 def run_writing(app: App, command: str, work: Callable[[Any, Any, Any], Any], *,
                 dry_run: bool = False) -> int:
     """A writing command: the lock and state file, progress on a terminal, the summary;
     around it the monitoring pings and metrics (none for a dry run, for exit 75, or for
     a failure before the config is loaded)."""
     cfg = app.config()
-    monitor = _monitor(cfg, command, enabled=not dry_run)
+    monitor = run_monitor(cfg, command, enabled=not dry_run)
     try:
         with app.writing(command, dry_run=dry_run) as store:
             monitor.started()
@@ -78,8 +98,8 @@ def run_writing(app: App, command: str, work: Callable[[Any, Any, Any], Any], *,
 
 
 class _Unmonitored:
-    """What ``run_writing`` does with a run when no monitoring is configured: nothing
-    (and no import of the metrics and ping modules for it)."""
+    """What ``run_monitor`` gives when no monitoring is configured: it does nothing (and
+    needs no import of the metrics and ping modules)."""
 
     counts: Any = None
 
@@ -93,7 +113,8 @@ class _Unmonitored:
         pass
 
 
-def _monitor(cfg: Any, command: str, *, enabled: bool) -> Any:
+def run_monitor(cfg: Any, command: str, *, enabled: bool = True) -> Any:
+    """The pings and metrics around one writing run of ``command`` (``ops.monitor``)."""
     if not (cfg.monitoring.textfile or cfg.monitoring.ping_url(command)):
         return _Unmonitored()
     from magsync.ops.monitor import RunMonitor

@@ -89,9 +89,15 @@ def _read_partial(p: Path, env: Mapping[str, str] | None, *, with_sync: bool
     state = _state(r, r.section(doc, "state"), env, p)
     sync = _sync(r, r.section(doc, "sync")) if with_sync else None
     if r.problems:
-        raise ConfigError(f"{p}: the configuration has {len(r.problems)} problem"
-                          f"{'s' if len(r.problems) != 1 else ''}:", r.problems)
+        raise _problems(r, p)
     return state.path, sync
+
+
+def _problems(r: Reader, source: Path | None) -> ConfigError:
+    """The error listing every problem ``r`` found in the config read from ``source``."""
+    where = f"{source}: " if source else ""
+    return ConfigError(f"{where}the configuration has {len(r.problems)} problem"
+                       f"{'s' if len(r.problems) != 1 else ''}:", r.problems)
 
 
 def _read_yaml(p: Path) -> Any:
@@ -140,9 +146,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: Path | None = None
     state = _state(r, r.section(raw, "state"), env, source)
     monitoring = parse_monitoring(r, r.section(raw, "monitoring"), source)
     if r.problems:
-        where = f"{source}: " if source else ""
-        raise ConfigError(f"{where}the configuration has {len(r.problems)} problem"
-                          f"{'s' if len(r.problems) != 1 else ''}:", r.problems)
+        raise _problems(r, source)
     warnings = list(r.warnings)
     if source is not None and r.inline_secrets and _readable_by_others(source):
         warnings.append(f"{source} holds secrets inline and is readable by other users; "

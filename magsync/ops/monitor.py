@@ -33,27 +33,23 @@ class RunMonitor:
     """Pings and metrics of one run of ``command`` (inert when ``enabled`` is False or
     nothing is configured)."""
 
-    def __init__(self, cfg: Config, command: str, *, enabled: bool = True,
-                 ping: bool = True) -> None:
+    def __init__(self, cfg: Config, command: str, *, enabled: bool = True) -> None:
         mon = cfg.monitoring
         self.command = command
         self.textfile = mon.textfile if enabled else None
-        self.pinger = Pinger(command, mon.ping_url(command) if enabled and ping else None)
+        self.pinger = Pinger(command, mon.ping_url(command) if enabled else None)
         self.config_name = config_name(cfg.source)
         self.started_at: datetime = utcnow()
         self.counts: Mapping[str, int] = {}
         self.snap: StateSnapshot | None = None
-        self.finished = False
 
     def started(self) -> None:
         """The run holds the lock: ping ``/start``."""
         self.started_at = utcnow()
         self.pinger.start()
 
-    def observe(self, store: StateStore, counts: Mapping[str, int] | None = None) -> None:
+    def observe(self, store: StateStore) -> None:
         """Read what the metrics need while the state file is open."""
-        if counts is not None:
-            self.counts = counts
         if self.textfile is None:
             return
         try:
@@ -62,10 +58,9 @@ class RunMonitor:
             log.debug("no state figures for the metrics: %r", exc)
 
     def finish(self, exit_code: int) -> None:
-        """Write the metrics and send the end ping (nothing for exit 75); once."""
-        if self.finished or exit_code == EXIT_LOCKED:
+        """Write the metrics and send the end ping (nothing for exit 75)."""
+        if exit_code == EXIT_LOCKED:
             return
-        self.finished = True
         if self.textfile is not None:
             self._write(exit_code)
         self.pinger.finish(exit_code)

@@ -23,16 +23,12 @@ def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
-def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
+def dumps(value: Any) -> bytes:
     """Encode as compact UTF-8 JSON bytes (what goes over the wire)."""
-    return orjson.dumps(value, option=_SORTED if sort_keys else _OPTIONS)
-
-
-def dumps_text(value: Any, *, sort_keys: bool = False) -> str:
-    """Encode as compact JSON text (what the state file stores)."""
-    return dumps(value, sort_keys=sort_keys).decode()
+    return orjson.dumps(value, option=_OPTIONS)
 
 
 def sorted_text(value: Any) -> str:
-    """``dumps_text(value, sort_keys=True)`` in one call (the per-contact state)."""
+    """Encode as compact JSON text with sorted keys (the per-contact state: equal
+    contents, equal text)."""
     return orjson.dumps(value, option=_SORTED).decode()

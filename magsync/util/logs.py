@@ -21,20 +21,11 @@ from magsync.util.timeutil import from_iso, to_iso, utcnow
 LOGGER_NAME = "magsync"
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 class RedactingFilter(logging.Filter):
-    """Redacts every known secret (``magsync.util.redact``) and ``secrets`` from a
-    record's message, traceback and extras."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len,
-                              reverse=True)
-
-    def add(self, secrets: Iterable[str]) -> None:
-        self.secrets = sorted(set(self.secrets) | {s for s in secrets if s and len(s) >= 3},
-                              key=len, reverse=True)
+    """Redacts every known secret (``magsync.util.redact``) from a record's message,
+    traceback and extras."""
 
     def scrub(self, text: str) -> str:
-        return redact.scrub(text, self.secrets)
+        return redact.scrub(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self.scrub(record.getMessage())
@@ -132,7 +123,6 @@ def setup_logging(*, verbose: int = 0, quiet: bool = False, log_json: bool = Fal
     logger = logging.getLogger(LOGGER_NAME)
     # each invocation redacts its own config's secrets; runs in one process (tests, demo)
     # must not inherit an earlier config's, which would blank unrelated output
-    _filter.secrets = []
     redact.REDACTOR.reset()
     _once.path = None
     _mode["json"] = log_json

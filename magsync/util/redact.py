@@ -79,13 +79,19 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every form of every value in ``secrets`` replaced by ``***``."""
     if len(text) < MIN_LENGTH:  # no form of a secret fits (an API's "OK", every reply)
         return text
+    for form in _forms_of(secrets):
+        text = text.replace(form, MASK)
+    return text
+
+
+def _forms_of(secrets: Iterable[str]) -> list[str]:
+    """Every escaped form of every value in ``secrets`` long enough to be one, longest
+    first: a form inside a longer one replaced first would leave the rest showing."""
     forms: set[str] = set()
     for s in secrets:
         if s and len(s) >= MIN_LENGTH:
             forms |= variants(s)
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, MASK)
-    return text
+    return sorted(forms, key=len, reverse=True)
 
 
 def redact_shaped(text: str) -> str:
@@ -132,10 +138,7 @@ class Redactor:
         """Every escaped form of every known secret, longest first."""
         with self._lock:
             if self._forms is None:
-                forms: set[str] = set()
-                for s in self._lasting | set(self._recent):
-                    forms |= variants(s)
-                self._forms = sorted(forms, key=len, reverse=True)
+                self._forms = _forms_of(self._lasting | set(self._recent))
             return self._forms
 
     def scrub(self, text: str, extra: Iterable[str] = ()) -> str:

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from magsync.cli.runner import app_of, dry_run_option, fail, output, render, run_writing
+from magsync.cli.runner import app_of, dry_run_option, fail, output, render, run_with_options
 from magsync.errors import EXIT_CONFIG
 
 
@@ -25,8 +25,7 @@ def reconcile_cmd(ctx: click.Context, dry_run: bool, allow_deletions: int | None
     app = app_of(ctx)
     opts = ReconcileOptions(dry_run=dry_run, allow_deletions=allow_deletions,
                             verbose=app.verbose)
-    return run_writing(app, "reconcile",
-                       lambda cfg, store, hook: reconcile(cfg, store, opts, hook))
+    return run_with_options(app, "reconcile", reconcile, opts)
 
 
 @click.command("forget")

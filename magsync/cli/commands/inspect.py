@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from magsync.cli.runner import app_of, fail, report_output
+from magsync.cli.runner import app_of, fail, read_state_file, report_output
 from magsync.errors import EXIT_CONFIG, EXIT_OK, EXIT_PARTIAL
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -49,9 +49,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
     app = app_of(ctx)
     path = app.state_path()
-    data = app.read_state(lambda store: collect_status(store, path))
-    if data is None:
-        data = collect_status(None, path)
+    data = read_state_file(path, lambda store: collect_status(store, path))
     out = report_output(app)
     if as_json:
         out.json(data)
@@ -94,7 +92,6 @@ def health(ctx: click.Context, as_json: bool) -> int:
     from magsync.config import load_sync_settings
     from magsync.ops.health import check_health, summary_line
     from magsync.state.lock import probe_lock
-    from magsync.state.store import read_state
     from magsync.util.timeutil import utcnow
 
     app = app_of(ctx)
@@ -104,10 +101,8 @@ def health(ctx: click.Context, as_json: bool) -> int:
     except OSError:  # a lock file this user may not open: nobody can tell
         held = False
     now = utcnow()
-    report = read_state(state_path, lambda store: check_health(
+    report = read_state_file(state_path, lambda store: check_health(
         store, sync.mode, state_path, now, lock_held=held))
-    if report is None:  # no state file yet
-        report = check_health(None, sync.mode, state_path, now, lock_held=held)
     out = report_output(app)
     if as_json:
         out.json(report)

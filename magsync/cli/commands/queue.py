@@ -7,7 +7,15 @@ import sys
 
 import click
 
-from magsync.cli.runner import app_of, fail, output, report_output, run_writing
+from magsync.cli.runner import (
+    app_of,
+    fail,
+    output,
+    read_state_file,
+    report_output,
+    run_monitor,
+    run_writing,
+)
 from magsync.errors import EXIT_CONFIG, EXIT_OK
 
 dead_list = click.option("--dead", is_flag=True, help="Dead contacts instead of queued ones.")
@@ -37,8 +45,8 @@ def queue_list(ctx: click.Context, dead: bool, as_json: bool) -> int:
     from magsync.ops.queue import list_queue
 
     app = app_of(ctx)
-    listed = app.read_state(lambda store: list_queue(store, dead=dead))
-    headers, rows = listed or list_queue(None, dead=dead)
+    headers, rows = read_state_file(app.state_path(),
+                                    lambda store: list_queue(store, dead=dead))
     out = report_output(app)
     if as_json:
         keys = ["key", "email", "attempts", "last_error", "queued_since"]
@@ -68,7 +76,6 @@ def queue_retry(ctx: click.Context, dead: bool) -> int:
 @click.pass_context
 def queue_purge(ctx: click.Context, dead: bool, yes: bool) -> int:
     """Empty the queue (asks unless --yes)."""
-    from magsync.ops.monitor import RunMonitor
     from magsync.ops.queue import purge_queue
 
     app = app_of(ctx)
@@ -78,7 +85,7 @@ def queue_purge(ctx: click.Context, dead: bool, yes: bool) -> int:
                           "(no terminal to ask on)")
     if not yes and not click.confirm(f"Remove {what}?", default=False):
         fail(EXIT_CONFIG, "nothing purged (pass --yes to skip the question)")
-    monitor = RunMonitor(app.config(), "queue purge", ping=False)  # the metrics' queue depth
+    monitor = run_monitor(app.config(), "queue purge")  # the metrics' queue depth
     with app.writing("queue purge") as store:
         monitor.started()
         purged = purge_queue(store, dead=dead)

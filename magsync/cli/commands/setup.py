@@ -32,12 +32,11 @@ def init(ctx: click.Context, path: Path) -> None:
 @click.pass_context
 def crontab(ctx: click.Context) -> None:
     """Print the crontab lines that fit the config."""
-    from magsync.cli.app import find_config_path
     from magsync.ops.crontab import render_crontab
 
-    app = app_of(ctx)
-    cfg = app.config()
-    click.echo(render_crontab(cfg, cfg.source or find_config_path(app.config_path)), nl=False)
+    cfg = app_of(ctx).config()
+    assert cfg.source is not None  # App.config() always loads a file
+    click.echo(render_crontab(cfg, cfg.source), nl=False)
 
 
 @click.command()

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from magsync.cli.runner import app_of, dry_run_option, run_writing, since_option
+from magsync.cli.runner import app_of, dry_run_option, run_with_options, since_option
 
 
 @click.command("export-initial")
@@ -29,9 +29,7 @@ def export_initial_cmd(ctx: click.Context, customers: bool | None, subscribers: 
     opts = ExportOptions(customers=customers if customers is not None else not only,
                          subscribers=subscribers if subscribers is not None else not only,
                          restart=restart, dry_run=dry_run, verbose=app.verbose)
-    return run_writing(app, "export-initial",
-                       lambda cfg, store, hook: export_initial(cfg, store, opts, progress=hook),
-                       dry_run=dry_run)
+    return run_with_options(app, "export-initial", export_initial, opts, dry_run=dry_run)
 
 
 @click.command("sync-realtime")
@@ -43,9 +41,7 @@ def sync_realtime_cmd(ctx: click.Context, dry_run: bool) -> int:
 
     app = app_of(ctx)
     opts = SyncOptions(dry_run=dry_run, verbose=app.verbose)
-    return run_writing(app, "sync-realtime",
-                       lambda cfg, store, hook: sync_realtime(cfg, store, opts, hook),
-                       dry_run=dry_run)
+    return run_with_options(app, "sync-realtime", sync_realtime, opts, dry_run=dry_run)
 
 
 @click.command("sync-background")
@@ -59,9 +55,7 @@ def sync_background_cmd(ctx: click.Context, since: Any, dry_run: bool) -> int:
 
     app = app_of(ctx)
     opts = SyncOptions(dry_run=dry_run, since=since, verbose=app.verbose)
-    return run_writing(app, "sync-background",
-                       lambda cfg, store, hook: sync_background(cfg, store, opts, hook),
-                       dry_run=dry_run)
+    return run_with_options(app, "sync-background", sync_background, opts, dry_run=dry_run)
 
 
 @click.command("pull-optin")
@@ -74,9 +68,7 @@ def pull_optin_cmd(ctx: click.Context, since: Any, dry_run: bool) -> int:
 
     app = app_of(ctx)
     opts = PullOptions(since=since, dry_run=dry_run, verbose=app.verbose)
-    return run_writing(app, "pull-optin",
-                       lambda cfg, store, hook: pull_optin(cfg, store, opts, hook),
-                       dry_run=dry_run)
+    return run_with_options(app, "pull-optin", pull_optin, opts, dry_run=dry_run)
 
 
 COMMANDS = [export_initial_cmd, sync_realtime_cmd, sync_background_cmd, pull_optin_cmd]
