@@ -296,3 +296,20 @@ def test_loopback_ping_urls_may_use_http_and_a_relative_textfile_is_beside_the_c
                                                         "pull-optin"]
     assert "hc-ping.com/c" not in repr(cfg)  # a Secret never prints itself
     os.environ.pop("MAGSYNC_STATE", None)
+
+
+@pytest.mark.parametrize("command", ["sync-realtime", "sync-background", "pull-optin",
+                                     "reconcile"])
+def test_a_dry_run_pings_nothing_and_writes_no_metrics(magsync: Any, pair: SandboxPair,
+                                                        tmp_path: Path, command: str) -> None:
+    prom = tmp_path / "magsync.prom"
+    with PingServer() as hc:
+        config = write(pair, tmp_path, textfile=str(prom),
+                       ping_urls={command: hc.url("uuid")})
+        assert magsync("export-initial", config=config).code == 0
+        prom.unlink()
+
+        assert magsync(command, "--dry-run", config=config).code == 0
+
+        assert hc.paths == []
+        assert not prom.exists()

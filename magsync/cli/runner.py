@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import click
 
@@ -17,7 +17,14 @@ from magsync.state.store import read_state
 from magsync.util.logs import emit
 
 T = TypeVar("T")
-Opts = TypeVar("Opts")
+
+
+class _RunOptions(Protocol):
+    @property
+    def dry_run(self) -> bool: ...
+
+
+Opts = TypeVar("Opts", bound=_RunOptions)
 
 dry_run_option = click.option("--dry-run", is_flag=True,
                               help="Read and plan everything, write nothing.")
@@ -66,11 +73,12 @@ def read_state_file(path: Path, read: Callable[[StateStore | None], T]) -> T:
 
 
 def run_with_options(app: App, command: str, work: Callable[[Any, Any, Opts, Any], Any],
-                     opts: Opts, *, dry_run: bool = False) -> int:
+                     opts: Opts) -> int:
     """``run_writing`` for a library function called as ``work(cfg, store, opts,
-    progress)``, as the sync commands' are."""
+    progress)``, as the sync commands' are; a dry run is the options' own (so no command
+    can forget to say it: no pings, no metrics, no binding recorded)."""
     return run_writing(app, command, lambda cfg, store, hook: work(cfg, store, opts, hook),
-                       dry_run=dry_run)
+                       dry_run=opts.dry_run)
 
 
 def run_writing(app: App, command: str, work: Callable[[Any, Any, Any], Any], *,

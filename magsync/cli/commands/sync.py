@@ -29,7 +29,7 @@ def export_initial_cmd(ctx: click.Context, customers: bool | None, subscribers: 
     opts = ExportOptions(customers=customers if customers is not None else not only,
                          subscribers=subscribers if subscribers is not None else not only,
                          restart=restart, dry_run=dry_run, verbose=app.verbose)
-    return run_with_options(app, "export-initial", export_initial, opts, dry_run=dry_run)
+    return run_with_options(app, "export-initial", export_initial, opts)
 
 
 @click.command("sync-realtime")
@@ -41,7 +41,7 @@ def sync_realtime_cmd(ctx: click.Context, dry_run: bool) -> int:
 
     app = app_of(ctx)
     opts = SyncOptions(dry_run=dry_run, verbose=app.verbose)
-    return run_with_options(app, "sync-realtime", sync_realtime, opts, dry_run=dry_run)
+    return run_with_options(app, "sync-realtime", sync_realtime, opts)
 
 
 @click.command("sync-background")
@@ -55,7 +55,7 @@ def sync_background_cmd(ctx: click.Context, since: Any, dry_run: bool) -> int:
 
     app = app_of(ctx)
     opts = SyncOptions(dry_run=dry_run, since=since, verbose=app.verbose)
-    return run_with_options(app, "sync-background", sync_background, opts, dry_run=dry_run)
+    return run_with_options(app, "sync-background", sync_background, opts)
 
 
 @click.command("pull-optin")
@@ -68,7 +68,7 @@ def pull_optin_cmd(ctx: click.Context, since: Any, dry_run: bool) -> int:
 
     app = app_of(ctx)
     opts = PullOptions(since=since, dry_run=dry_run, verbose=app.verbose)
-    return run_with_options(app, "pull-optin", pull_optin, opts, dry_run=dry_run)
+    return run_with_options(app, "pull-optin", pull_optin, opts)
 
 
 COMMANDS = [export_initial_cmd, sync_realtime_cmd, sync_background_cmd, pull_optin_cmd]
