@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from magsync.config import Config, iter_secrets
 from magsync.errors import ConfigError, MagsyncError, StateError
@@ -12,15 +12,16 @@ from magsync.pacing import RetryPolicy, apply_retry_budget_override
 from magsync.state import StateStore
 from magsync.state.binding import (
     Binding,
-    account_differences,
-    accounts_of,
-    key_ref_differences,
+    binding_differences,
     mismatch_error,
     read_binding,
 )
 from magsync.state.files import exposure_warnings, unwritable_reason
 from magsync.state.integrity import DAMAGED_FIX
 from magsync.state.store import read_state
+
+if TYPE_CHECKING:
+    from magsync.emarsys.client import EmarsysClient
 
 CHECK_RETRY = RetryPolicy(budget=15.0, base_delay=0.5, max_delay=5.0)
 EMARSYS_RATE_LIMIT = 1000  # requests a minute per API user (API-NOTES, "Rate limits")
@@ -88,11 +89,10 @@ def _inspect(store: StateStore) -> tuple[str | None, list[str], Binding | None]:
 
 def _check_binding(cfg: Config, stored: Binding | None) -> CheckResult:
     name = "state file accounts"
-    current = accounts_of(cfg)
     if stored is None:
         return CheckResult(name, True, "not bound yet: the next writing run binds it to "
                                        "this config's accounts")
-    diffs = account_differences(stored, current) + key_ref_differences(stored, cfg)
+    diffs = binding_differences(stored, cfg)
     if diffs:
         return CheckResult(name, False, str(mismatch_error(cfg.state.path, diffs)))
     return CheckResult(name, True, "bound to this config's accounts: "
@@ -108,13 +108,14 @@ def run_checks(load: Callable[[], Config]) -> list[CheckResult]:
     return results + remote_checks(cfg)
 
 
-def remote_checks(cfg: Config) -> list[CheckResult]:
-    """Both APIs (and the database) with ``cfg``'s credentials: fields, key fields, lists
-    (``rebind`` too)."""
+def remote_checks(cfg: Config, emarsys: EmarsysClient | None = None) -> list[CheckResult]:
+    """Both APIs (and the database) with ``cfg``'s credentials: fields, key fields, lists.
+    Emarsys on ``emarsys`` when given (``rebind`` goes on using it), else on a client
+    of their own."""
     results = _remote("Magento", lambda: _magento_checks(cfg))
     if cfg.magento.subscribers == "database":
         results += _remote("Magento database", lambda: _database_checks(cfg))
-    return results + _remote("Emarsys", lambda: _emarsys_checks(cfg))
+    return results + _remote("Emarsys", lambda: _emarsys_checks(cfg, emarsys))
 
 
 def _remote(service: str, run: Callable[[], list[CheckResult]]) -> list[CheckResult]:
@@ -146,12 +147,20 @@ def _database_checks(cfg: Config) -> list[CheckResult]:
         return check_database(db)
 
 
-def _emarsys_checks(cfg: Config) -> list[CheckResult]:
-    from magsync.emarsys.check import check_emarsys
+def check_client(cfg: Config) -> EmarsysClient:
+    """The Emarsys client the checks use (the check retry budget)."""
     from magsync.emarsys.client import EmarsysClient
 
-    client = EmarsysClient.from_config(cfg.emarsys, secrets=iter_secrets(cfg),
-                                       retry=apply_retry_budget_override(CHECK_RETRY))
+    return EmarsysClient.from_config(cfg.emarsys, secrets=iter_secrets(cfg),
+                                     retry=apply_retry_budget_override(CHECK_RETRY))
+
+
+def _emarsys_checks(cfg: Config, client: EmarsysClient | None) -> list[CheckResult]:
+    from magsync.emarsys.check import check_emarsys
+
+    if client is not None:
+        return check_emarsys(cfg, client)
+    client = check_client(cfg)
     try:
         return check_emarsys(cfg, client)
     finally:

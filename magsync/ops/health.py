@@ -24,7 +24,7 @@ from typing import Any
 
 from magsync.state import StateStore
 from magsync.state.store import RunInfo
-from magsync.util.timeutil import to_iso
+from magsync.util.timeutil import to_iso, to_iso_seconds
 
 REALTIME_GRACE = timedelta(minutes=15)
 DAILY_GRACE = timedelta(hours=26)
@@ -70,7 +70,9 @@ def check_health(store: StateStore | None, mode: str, state_path: Path, now: dat
                 "state_path": str(state_path)}
     commands = [command_health(store, cmd, limit, now, lock_held=lock_held)
                 for cmd, limit in scheduled_commands(mode).items()]
-    problems = [_stale_line(store, c, now) for c in commands if not c.ok]
+    stale = [c for c in commands if not c.ok]
+    last_runs = store.last_runs() if stale else {}
+    problems = [_stale_line(c, last_runs.get(c.command)) for c in stale]
     dead = store.count_queue(dead=True, updated_since=now - DEAD_WINDOW)
     old = store.count_queue(dead=False, queued_before=now - MAX_QUEUE_AGE)
     if dead:
@@ -78,7 +80,7 @@ def check_health(store: StateStore | None, mode: str, state_path: Path, now: dat
                         "rejecting them): see `magsync queue list --dead`")
     if old:
         oldest = store.oldest_queued_at()
-        since = f" (the oldest since {_when(oldest)})" if oldest else ""
+        since = f" (the oldest since {to_iso_seconds(oldest)})" if oldest else ""
         problems.append(f"{old} queued contact(s) have waited longer than 2 days{since}: see "
                         "`magsync queue list`")
     return {"healthy": not problems, "problems": problems,
@@ -123,17 +125,17 @@ def locked_time(runs: list[RunInfo], command: str, since: datetime, now: datetim
     return total
 
 
-def _stale_line(store: StateStore, c: CommandHealth, now: datetime) -> str:
+def _stale_line(c: CommandHealth, last: RunInfo | None) -> str:
+    """Why ``c`` is not healthy; ``last``: its last run, for one that never succeeded."""
     limit = _span(c.limit)
     if c.last_success is None:
-        last = store.last_runs().get(c.command)
-        tail = (f"; its last run started {_when(last.started_at)} and ended "
+        tail = (f"; its last run started {to_iso_seconds(last.started_at)} and ended "
                 f"{_outcome(last)}" if last else "; it has never run")
         return f"{c.command} has never succeeded (limit {limit}){tail}"
     locked = (f"; {_span(c.locked)} while other runs held the lock not counted"
               if c.locked else "")
     assert c.age is not None
-    return (f"{c.command} last succeeded {_when(c.last_success)}, {_span(c.age)} ago "
+    return (f"{c.command} last succeeded {to_iso_seconds(c.last_success)}, {_span(c.age)} ago "
             f"(limit {limit}{locked})")
 
 
@@ -141,10 +143,6 @@ def _outcome(run: RunInfo) -> str:
     if run.ended_at is None:
         return "never (still running, or killed)"
     return f"with exit {run.exit_code} ({run.outcome}: {run.message or 'no message'})"
-
-
-def _when(at: datetime) -> str:
-    return to_iso(at)[:19] + "Z"
 
 
 def _span(delta: timedelta) -> str:

@@ -3,11 +3,11 @@ shipped as package data so that a pip install has it."""
 
 from __future__ import annotations
 
-import os
 from importlib import resources
 from pathlib import Path
 
 from magsync.errors import UsageError
+from magsync.state.files import open_new_private, private_writer
 
 EXAMPLE = "magsync.yaml"
 
@@ -23,14 +23,13 @@ def write_example_config(path: Path) -> Path:
     if path.is_dir():
         path = path / EXAMPLE
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fd = open_new_private(path)
     except FileExistsError:
         raise UsageError(f"{path} already exists; magsync init never overwrites a file",
                          hint="pass another PATH, or move the existing file away") from None
     except OSError as exc:
         raise UsageError(f"cannot create {path}: {exc.strerror}",
                          hint="check that the directory exists and is writable") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        os.fchmod(f.fileno(), 0o600)
+    with private_writer(fd) as f:
         f.write(example_config())
     return path

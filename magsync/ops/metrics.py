@@ -88,10 +88,9 @@ def snapshot(store: StateStore) -> StateSnapshot:
 
 
 def build_registry(config_name: str, snap: StateSnapshot | None,
-                   outcome: RunOutcome | None = None, now: datetime | None = None
-                   ) -> CollectorRegistry:
+                   outcome: RunOutcome | None = None) -> CollectorRegistry:
     """The metrics of the state snapshot, with ``outcome`` as its command's last run."""
-    now = now or utcnow()
+    now = utcnow()
     snap = snap or StateSnapshot()
     runs = dict(snap.runs)
     successes = dict(snap.successes)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import requests
@@ -31,21 +30,19 @@ PING_BUDGET = 10.0  # seconds a monitoring ping may take, retries included
 
 # Not HttpClient.request: its budget bounds the waits between attempts, not how long an
 # attempt may take, and a ping must be over within its budget whatever the server does.
-def ping(url: str, *, budget: float = PING_BUDGET,
-         clock: Callable[[], float] = time.monotonic,
-         sleep: Callable[[float], None] = time.sleep) -> None:
+def ping(url: str, *, budget: float = PING_BUDGET) -> None:
     """``GET url`` (a healthchecks-style monitoring ping) on a session of the one session
     factory, retried within ``budget`` seconds on connection errors, 429 and 5xx;
     ``RemoteError`` when no 2xx/3xx came back. The URL is a secret: the error's message
     holds neither it nor its path."""
     client = HttpClient("monitoring ping", url, secrets=[url])
     policy = RetryPolicy(budget=budget, base_delay=0.5, max_delay=2.0)
-    deadline = clock() + budget
+    deadline = time.monotonic() + budget
     attempt, reason = 0, "no answer"
     try:
-        while attempt == 0 or deadline - clock() > 0.1:  # one attempt at least
+        while attempt == 0 or deadline - time.monotonic() > 0.1:  # one attempt at least
             attempt += 1
-            timeout = min(5.0, max(1.0 if attempt == 1 else 0.1, deadline - clock()))
+            timeout = min(5.0, max(1.0 if attempt == 1 else 0.1, deadline - time.monotonic()))
             try:
                 resp = client.session.get(url, timeout=(timeout, timeout),
                                           allow_redirects=False)
@@ -61,7 +58,7 @@ def ping(url: str, *, budget: float = PING_BUDGET,
                 if resp.status_code not in RETRY_STATUSES:
                     raise FatalRemoteError(reason, service="monitoring ping",
                                            status=resp.status_code)
-            sleep(max(0.0, min(policy.backoff(attempt), deadline - clock())))
+            time.sleep(max(0.0, min(policy.backoff(attempt), deadline - time.monotonic())))
     finally:
         client.close()
     noun = "attempt" if attempt == 1 else "attempts"

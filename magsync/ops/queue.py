@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from magsync.state import StateStore
-from magsync.util.timeutil import to_iso
+from magsync.util.timeutil import to_iso_seconds
 
 
 def list_queue(store: StateStore | None, *, dead: bool = False
@@ -13,7 +13,7 @@ def list_queue(store: StateStore | None, *, dead: bool = False
     if store is None:
         return headers, []
     rows = [[q.key, q.email or "", str(q.attempts), (q.last_error or "")[:120],
-             to_iso(q.queued_at)[:19] + "Z"]
+             to_iso_seconds(q.queued_at)]
             for q in store.queue_items(dead=dead, kind=None)]
     return headers, rows
 

@@ -8,17 +8,17 @@ sent are keyed on them). Only the binding is rewritten: every other row stays.
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from magsync.config import Config, iter_secrets
-from magsync.errors import StateError
+from magsync.config import Config
+from magsync.errors import MagsyncError, StateError
 from magsync.model import CheckResult
 from magsync.state import StateStore
 from magsync.state.binding import (
     KEY_ROLES,
     Binding,
-    KeyField,
     account_differences,
     accounts_of,
     key_id_differences,
@@ -57,7 +57,8 @@ class RebindPlan:
 def plan_rebind(cfg: Config) -> RebindPlan:
     """Check ``cfg`` against both APIs and compare its accounts with the state file's
     binding (read-only: nothing is written here)."""
-    from magsync.ops.check import remote_checks
+    from magsync.ops.check import check_client, remote_checks
+    from magsync.sync.runtime import resolve_key_fields
 
     path = cfg.state.path
     if not path.exists():
@@ -65,10 +66,15 @@ def plan_rebind(cfg: Config) -> RebindPlan:
                          hint="check state.path (or $MAGSYNC_STATE); the first writing run "
                               "binds a new state file by itself")
     old = read_state(path, read_binding)
-    checks = remote_checks(cfg)
-    if any(not c.ok for c in checks):
-        return RebindPlan(path, checks, old)
-    keys = _resolve_key_fields(cfg)
+    try:
+        emarsys = check_client(cfg)
+    except MagsyncError:  # a failed check, as `check` reports it
+        return RebindPlan(path, remote_checks(cfg), old)
+    with closing(emarsys):  # one login, and the key fields come from the field list checked
+        checks = remote_checks(cfg, emarsys)
+        if any(not c.ok for c in checks):
+            return RebindPlan(path, checks, old)
+        keys = resolve_key_fields(cfg, emarsys)
     new = replace(accounts_of(cfg), key_fields=tuple((r, keys[r]) for r in KEY_ROLES))
     if old is None:
         return RebindPlan(path, checks, old, new, (("accounts", "none", "this config's"),))
@@ -86,19 +92,6 @@ def plan_rebind(cfg: Config) -> RebindPlan:
     if not old.key_fields:
         changes.append(("key fields", "not recorded", "recorded"))
     return RebindPlan(path, checks, old, new, tuple(changes))
-
-
-def _resolve_key_fields(cfg: Config) -> dict[str, KeyField]:
-    from magsync.emarsys.client import EmarsysClient
-    from magsync.ops.check import CHECK_RETRY
-    from magsync.sync.runtime import resolve_key_fields
-
-    client = EmarsysClient.from_config(cfg.emarsys, secrets=iter_secrets(cfg),
-                                       retry=CHECK_RETRY)
-    try:
-        return resolve_key_fields(cfg, client)
-    finally:
-        client.close()
 
 
 def apply_rebind(store: StateStore, plan: RebindPlan) -> Binding:

@@ -8,14 +8,10 @@ from typing import Any
 
 from magsync.state import RunInfo, StateStore
 from magsync.state.binding import read_binding
+from magsync.state.deletions import NO_DELETIONS
 from magsync.state.lock import probe_lock
 from magsync.sync.readiness import exported_at
 from magsync.util.timeutil import to_iso, utcnow
-
-# People deleted in Magento (SPEC 7): found in all, erased, still marked (their Emarsys
-# contact remains) by mode and whether Emarsys confirmed it, and guests one read missed.
-NO_DELETIONS: dict[str, Any] = {"found": 0, "erased": 0, "marked": 0, "by_mode": {},
-                                "guest_suspects": 0}
 
 
 def collect_status(store: StateStore | None, path: Path) -> dict[str, Any]:

@@ -5,7 +5,6 @@ Used by ``magsync sandbox serve``, ``magsync demo``, the test suite and the benc
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -99,18 +98,13 @@ def create_private(path: Path, text: str, *, replace: bool) -> None:
     """Create ``path`` with mode 0600 whatever the umask (``O_EXCL``: never through a
     symlink or into a file another process created meanwhile). With ``replace`` an
     existing file (or symlink) is removed first; else ``FileExistsError``."""
+    # here, not at the top: the simulators themselves need nothing of magsync.state
+    from magsync.state.files import open_new_private, private_writer
+
     if replace and (path.is_symlink() or path.is_file()):
         path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
-                 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # the umask may have taken bits away, never added: be exact
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            fd = -1
-            f.write(text)
-    finally:
-        if fd >= 0:
-            os.close(fd)
+    with private_writer(open_new_private(path)) as f:
+        f.write(text)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -15,14 +15,15 @@ from magsync.util.interrupts import critical
 from magsync.util.redact import scrub
 
 TEXT_LIMIT = 500  # characters of a stored message (run, queue error, report)
+READ_CHUNK = 1000  # rows a keyset read takes at a time: memory stays flat however many
 
 
-def clean_text(text: str | None, limit: int = TEXT_LIMIT) -> str | None:
+def clean_text(text: str | None) -> str | None:
     """``text`` as the state file stores it: redacted first, then cut (a cut must not
     split a secret), so that no secret ever reaches the file or ``status``."""
     if text is None:
         return None
-    return scrub(text)[:limit]
+    return scrub(text)[:TEXT_LIMIT]
 
 
 class Tables:
@@ -83,6 +84,14 @@ class Tables:
         with self._lock:
             cur = self._conn.execute(sql, args)
             return list(cur.fetchall())
+
+    def _query_in(self, sql: str, values: Sequence[Any], head: Sequence[Any] = ()
+                  ) -> Iterator[sqlite3.Row]:
+        """The rows of ``sql``, whose ``{marks}`` is an ``IN`` list, for ``values`` 500 at
+        a time (``in_list``'s longest list); ``head`` holds the arguments before it."""
+        for start in range(0, len(values), 500):
+            marks, args = in_list(list(values[start:start + 500]))
+            yield from self._query(sql.format(marks=marks), [*head, *args])
 
     def quick_check(self) -> list[str]:
         """SQLite's ``quick_check`` (reads the whole file): its findings, [] when intact."""

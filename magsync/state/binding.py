@@ -164,6 +164,12 @@ def key_ref_differences(stored: Binding, cfg: Config) -> list[tuple[str, str, st
     return out
 
 
+def binding_differences(stored: Binding, cfg: Config) -> list[tuple[str, str, str]]:
+    """Accounts and key fields ``cfg`` names otherwise than ``stored`` records (the key
+    fields as far as the config alone tells)."""
+    return account_differences(stored, accounts_of(cfg)) + key_ref_differences(stored, cfg)
+
+
 def key_id_differences(stored: Binding, resolved: dict[str, KeyField]
                        ) -> list[tuple[str, str, str]]:
     """Key fields whose resolved id is not the recorded one."""
@@ -208,10 +214,9 @@ def enforce_accounts(store: StateStore, cfg: Config, *, record: bool) -> Binding
     """Before any request: stop (exit 2) when ``cfg`` names other accounts or key fields
     than the state file records; bind an unbound file when ``record``."""
     stored = read_binding(store)
-    current = accounts_of(cfg)
     if stored is None:
-        return write_binding(store, current) if record else None
-    diffs = account_differences(stored, current) + key_ref_differences(stored, cfg)
+        return write_binding(store, accounts_of(cfg)) if record else None
+    diffs = binding_differences(stored, cfg)
     if diffs:
         raise mismatch_error(store.path, diffs)
     return stored

@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 from magsync.model import MAGENTO_OPTIN, ContactRecord, MirrorRow
-from magsync.state.base import Tables, in_list
+from magsync.state.base import READ_CHUNK, Tables
 from magsync.util import jsoncodec
 from magsync.util.timeutil import from_iso, to_iso, utcnow
 
@@ -20,24 +20,15 @@ class ContactTables(Tables):
     # -- contacts -----------------------------------------------------------------------
     def get_contacts(self, keys: Iterable[str]) -> dict[str, ContactRecord]:
         """Records for the given keys (missing keys are absent from the result)."""
-        out: dict[str, ContactRecord] = {}
-        key_list = list(dict.fromkeys(keys))
-        for i in range(0, len(key_list), 500):
-            chunk = key_list[i:i + 500]
-            marks, args = in_list(chunk)
-            for row in self._query(
-                    "SELECT key, customer_id, subscriber_id, email, emarsys_id, sent, lists "
-                    f"FROM contacts WHERE key IN ({marks})", args):
-                out[row[0]] = _contact(row)
-        return out
+        return {row[0]: _contact(row) for row in self._query_in(
+            _CONTACT_SELECT + " WHERE key IN ({marks})", list(dict.fromkeys(keys)))}
 
     def get_contact(self, key: str) -> ContactRecord | None:
         return self.get_contacts([key]).get(key)
 
     def find_contact_by_subscriber(self, subscriber_id: int) -> ContactRecord | None:
-        rows = self._query(
-            "SELECT key, customer_id, subscriber_id, email, emarsys_id, sent, lists "
-            "FROM contacts WHERE subscriber_id = ? ORDER BY key LIMIT 1", (subscriber_id,))
+        rows = self._query(_CONTACT_SELECT + " WHERE subscriber_id = ? ORDER BY key LIMIT 1",
+                           (subscriber_id,))
         return _contact(rows[0]) if rows else None
 
     def save_contacts(self, records: Iterable[ContactRecord]) -> None:
@@ -88,9 +79,7 @@ class ContactTables(Tables):
             if c.execute("SELECT 1 FROM subscribers WHERE seen_at = ? LIMIT 1",
                          (stamp,)).fetchone():
                 c.execute("DELETE FROM subscribers")  # a repeated stamp tells rows apart no more
-            c.executemany("INSERT OR REPLACE INTO subscribers (subscriber_id, customer_id, "
-                          "email, status, website_id, store_id, seen_at) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?)", data())
+            c.executemany(_MIRROR_PUT, data())
             self.set_meta("mirror_read_at", stamp)
             self.set_meta(_GENERATION, str(self.mirror_generation() + 1))
             # the rows this read no longer holds are still there, with an older stamp
@@ -123,11 +112,8 @@ class ContactTables(Tables):
         """Update single mirror rows (after pull-optin wrote them into Magento)."""
         stamp = to_iso(utcnow())
         with self.atomic() as c:
-            c.executemany("INSERT OR REPLACE INTO subscribers (subscriber_id, customer_id, "
-                          "email, status, website_id, store_id, seen_at) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                          [(r.subscriber_id, r.customer_id, r.email, r.status, r.website_id,
-                            r.store_id, stamp) for r in rows])
+            c.executemany(_MIRROR_PUT, [(r.subscriber_id, r.customer_id, r.email, r.status,
+                                         r.website_id, r.store_id, stamp) for r in rows])
 
     def mirror_read_at(self) -> datetime | None:
         value = self.get_meta("mirror_read_at")
@@ -136,38 +122,29 @@ class ContactTables(Tables):
     def mirror_for_customers(self, customer_ids: Iterable[int]) -> dict[int, list[MirrorRow]]:
         """Subscriber rows per customer id."""
         out: dict[int, list[MirrorRow]] = {}
-        ids = list(dict.fromkeys(customer_ids))
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            marks, args = in_list(chunk)
-            for row in self._query(_MIRROR_SELECT + f" WHERE customer_id IN ({marks})", args):
-                out.setdefault(row[1], []).append(_mirror(row))
+        for row in self._query_in(_MIRROR_SELECT + " WHERE customer_id IN ({marks})",
+                                  list(dict.fromkeys(customer_ids))):
+            out.setdefault(row[1], []).append(_mirror(row))
         return out
 
-    def mirror_rows(self, *, guests_only: bool = False, after: int = 0, chunk: int = 1000
+    def mirror_rows(self, *, guests_only: bool = False, after: int = 0
                     ) -> Iterator[MirrorRow]:
         """Mirror rows in subscriber id order, read a chunk at a time (flat memory)."""
         where = " AND customer_id = 0" if guests_only else ""
         while True:
             rows = self._query(_MIRROR_SELECT + f" WHERE subscriber_id > ?{where} "
-                               "ORDER BY subscriber_id LIMIT ?", (after, chunk))
+                               "ORDER BY subscriber_id LIMIT ?", (after, READ_CHUNK))
             for row in rows:
                 yield _mirror(row)
-            if len(rows) < chunk:
+            if len(rows) < READ_CHUNK:
                 return
             after = int(rows[-1][0])
 
     def mirror_guest_emails(self, emails: Iterable[str]) -> set[str]:
         """The given emails (lower-cased) that belong to a guest subscriber."""
-        wanted = list({e.lower() for e in emails if e})
-        found: set[str] = set()
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i:i + 500]
-            marks, args = in_list(chunk)
-            found.update(r[0].lower() for r in self._query(
-                "SELECT email FROM subscribers WHERE customer_id = 0 AND email COLLATE NOCASE "
-                f"IN ({marks})", args))
-        return found
+        return {r[0].lower() for r in self._query_in(
+            "SELECT email FROM subscribers WHERE customer_id = 0 AND email COLLATE NOCASE "
+            "IN ({marks})", list({e.lower() for e in emails if e}))}
 
     def mirror_get(self, subscriber_id: int) -> MirrorRow | None:
         rows = self._query(_MIRROR_SELECT + " WHERE subscriber_id = ?", (subscriber_id,))
@@ -195,6 +172,10 @@ def lists_of(stored: str) -> frozenset[str]:
 _GENERATION, _DIFFED = "mirror_generation", "mirror_diffed"
 _MIRROR_SELECT = ("SELECT subscriber_id, customer_id, email, status, website_id, store_id "
                   "FROM subscribers")
+_MIRROR_PUT = ("INSERT OR REPLACE INTO subscribers (subscriber_id, customer_id, email, status, "
+               "website_id, store_id, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+_CONTACT_SELECT = ("SELECT key, customer_id, subscriber_id, email, emarsys_id, sent, lists "
+                   "FROM contacts")
 
 
 def _mirror(row: Sequence[Any]) -> MirrorRow:

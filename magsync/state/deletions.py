@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from magsync.model import EMAIL
-from magsync.state.base import Tables, in_list
+from magsync.state.base import READ_CHUNK, Tables
 from magsync.util import jsoncodec
 from magsync.util.logs import get_logger
 from magsync.util.timeutil import to_iso, utcnow
@@ -27,6 +27,10 @@ MODE_RANK = {"keep": 0, "unsubscribe": 1, "delete": 2}
 _RANK_SQL = "CASE mode WHEN 'keep' THEN 0 WHEN 'unsubscribe' THEN 1 ELSE 2 END"
 CONFIRMING_READS = 2  # complete subscriber reads that must miss a guest (SPEC 7)
 CHECKPOINT_WAIT = 5.0  # seconds a WAL checkpoint may wait for readers to finish
+# ``deletion_counts`` of a file without deletions (or not migrated to their tables yet),
+# and ``status`` of a missing file
+NO_DELETIONS: dict[str, Any] = {"found": 0, "erased": 0, "marked": 0, "by_mode": {},
+                                "guest_suspects": 0}
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,7 @@ class DeletionTables(Tables):
     """The ``deletions`` and ``deletion_suspects`` tables, and erasure."""
 
     # -- the customers magsync sent, in ascending id order ----------------------------------
-    def iter_sent_customers(self, *, with_optin: bool = False, chunk: int = 1000
-                            ) -> Iterator[SentCustomer]:
+    def iter_sent_customers(self, *, with_optin: bool = False) -> Iterator[SentCustomer]:
         """Every ``c:`` contact's customer id in ascending numeric order, a chunk at a
         time by keyset (memory stays flat however many there are)."""
         optin = "json_extract(c.sent, '$._m31')" if with_optin else "NULL"
@@ -61,10 +64,10 @@ class DeletionTables(Tables):
                 f"SELECT c.customer_id, d.mode, {optin} FROM contacts c "
                 "LEFT JOIN deletions d ON d.key = c.key WHERE c.customer_id > ? "
                 "AND substr(c.key, 1, 2) = 'c:' ORDER BY c.customer_id LIMIT ?",
-                (after, chunk))
+                (after, READ_CHUNK))
             for row in rows:
                 yield SentCustomer(int(row[0]), row[1], row[2])
-            if len(rows) < chunk:
+            if len(rows) < READ_CHUNK:
                 return
             after = int(rows[-1][0])
 
@@ -157,15 +160,10 @@ class DeletionTables(Tables):
             c.executemany("DELETE FROM deletions WHERE key = ?", [(k,) for k in keys])
 
     def marks(self, keys: Iterable[str]) -> dict[str, DeletionMark]:
-        out: dict[str, DeletionMark] = {}
-        wanted = list(dict.fromkeys(keys))
-        for i in range(0, len(wanted), 500):
-            marks, args = in_list(wanted[i:i + 500])
-            for key, mode, applied in self._query(
-                    f"SELECT key, mode, applied_at FROM deletions WHERE key IN ({marks})",
-                    args):
-                out[key] = DeletionMark(key, mode, applied is not None)
-        return out
+        return {key: DeletionMark(key, mode, applied is not None)
+                for key, mode, applied in self._query_in(
+                    "SELECT key, mode, applied_at FROM deletions WHERE key IN ({marks})",
+                    list(dict.fromkeys(keys)))}
 
     def pending_marks(self) -> list[DeletionMark]:
         """Marks whose mode Emarsys has not confirmed yet (retried by every run)."""
@@ -187,7 +185,7 @@ class DeletionTables(Tables):
         by_mode: dict[str, dict[str, int]] = {}
         if not self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
                            "name = 'deletion_suspects'"):
-            return {"found": 0, "erased": 0, "marked": 0, "by_mode": {}, "guest_suspects": 0}
+            return {**NO_DELETIONS, "by_mode": {}}  # a by_mode of its own, as below
         for mode, applied, n in self._query(
                 "SELECT mode, applied_at IS NOT NULL, COUNT(*) FROM deletions "
                 "GROUP BY mode, applied_at IS NOT NULL"):
@@ -219,8 +217,6 @@ class DeletionTables(Tables):
             return 0
         removed = 0
         traces: set[str] = set()
-        with self._lock:  # on for every connection already: freed rows are zeroed
-            self._conn.execute("PRAGMA secure_delete=ON")
         with self.atomic() as c:
             for key in wanted:
                 removed += self._erase_one(c, key, traces)

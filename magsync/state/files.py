@@ -14,11 +14,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from magsync.errors import StateError
 
 PRIVATE_UMASK = 0o077
 COMPANIONS = ("-wal", "-shm", ".lock")  # what SQLite and the run lock put beside the file
+# O_EXCL and O_NOFOLLOW: never into a file that exists, nor through a symbolic link (a
+# shared directory could point it anywhere); O_CLOEXEC: no child process inherits it
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _umask_lock = threading.Lock()
 
 
@@ -52,12 +56,25 @@ def ensure_private_dir(directory: Path) -> None:
                               "its parent directory") from None
 
 
+def open_new_private(path: Path) -> int:
+    """A descriptor of the file ``path`` created now (0600, less what the umask takes
+    away); ``FileExistsError`` when it exists or is a symbolic link."""
+    return os.open(path, _NEW_FILE, 0o600)
+
+
+@contextmanager
+def private_writer(fd: int) -> Iterator[TextIO]:
+    """The new file ``fd`` (``open_new_private``) to write text into, closed after."""
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(fd, 0o600)  # the umask may have taken bits away, never added: be exact
+        yield f
+
+
 def create_private_file(path: Path) -> bool:
     """Create an empty file (0600) unless it exists; True when this call created it."""
     try:
         with private_umask():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o600)
+            fd = open_new_private(path)
     except FileExistsError:
         return False
     except OSError as exc:

@@ -93,10 +93,7 @@ class StateLock:
 
     @staticmethod
     def _describe_holder(fd: int) -> str:
-        try:
-            info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        except (OSError, ValueError):
-            info = {}
+        info = _read_holder(fd)
         if not info:
             return "holder unknown"
         what = f" ({info['command']})" if info.get("command") else ""
@@ -125,12 +122,17 @@ def probe_lock(state_path: str | Path) -> dict[str, Any] | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            try:
-                info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-            except (OSError, ValueError):
-                info = {}
+            info = _read_holder(fd)
             return info if isinstance(info, dict) else {}
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
         os.close(fd)
+
+
+def _read_holder(fd: int) -> Any:
+    """The JSON the holder wrote into the lock file ({} when none can be read)."""
+    try:
+        return json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        return {}

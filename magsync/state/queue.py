@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from magsync.state.base import Tables, clean_text, in_list
+from magsync.state.base import Tables, clean_text
 from magsync.util.timeutil import from_iso, to_iso, utcnow
 
 
@@ -65,15 +65,9 @@ class QueueTables(Tables):
     def queue_attempted_at(self, keys: Iterable[str], kind: str = "sync"
                            ) -> dict[str, datetime]:
         """When each of these keys that is queued (live or dead) was last attempted."""
-        wanted = list(keys)
-        out: dict[str, datetime] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            marks, args = in_list(chunk)
-            for key, at in self._query(f"SELECT key, updated_at FROM queue WHERE kind = ? "
-                                       f"AND key IN ({marks})", [kind, *args]):
-                out[key] = from_iso(at)
-        return out
+        return {key: from_iso(at) for key, at in self._query_in(
+            "SELECT key, updated_at FROM queue WHERE kind = ? AND key IN ({marks})",
+            list(keys), (kind,))}
 
     def revive_dead(self, kind: str = "sync") -> int:
         with self.atomic() as c:

@@ -169,16 +169,12 @@ class StateStore(ContactTables, QueueTables, DeletionTables, ListTables):
                        clean_text(message), run_id))
 
     def last_runs(self) -> dict[str, RunInfo]:
-        rows = self._query(
-            "SELECT id, command, started_at, ended_at, outcome, exit_code, counts, message, "
-            "pid FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY command) "
-            "ORDER BY command")
+        rows = self._query(_RUN_SELECT + " WHERE id IN (SELECT MAX(id) FROM runs GROUP BY "
+                           "command) ORDER BY command")
         return {r[1]: _run_info(r) for r in rows}
 
     def recent_runs(self, limit: int = 20) -> list[RunInfo]:
-        rows = self._query(
-            "SELECT id, command, started_at, ended_at, outcome, exit_code, counts, message, "
-            "pid FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+        rows = self._query(_RUN_SELECT + " ORDER BY id DESC LIMIT ?", (limit,))
         return [_run_info(r) for r in rows]
 
     def last_success(self, command: str) -> datetime | None:
@@ -192,10 +188,8 @@ class StateStore(ContactTables, QueueTables, DeletionTables, ListTables):
     def runs_since(self, when: datetime) -> list[RunInfo]:
         """The runs that ended after ``when`` or have no end (running or killed), oldest
         first: what held the lock since then."""
-        rows = self._query(
-            "SELECT id, command, started_at, ended_at, outcome, exit_code, counts, message, "
-            "pid FROM runs WHERE ended_at IS NULL OR ended_at > ? ORDER BY id",
-            (to_iso(when),))
+        rows = self._query(_RUN_SELECT + " WHERE ended_at IS NULL OR ended_at > ? ORDER BY id",
+                           (to_iso(when),))
         return [_run_info(r) for r in rows]
 
     # -- watermarks and checkpoints -----------------------------------------------------
@@ -228,6 +222,10 @@ class StateStore(ContactTables, QueueTables, DeletionTables, ListTables):
     def clear_checkpoint(self, name: str) -> None:
         with self.atomic() as c:
             c.execute("DELETE FROM checkpoints WHERE name = ?", (name,))
+
+
+_RUN_SELECT = ("SELECT id, command, started_at, ended_at, outcome, exit_code, counts, message, "
+               "pid FROM runs")  # the columns _run_info reads
 
 
 def _run_info(row: Sequence[Any]) -> RunInfo:

@@ -70,6 +70,11 @@ def to_iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def to_iso_seconds(dt: datetime) -> str:
+    """``to_iso`` to the second, for people to read (``2024-05-01T12:00:00Z``)."""
+    return to_iso(dt)[:19] + "Z"
+
+
 def from_iso(text: str) -> datetime:
     """Parse what ``to_iso`` wrote (or any ISO 8601 string with a zone)."""
     try:  # the stdlib reads what to_iso writes (its "Z" spelled as an offset for 3.10)
