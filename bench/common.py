@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -401,6 +402,27 @@ def compile_magsync() -> None:
     import magsync
 
     compileall.compile_dir(str(Path(magsync.__file__).parent), quiet=1)
+
+
+def run_json(argv: list[str]) -> Any:
+    """Run a benchmark (or the floor) that prints JSON and parse what it printed."""
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise BenchError(f"{' '.join(argv[1:3])} exited {done.returncode}: "
+                         f"{done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def spread(values: list[float], digits: int | None = 3) -> dict[str, float]:
+    """min / median / max of the runs (rounded to ``digits``, None: as they are)."""
+    out = {"min": min(values), "median": statistics.median(values), "max": max(values)}
+    return out if digits is None else {k: round(v, digits) for k, v in out.items()}
+
+
+def bench_main(script: str, args: argparse.Namespace, run_benchmark: Any,
+               render: Any) -> int:
+    """A benchmark's ``main``: run it in a temporary directory and print its figures."""
+    return run_main(script, args.json, lambda workdir: run_benchmark(args, workdir), render)
 
 
 def run_main(script: str, as_json: bool, run: Any, render: Any) -> int:

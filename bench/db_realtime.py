@@ -31,8 +31,8 @@ from common import (  # noqa: E402
     BenchError,
     ChildResult,
     Sandboxes,
+    bench_main,
     magsync_json,
-    run_main,
     run_measured,
     tune_config,
 )
@@ -201,9 +201,7 @@ def render(f: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    return run_main("bench/db_realtime.py", args.json,
-                    lambda workdir: run_benchmark(args, workdir), render)
+    return bench_main("bench/db_realtime.py", parse_args(argv), run_benchmark, render)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,11 @@ from common import (
     ChildResult,
     Sandboxes,
     add_shop_arguments,
+    bench_main,
     latency_timeline,
     magsync_json,
     measurements,
     render_measurements,
-    run_main,
     run_measured,
     tune_config,
 )
@@ -115,9 +115,7 @@ def render_text(f: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures; exit 1 when it could not run."""
-    args = parse_args(argv)
-    return run_main("bench/export.py", args.json,
-                    lambda workdir: run_benchmark(args, workdir), render_text)
+    return bench_main("bench/export.py", parse_args(argv), run_benchmark, render_text)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-from common import BenchError
+from common import BenchError, run_json, spread
 
 HERE = Path(__file__).resolve().parent
 # shared/ lies beside the repository (or beside a folder of worktrees)
@@ -34,13 +31,6 @@ def find_floor(given: str | None) -> Path:
     raise BenchError("floor.py not found (pass --floor PATH)")
 
 
-def run_json(argv: list[str]) -> Any:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        raise BenchError(f"{' '.join(argv[1:3])} exited {done.returncode}: "
-                         f"{done.stderr.strip()[-2000:]}")
-    return json.loads(done.stdout)
-
 
 def one_round(floor: Path, customers: int) -> dict[str, float]:
     f = run_json([sys.executable, str(floor), "--customers", str(customers), "--repeat", "1",
@@ -53,9 +43,6 @@ def one_round(floor: Path, customers: int) -> dict[str, float]:
             "peak_rss_mb": e["peak_rss_mb"], "wall_seconds": e["wall_seconds"],
             "magsync_cpu_seconds": e["magsync_cpu_seconds"]}
 
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench/floor_ratio.py: {exc}", file=sys.stderr)
         return 1
-    summary = {k: spread([r[k] for r in rounds]) for k in rounds[0]}
+    summary = {k: spread([r[k] for r in rounds], digits=None) for k in rounds[0]}
     if args.json:
         print(json.dumps({"customers": args.customers, "rounds": rounds,
                           "summary": summary}, indent=2))

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from common import Sandboxes, run_main, tune_config
+from common import Sandboxes, bench_main, tune_config
 
 from magsync.config import load_config
 from magsync.emarsys.client import EmarsysClient
@@ -181,9 +181,7 @@ def render_text(f: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    return run_main("bench/http_cost.py", args.json,
-                    lambda workdir: run_benchmark(args, workdir), render_text)
+    return bench_main("bench/http_cost.py", parse_args(argv), run_benchmark, render_text)
 
 
 if __name__ == "__main__":

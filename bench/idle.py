@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -33,9 +32,10 @@ from common import (
     BenchError,
     ChildResult,
     Sandboxes,
+    bench_main,
     route_delta,
-    run_main,
     run_measured,
+    spread,
     tune_config,
 )
 from export import MAX_REQUESTS_PER_MINUTE
@@ -97,12 +97,6 @@ def measure_floor(runs: int) -> dict[str, dict[str, float]]:
     bare = [child_cpu([sys.executable, "-c", "pass"]) for _ in range(runs)]
     libs = [child_cpu([sys.executable, "-c", FLOOR_IMPORTS]) for _ in range(runs)]
     return {"python_seconds": spread(bare), "libraries_seconds": spread(libs)}
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    """min / median / max of the runs."""
-    return {"min": round(min(values), 3), "median": round(statistics.median(values), 3),
-            "max": round(max(values), 3)}
 
 
 def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -167,9 +161,7 @@ def render_text(f: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures; exit 1 when it could not run."""
-    args = parse_args(argv)
-    return run_main("bench/idle.py", args.json,
-                    lambda workdir: run_benchmark(args, workdir), render_text)
+    return bench_main("bench/idle.py", parse_args(argv), run_benchmark, render_text)
 
 
 if __name__ == "__main__":

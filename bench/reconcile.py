@@ -31,10 +31,10 @@ from common import (
     ChildResult,
     Sandboxes,
     add_shop_arguments,
+    bench_main,
     magsync_json,
     measurements,
     render_measurements,
-    run_main,
     run_measured,
     tune_config,
 )
@@ -156,9 +156,7 @@ def render_text(f: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures; exit 1 when it could not run."""
-    args = parse_args(argv)
-    return run_main("bench/reconcile.py", args.json,
-                    lambda workdir: run_benchmark(args, workdir), render_text)
+    return bench_main("bench/reconcile.py", parse_args(argv), run_benchmark, render_text)
 
 
 if __name__ == "__main__":

@@ -20,33 +20,22 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from common import BenchError
+from common import BenchError, run_json, spread
 
 HERE = Path(__file__).resolve().parent
 
 
 def export(customers: int) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, str(HERE / "export.py"), "--customers",
-                           str(customers), "--json"], capture_output=True, text=True,
-                          timeout=3600)
-    if done.returncode != 0:
-        raise BenchError(f"export.py --customers {customers} exited {done.returncode}: "
-                         f"{done.stderr.strip()[-2000:]}")
-    return json.loads(done.stdout)
+    return run_json([sys.executable, str(HERE / "export.py"), "--customers", str(customers),
+                     "--json"])
 
 
 def per_contact(run: dict[str, Any], startup: float) -> float:
     return (run["magsync_cpu_seconds"] - startup) * 1e6 / max(1, run["contacts_sent"])
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"min": round(min(values), 3), "median": round(statistics.median(values), 3),
-            "max": round(max(values), 3)}
 
 
 def main(argv: list[str] | None = None) -> int:
