@@ -286,6 +286,15 @@ def run_measured(argv: list[str]) -> ChildResult:
                            started_at, ended_at, usage.ru_stime)
 
 
+def run_magsync(config: Path, command: str, ok: tuple[int, ...] = (0,)) -> ChildResult:
+    """``magsync -q COMMAND`` as a measured child; ``BenchError`` on another exit code."""
+    child = run_measured([sys.executable, "-m", "magsync", "--config", str(config), "-q",
+                          command])
+    if child.exit_code not in ok:
+        raise BenchError(f"{command} exited {child.exit_code}: {child.stderr.strip()}")
+    return child
+
+
 def magsync_json(config: Path, *args: str) -> Any:
     """Run a magsync command that prints JSON (e.g. ``status --json``) and parse it."""
     result = subprocess.run([sys.executable, "-m", "magsync", "--config", str(config), *args],

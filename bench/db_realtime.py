@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from common import (  # noqa: E402
     Sandboxes,
     bench_main,
     magsync_json,
-    run_measured,
+    run_magsync,
     tune_config,
 )
 
@@ -132,26 +131,12 @@ def _config(workdir: Path, server: MariaDB) -> Path:
     return config
 
 
+
 def _run(config: Path, command: str) -> tuple[ChildResult, float]:
-    """``magsync COMMAND`` as a measured child; with its own peak RSS in MB (VmHWM, which
-    it prints at exit: wait4's ru_maxrss would keep this parent's, which holds the rows)."""
-    child = run_measured([sys.executable, "-c", _WITH_PEAK_RSS, "--config", str(config),
-                          "-q", command])
-    if child.exit_code not in (0, 1):  # 1: some contacts were rejected and queued
-        raise BenchError(f"{command} exited {child.exit_code}: {child.stderr.strip()}")
-    found = re.search(r"^VmHWM (\d+)$", child.stderr, re.MULTILINE)
-    return child, round(int(found.group(1)) / 1024, 1) if found else 0.0
-
-
-_WITH_PEAK_RSS = """
-import atexit, re, runpy, sys
-def peak():
-    status = open("/proc/self/status").read()
-    print("VmHWM", re.search(r"VmHWM:\\s+(\\d+)", status).group(1), file=sys.stderr)
-atexit.register(peak)
-sys.argv[0] = "magsync"
-runpy.run_module("magsync", run_name="__main__", alter_sys=True)
-"""
+    """``magsync COMMAND`` as a measured child (1: some contacts were rejected and queued),
+    with its own peak RSS in MB."""
+    child = run_magsync(config, command, ok=(0, 1))
+    return child, round(child.peak_rss_kb / 1024, 1)
 
 
 def flip_statuses(server: MariaDB, sandbox: Sandboxes, rows: list[Subscriber], n: int,

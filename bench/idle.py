@@ -34,6 +34,7 @@ from common import (
     Sandboxes,
     bench_main,
     route_delta,
+    run_magsync,
     run_measured,
     spread,
     tune_config,
@@ -107,19 +108,12 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                    one_process=args.one_sandbox_process) as sandbox:
         tune_config(workdir / "sandbox.yaml", config, workdir / "state.db",
                     config_overrides())
-        export = run_export(config)
+        export = run_magsync(config, "export-initial")
         runs = [measure_run(sandbox, config) for _ in range(args.runs)]
     figures = build_figures(args, runs, export)
     figures["floor"] = measure_floor(args.runs)
     return figures
 
-
-def run_export(config: Path) -> ChildResult:
-    child = run_measured([sys.executable, "-m", "magsync", "--config", str(config), "-q",
-                          "export-initial"])
-    if child.exit_code != 0:
-        raise BenchError(f"export-initial exited {child.exit_code}: {child.stderr.strip()}")
-    return child
 
 
 def build_figures(args: argparse.Namespace, runs: list[dict[str, Any]],

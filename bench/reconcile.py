@@ -35,6 +35,7 @@ from common import (
     magsync_json,
     measurements,
     render_measurements,
+    run_magsync,
     run_measured,
     tune_config,
 )
@@ -93,11 +94,7 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                    one_process=args.one_sandbox_process) as sandbox:
         cfg = tune_config(workdir / "sandbox.yaml", config, workdir / "state.db",
                           config_overrides(args))
-        export = run_measured([sys.executable, "-m", "magsync", "--config", str(config),
-                               "-q", "export-initial"])
-        if export.exit_code != 0:
-            raise BenchError(f"export-initial exited {export.exit_code}: "
-                             f"{export.stderr.strip()}")
+        export = run_magsync(config, "export-initial")
         deleted = delete_customers(sandbox, args)
         for side in SIDES:
             sandbox.control(side, "POST", "faults", {"latency_ms": args.latency})

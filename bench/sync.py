@@ -37,6 +37,7 @@ from common import (
     magsync_json,
     measurements,
     render_measurements,
+    run_magsync,
     run_measured,
     tune_config,
 )
@@ -135,14 +136,6 @@ def set_latency(sandbox: Sandboxes, latency_ms: float) -> None:
         sandbox.control(side, "POST", "faults", {"latency_ms": latency_ms})
 
 
-def run_export(config: Path) -> ChildResult:
-    """``export-initial``, the starting point; its figures are reported apart."""
-    child = run_measured([sys.executable, "-m", "magsync", "--config", str(config), "-q",
-                          "export-initial"])
-    if child.exit_code != 0:
-        raise BenchError(f"export-initial exited {child.exit_code}: {child.stderr.strip()}")
-    return child
-
 
 def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Start the sandbox, export, change the shop, run sync-realtime once, collect."""
@@ -153,7 +146,7 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                    one_process=args.one_sandbox_process) as sandbox:
         cfg = tune_config(workdir / "sandbox.yaml", config, workdir / "state.db",
                           config_overrides(args))
-        export = run_export(config)
+        export = run_magsync(config, "export-initial")
         changes = make_changes(sandbox, args)
         time.sleep(SETTLE_SECONDS)
         set_latency(sandbox, args.latency)
